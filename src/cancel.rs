@@ -1,0 +1,125 @@
+//! Stopping a run: Ctrl-C, SIGTERM and `--timeout` all set one flag that the script engine checks
+//! between operations and that every long host call waits on, so a runbook stops within a second
+//! whether it is computing in a `loop {}` or blocked in `sleep(600000)`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+
+/// Why a run was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Interrupted,
+    TimedOut,
+}
+
+impl StopReason {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            StopReason::Interrupted => crate::error::exit::INTERRUPTED,
+            StopReason::TimedOut => crate::error::exit::TIMED_OUT,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Interrupted => "interrupted (Ctrl-C or SIGTERM)",
+            StopReason::TimedOut => "stopped by --timeout",
+        }
+    }
+}
+
+/// The cancellation flag shared by the engine, every host call and the signal handler.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    /// 0: running; 1: interrupted; 2: timed out.
+    state: AtomicU8,
+    /// Signals received since the last reset; the second one exits at once.
+    signals: AtomicUsize,
+    notify: Notify,
+}
+
+impl Cancel {
+    pub fn stop(&self, reason: StopReason) {
+        let code = match reason {
+            StopReason::Interrupted => 1,
+            StopReason::TimedOut => 2,
+        };
+        let _ = self
+            .state
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        match self.state.load(Ordering::Relaxed) {
+            0 => None,
+            1 => Some(StopReason::Interrupted),
+            _ => Some(StopReason::TimedOut),
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != 0
+    }
+
+    /// Clears the flag so the next call can run (the REPL, after Ctrl-C stopped one call).
+    pub fn reset(&self) {
+        self.state.store(0, Ordering::SeqCst);
+        self.signals.store(0, Ordering::SeqCst);
+    }
+
+    /// Resolves once the run is stopped.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Installs the Ctrl-C / SIGTERM handler on `runtime`: the first signal stops the run, a
+    /// second one exits the process at once with 130.
+    pub fn handle_signals(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+        let cancel = Arc::clone(self);
+        runtime.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut interrupt), Ok(mut terminate)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                if cancel.signals.fetch_add(1, Ordering::SeqCst) >= 1 {
+                    eprintln!("interrupted again: exiting now");
+                    std::process::exit(crate::error::exit::INTERRUPTED);
+                }
+                cancel.stop(StopReason::Interrupted);
+            }
+        });
+    }
+
+    /// Stops the run with [`StopReason::TimedOut`] after `limit`.
+    pub fn stop_after(self: &Arc<Self>, runtime: &tokio::runtime::Handle, limit: Duration) {
+        let cancel = Arc::clone(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(limit).await;
+            cancel.stop(StopReason::TimedOut);
+        });
+    }
+}

@@ -1,0 +1,170 @@
+//! One function per subcommand. Each returns the exit code on success or a [`Failure`] that
+//! carries its own; none of them exits the process.
+
+use std::{io::Write, sync::Arc};
+
+use clap::CommandFactory;
+use rhai::Scope;
+
+use crate::{
+    catalog::{Catalog, Origin, Script},
+    cli::{Cli, Command},
+    context::Context,
+    engine::ScriptEngine,
+    error::{Failure, exit},
+    runbook::{Header, Runbook},
+};
+
+pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32, Failure> {
+    let Some(command) = command else {
+        let _ = Cli::command().print_help();
+        return Ok(exit::USAGE);
+    };
+    if let Some(path) = &context.settings.env_file {
+        context
+            .load_env_file(path)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
+    match command {
+        Command::Run { name, args } => run(context, &name, &args),
+        Command::External(words) => run(context, &words[0], &words[1..]),
+        Command::List => list(context),
+        Command::Show { name, module } => show(context, &name, module),
+        Command::Check { targets } => check(context, &targets),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cutover",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+        Command::Repl | Command::History { .. } | Command::Docs { .. } => Err(Failure::Usage(
+            "this subcommand is not available yet in this build".to_string(),
+        )),
+    }
+}
+
+/// `cutover run NAME ARGS...`
+pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, Failure> {
+    let engine = ScriptEngine::new(Arc::clone(context));
+    let script = engine
+        .runbooks
+        .find(name)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let runbook = Runbook::compile(&engine, script)
+        .map_err(|d| Failure::Compile(engine.redact(&d.render(&engine.sources))))?;
+    if matches!(args, [flag] if flag == "--help" || flag == "-h") {
+        print!("{}", runbook.help());
+        return Ok(exit::OK);
+    }
+    runbook
+        .check_arity(args.len())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+
+    context.cancel.handle_signals(context.runtime());
+    if let Some(limit) = context.settings.timeout {
+        context.cancel.stop_after(context.runtime(), limit);
+    }
+    let mut scope = Scope::new();
+    match runbook.run(&engine, &mut scope, args) {
+        Ok(_) => Ok(exit::OK),
+        Err(error) => {
+            let rendered = engine.render(&runbook.script.display, &error);
+            match context.cancel.reason() {
+                Some(reason) => Err(Failure::Stopped {
+                    message: rendered,
+                    code: reason.exit_code(),
+                }),
+                None => Err(Failure::Runtime(rendered)),
+            }
+        }
+    }
+}
+
+/// `cutover list`
+fn list(context: &Arc<Context>) -> Result<i32, Failure> {
+    let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
+    let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
+    let rows: Vec<(&str, Header, String)> = scripts
+        .iter()
+        .map(|s| (s.name.as_str(), Header::parse(&s.text), origin(s)))
+        .collect();
+    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let summary_width = rows
+        .iter()
+        .map(|r| r.1.summary().chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for (name, header, origin) in &rows {
+        let _ = writeln!(
+            out,
+            "{name:name_width$}  {:summary_width$}  [{origin}]",
+            header.summary()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn origin(script: &Script) -> String {
+    match &script.origin {
+        Origin::Embedded => "embedded".to_string(),
+        Origin::Disk(path) => path.display().to_string(),
+    }
+}
+
+/// `cutover show NAME`
+fn show(context: &Arc<Context>, name: &str, stdlib: bool) -> Result<i32, Failure> {
+    let catalog = if stdlib {
+        Catalog::stdlib(context.settings.stdlib_dirs.clone())
+    } else {
+        Catalog::runbooks(context.settings.runbook_dirs.clone())
+    };
+    let script = catalog
+        .find(name)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    print!("{}", script.text);
+    Ok(exit::OK)
+}
+
+/// `cutover check [NAME|PATH]...`: compiles the named runbooks (or all runbooks) and every stdlib
+/// module, reporting every error before exiting 2 if there was any.
+fn check(context: &Arc<Context>, targets: &[String]) -> Result<i32, Failure> {
+    let engine = ScriptEngine::new(Arc::clone(context));
+    let mut scripts = Vec::new();
+    let mut problems = Vec::new();
+    if targets.is_empty() {
+        scripts.extend(
+            engine
+                .runbooks
+                .list()
+                .map_err(|e| Failure::Other(e.into()))?,
+        );
+    } else {
+        for target in targets {
+            match engine.runbooks.find(target) {
+                Ok(script) => scripts.push(script),
+                Err(error) => problems.push(format!("error: {error}\n")),
+            }
+        }
+    }
+    scripts.extend(engine.stdlib.list().map_err(|e| Failure::Other(e.into()))?);
+    for script in &scripts {
+        if let Err(diagnostic) = engine.compile(script) {
+            problems.push(engine.redact(&diagnostic.render(&engine.sources)));
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("checked {} scripts: all compile", scripts.len());
+        return Ok(exit::OK);
+    }
+    let count = problems.len();
+    Err(Failure::Compile(format!(
+        "{}checked {} scripts: {count} error{}",
+        problems.concat(),
+        scripts.len(),
+        if count == 1 { "" } else { "s" }
+    )))
+}

@@ -1,0 +1,108 @@
+//! `env::*`: configuration from the process environment and `.env` files. The process
+//! environment wins over files, so `STAGING_TAG=v1.0.1 cutover deploy staging-only` overrides
+//! `.env.blue-green` as it did with the old scripts. Values of secret-looking names are registered
+//! for masking as they are loaded.
+
+use std::{path::Path, sync::Arc};
+
+use rhai::{Map, Module};
+
+use super::{fail, function};
+use crate::{context::Context, dotenv::EnvFile};
+
+impl Context {
+    /// `name` from the process environment, then from the loaded `.env` files.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.env_files.lock().unwrap().get(name).map(str::to_string))
+    }
+
+    /// Parses `path` and makes its variables visible to `env::get`.
+    pub fn load_env_file(&self, path: &Path) -> Result<EnvFile, crate::dotenv::DotenvError> {
+        let file = EnvFile::load(path)?;
+        for (name, value) in &file.vars {
+            self.secrets.add_if_secret_name(name, value);
+        }
+        self.env_files.lock().unwrap().merge(file.clone());
+        Ok(file)
+    }
+}
+
+/// True for the spellings of "yes" that `env::flag` accepts.
+pub fn is_truthy(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "y" | "on"
+    )
+}
+
+pub fn module(context: &Arc<Context>) -> Module {
+    let mut module = Module::new();
+    function!(&mut module,
+        /// The value of variable `name`: the process environment first, then the loaded `.env`
+        /// files. Fails if it is set nowhere; pass a default to make it optional.
+        ///
+        /// ```rhai
+        /// let tag = env::get("GREEN_TAG");
+        /// ```
+        fn get[context](call, name: &str) -> String {
+            context.env_var(name).ok_or_else(|| {
+                let files = context.settings.env_file.as_ref().map(|f| format!(" and {}", f.display()));
+                fail(format!(
+                    "variable {name} is not set (looked in the environment{}); \
+                     set it or call env::get({name:?}, default)",
+                    files.unwrap_or_default()
+                ))
+            })
+        }
+    );
+    function!(&mut module,
+        /// The value of variable `name`, or `default` when it is not set.
+        ///
+        /// ```rhai
+        /// let timeout_s = env::get("TIMEOUT", "300").parse_int();
+        /// ```
+        fn get[context](call, name: &str, default: &str) -> String {
+            Ok(context.env_var(name).unwrap_or_else(|| default.to_string()))
+        }
+    );
+    function!(&mut module,
+        /// True when variable `name` is `true`, `1`, `yes`, `y` or `on` (any case); false when it
+        /// is anything else or unset.
+        ///
+        /// ```rhai
+        /// if env::flag("FORCE_ROLLBACK") { log::warn("forced rollback"); }
+        /// ```
+        fn flag[context](call, name: &str) -> bool {
+            Ok(context.env_var(name).is_some_and(|v| is_truthy(&v)))
+        }
+    );
+    function!(&mut module,
+        /// Loads a `.env` file (docker compose syntax) so `env::get` sees its variables; the
+        /// process environment still wins. Returns the file's variables as a map. A malformed
+        /// file is an error naming the line, and nothing is loaded.
+        ///
+        /// ```rhai
+        /// env::load("deploy/.env.blue-green");
+        /// ```
+        fn load[context](call, path: &str) -> Map {
+            let file = context.load_env_file(Path::new(path)).map_err(fail)?;
+            Ok(file.vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        }
+    );
+    module
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truthy_spellings() {
+        for yes in ["true", "1", "YES", " y ", "On"] {
+            assert!(super::is_truthy(yes), "{yes}");
+        }
+        for no in ["false", "0", "no", "", "maybe"] {
+            assert!(!super::is_truthy(no), "{no}");
+        }
+    }
+}

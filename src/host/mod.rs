@@ -1,0 +1,102 @@
+//! Host modules: the primitives runbooks call, one file per capability, each built as a
+//! `rhai::Module` whose functions capture the shared [`Context`]. Every function is registered
+//! with [`function!`], which carries its `///` doc comment (with a Rhai example) into the
+//! engine's metadata: `cutover docs` and the REPL's help are generated from it.
+
+use std::{fmt::Display, sync::Arc};
+
+use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
+
+use crate::context::Context;
+
+pub mod env;
+pub mod log;
+pub mod operator;
+pub mod time;
+
+/// What a host function returns: a value, or an error Rhai positions at the call.
+pub type HostResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Registers a documented host function into a module.
+///
+/// ```text
+/// function!(&mut module,
+///     /// What it does, then a Rhai example in a fenced block.
+///     fn name[captured, values](call, arg: &str, n: i64) -> String {
+///         Ok(format!("{arg}{n}"))
+///     }
+/// );
+/// ```
+/// * The `///` lines become the function's doc comments in the engine's metadata, and the
+///   parameter and return types its signature (in Rhai's names), so `cutover docs` and the
+///   REPL show them.
+/// * The names in `[...]` are cloned into the closure (typically the `Arc<Context>`).
+/// * `call` is the `NativeCallContext`; the body returns `HostResult<T>` and may use `?`. Any
+///   error is stamped with the position of the call in the script: Rhai does not do it for
+///   calls of namespaced functions like `env::get`.
+/// * Host functions are volatile so the optimizer never folds a call like `time::now()`.
+macro_rules! function {
+    (
+        $module:expr,
+        $(#[doc = $doc:literal])*
+        fn $name:ident $([$($capture:ident),* $(,)?])? ($call:ident $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block
+    ) => {{
+        $($(let $capture = ::std::borrow::ToOwned::to_owned($capture);)*)?
+        rhai::FuncRegistration::new(stringify!($name))
+            .with_volatility(true)
+            .with_params_info([
+                $(format!("{}: {}", stringify!($arg), $crate::host::rhai_type(stringify!($ty))),)*
+                $crate::host::rhai_type(stringify!($ret)),
+            ])
+            .with_comments([$(concat!("///", $doc)),*])
+            .set_into_module(
+                $module,
+                move |$call: rhai::NativeCallContext $(, $arg: $ty)*| -> $crate::host::HostResult<$ret> {
+                    #[allow(clippy::redundant_closure_call)]
+                    let result: $crate::host::HostResult<$ret> = (|| $body)();
+                    result.map_err(|error| $crate::host::at(error, &$call))
+                },
+            );
+    }};
+}
+pub(crate) use function;
+
+/// An error from a host function.
+pub fn fail(message: impl Display) -> Box<EvalAltResult> {
+    message.to_string().into()
+}
+
+/// Stamps `error` with the position of the host call, unless it already has one.
+pub fn at(mut error: Box<EvalAltResult>, call: &NativeCallContext) -> Box<EvalAltResult> {
+    if error.position().is_none() {
+        error.set_position(call.call_position());
+    }
+    error
+}
+
+/// The Rhai name of a Rust parameter or return type, for signatures in the docs.
+pub fn rhai_type(rust: &str) -> String {
+    let rust: String = rust.chars().filter(|c| !c.is_whitespace()).collect();
+    let name = rust.rsplit("::").next().unwrap_or(&rust);
+    match name {
+        "&str" | "String" | "ImmutableString" => "String",
+        "i64" | "INT" => "int",
+        "f64" | "FLOAT" => "float",
+        "bool" => "bool",
+        "()" => "()",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// Registers every host module under its namespace, and the global functions.
+pub fn register(engine: &mut Engine, context: &Arc<Context>) {
+    engine.register_static_module("log", log::module().into());
+    engine.register_static_module("time", time::module().into());
+    engine.register_static_module("env", env::module(context).into());
+
+    let mut globals = Module::new();
+    time::globals(&mut globals, context);
+    operator::globals(&mut globals, context);
+    engine.register_global_module(globals.into());
+}

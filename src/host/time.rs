@@ -1,0 +1,63 @@
+//! `time::*` and `sleep`: wall-clock time for stamps and measurements, and a sleep that Ctrl-C
+//! and `--timeout` interrupt at once. Durations are integers in milliseconds.
+
+use std::{sync::Arc, time::Duration};
+
+use rhai::Module;
+
+use super::{fail, function};
+use crate::context::Context;
+
+pub fn module() -> Module {
+    let mut module = Module::new();
+    function!(&mut module,
+        /// Milliseconds since the Unix epoch. Subtract two readings to time a step.
+        ///
+        /// ```rhai
+        /// let started = time::now();
+        /// docker::restart("api");
+        /// log::info(`restart took ${time::now() - started} ms`);
+        /// ```
+        fn now(call) -> i64 {
+            Ok(jiff::Timestamp::now().as_millisecond())
+        }
+    );
+    function!(&mut module,
+        /// The current UTC time as RFC 3339 text, e.g. `2026-11-26T04:31:02Z`.
+        ///
+        /// ```rhai
+        /// state::set("last_backup", time::stamp());
+        /// ```
+        fn stamp(call) -> String {
+            Ok(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        }
+    );
+    function!(&mut module,
+        /// The current UTC time in a `strftime` format, e.g. for file names.
+        ///
+        /// ```rhai
+        /// let file = `backups/db-${time::stamp("%Y%m%d-%H%M%S")}.sql.gz`;
+        /// ```
+        fn stamp(call, format: &str) -> String {
+            let mut text = String::new();
+            std::fmt::write(&mut text, format_args!("{}", jiff::Timestamp::now().strftime(format)))
+                .map_err(|_| fail(format!("invalid time format {format:?}")))?;
+            Ok(text)
+        }
+    );
+    module
+}
+
+pub fn globals(module: &mut Module, context: &Arc<Context>) {
+    function!(module,
+        /// Pauses for `ms` milliseconds. Ctrl-C and `--timeout` interrupt it at once.
+        ///
+        /// ```rhai
+        /// sleep(500);
+        /// ```
+        fn sleep[context](call, ms: i64) -> () {
+            let ms = u64::try_from(ms).map_err(|_| fail(format!("sleep: {ms} ms is negative")))?;
+            context.block_on(tokio::time::sleep(Duration::from_millis(ms)))
+        }
+    );
+}

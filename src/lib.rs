@@ -1,0 +1,84 @@
+//! cutover runs runbooks: Rhai scripts that deploy, promote, roll back, back up and rescue a
+//! Docker blue-green stack behind Caddy with PostgreSQL. This crate is the host: the CLI, the
+//! script engine, and the primitives (host modules) the scripts call.
+//!
+//! Start at [`main`]: it parses the command line ([`cli`]), resolves [`config::Settings`],
+//! builds the shared [`context::Context`] and hands the command to [`commands`].
+
+pub mod cancel;
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod context;
+pub mod dotenv;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod interpolate;
+pub mod logging;
+pub mod redact;
+pub mod runbook;
+pub mod sources;
+
+use std::sync::Arc;
+
+use crate::{config::Settings, context::Context, error::exit, redact::Redactor};
+
+/// Runs the `cutover` command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match cli::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return error.exit_code();
+        }
+    };
+    let settings = match Settings::from_args(&cli.global) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    let secrets = Arc::new(Redactor::default());
+    secrets.add_process_environment();
+    logging::init(&settings, Arc::clone(&secrets));
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return exit::FAILED;
+        }
+    };
+    // Host functions build futures (timers, sockets) on the script thread before blocking on
+    // them; entering the runtime lets them find its reactor.
+    let entered = runtime.enter();
+    let context = Arc::new(Context::new(
+        settings,
+        runtime.handle().clone(),
+        Arc::clone(&secrets),
+    ));
+    let code = match commands::dispatch(cli.command, &context) {
+        Ok(code) => code,
+        Err(failure) => {
+            let text = failure.to_string();
+            let text = secrets.redact(&text);
+            if text.ends_with('\n') {
+                eprint!("{text}")
+            } else {
+                eprintln!("{text}")
+            }
+            failure.exit_code()
+        }
+    };
+    drop(entered);
+    // Blocking threads (a prompt waiting on stdin) must not keep the process alive.
+    runtime.shutdown_background();
+    code
+}

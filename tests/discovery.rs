@@ -1,0 +1,150 @@
+//! Where runbooks and stdlib modules are found, and which copy wins.
+
+use crate::test::Test;
+
+const WHO: &str = "fn main() { print(`ran ${WHERE}`) }";
+
+fn who(place: &str) -> String {
+    WHO.replace("${WHERE}", place)
+}
+
+#[test]
+fn flag_dir_beats_env_dir_beats_local_beats_embedded() {
+    Test::new()
+        .runbook("doctor", &who("local"))
+        .file("flag/doctor.rhai", &who("flag"))
+        .file("envdir/doctor.rhai", &who("envdir"))
+        .args(["--runbooks", "flag", "doctor"])
+        .env("CUTOVER_RUNBOOKS", "envdir")
+        .stderr_contains("ran flag")
+        .success();
+    Test::new()
+        .runbook("doctor", &who("local"))
+        .file("envdir/doctor.rhai", &who("envdir"))
+        .args(["doctor"])
+        .env("CUTOVER_RUNBOOKS", "envdir")
+        .stderr_contains("ran envdir")
+        .success();
+    Test::new()
+        .runbook("doctor", &who("local"))
+        .args(["doctor"])
+        .stderr_contains("ran local")
+        .success();
+    Test::new()
+        .args(["doctor"])
+        .stderr_contains("SETTING")
+        .success();
+}
+
+#[test]
+fn list_shows_summaries_and_origins() {
+    let listed = Test::new()
+        .runbook("doctor", "//! My own doctor.\nfn main() {}")
+        .runbook(
+            "zeta",
+            "//! Does zeta things.\n//! More help.\nfn main() {}",
+        )
+        .runbook("bare", "fn main() {}")
+        .args(["list"])
+        .success();
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert!(
+        lines.contains(&"bare    (no summary)       [runbooks/bare.rhai]"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"doctor  My own doctor.     [runbooks/doctor.rhai]"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"zeta    Does zeta things.  [runbooks/zeta.rhai]"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn list_marks_embedded_runbooks() {
+    Test::new()
+        .args(["list"])
+        .stdout_contains("doctor")
+        .stdout_contains("[embedded]")
+        .success();
+}
+
+#[test]
+fn show_prints_embedded_and_disk_source() {
+    let shown = Test::new().args(["show", "doctor"]).success();
+    assert!(
+        shown.stdout.starts_with("//! Check that this machine"),
+        "{}",
+        shown.stdout
+    );
+    Test::new()
+        .runbook("mine", "fn main() { 42 }\n")
+        .args(["show", "mine"])
+        .stdout("fn main() { 42 }\n")
+        .success();
+    Test::new()
+        .args(["show", "--module", "table"])
+        .stdout_contains("fn render(headers, rows)")
+        .success();
+}
+
+#[test]
+fn unknown_runbook_names_the_search_path() {
+    Test::new()
+        .args(["--runbooks", "mine", "nosuch"])
+        .stderr(
+            "error: no runbook named `nosuch` (searched mine, runbooks, the embedded runbooks)\n",
+        )
+        .status(2);
+}
+
+#[test]
+fn runbook_by_path() {
+    Test::new()
+        .file("elsewhere/x.rhai", &who("path"))
+        .args(["run", "elsewhere/x.rhai"])
+        .stderr_contains("ran path")
+        .success();
+}
+
+#[test]
+fn stdlib_from_disk_overrides_embedded() {
+    let runbook = r#"import "table" as t; fn main() { print(t::render(["A"], [["b"]])) }"#;
+    Test::new()
+        .runbook("r", runbook)
+        .args(["r"])
+        .stderr_contains("A\n")
+        .success();
+    Test::new()
+        .runbook("r", runbook)
+        .stdlib("table", r#"fn render(h, r) { "my table" }"#)
+        .args(["r"])
+        .stderr_contains("my table")
+        .success();
+    Test::new()
+        .runbook("r", runbook)
+        .file("lib2/table.rhai", r#"fn render(h, r) { "flag table" }"#)
+        .stdlib("table", r#"fn render(h, r) { "my table" }"#)
+        .args(["--stdlib", "lib2", "r"])
+        .stderr_contains("flag table")
+        .success();
+}
+
+#[test]
+fn stdlib_modules_import_each_other() {
+    Test::new()
+        .stdlib("inner", "fn value() { 41 }")
+        .stdlib(
+            "outer",
+            "import \"inner\" as inner;\nfn value() { inner::value() + 1 }",
+        )
+        .runbook(
+            "r",
+            "import \"outer\" as o; fn main() { print(`value ${o::value()}`) }",
+        )
+        .args(["r"])
+        .stderr_contains("value 42")
+        .success();
+}

@@ -1,0 +1,138 @@
+//! Configuration from the environment and `.env` files, with docker compose's rules, and
+//! `confirm` on and off a terminal.
+
+use crate::test::Test;
+
+const SHOW: &str = r#"fn main(name) { print(`${name}=[${env::get(name, "<unset>")}]`) }"#;
+
+const DOTENV: &str = r#"# the stack's settings
+BLUE_TAG=v1.0.0
+GREEN_TAG="v${MAJOR:-2}.0.0" # quoted, interpolated
+STAGING_TAG='${not interpolated}'
+export TIMEOUT = 300
+NOTE=plain text # comment
+"#;
+
+#[test]
+fn env_file_values_with_compose_semantics() {
+    for (name, value) in [
+        ("BLUE_TAG", "v1.0.0"),
+        ("GREEN_TAG", "v2.0.0"),
+        ("STAGING_TAG", "${not interpolated}"),
+        ("TIMEOUT", "300"),
+        ("NOTE", "plain text"),
+        ("MISSING", "<unset>"),
+    ] {
+        Test::new()
+            .file("stack.env", DOTENV)
+            .runbook("getvar", SHOW)
+            .args(["--env-file", "stack.env", "getvar", name])
+            .stderr_contains(&format!("{name}=[{value}]\n"))
+            .success();
+    }
+}
+
+#[test]
+fn process_environment_wins_over_the_file() {
+    Test::new()
+        .file("stack.env", DOTENV)
+        .runbook("getvar", SHOW)
+        .env("BLUE_TAG", "v9-from-shell")
+        .env("MAJOR", "7")
+        .args(["--env-file", "stack.env", "getvar", "BLUE_TAG"])
+        .stderr_contains("BLUE_TAG=[v9-from-shell]")
+        .success();
+    Test::new()
+        .file("stack.env", DOTENV)
+        .runbook("getvar", SHOW)
+        .env("MAJOR", "7")
+        .env("CUTOVER_ENV_FILE", "stack.env")
+        .args(["getvar", "GREEN_TAG"])
+        .stderr_contains("GREEN_TAG=[v7.0.0]")
+        .success();
+}
+
+#[test]
+fn env_load_from_a_runbook() {
+    Test::new()
+        .file("deploy/.env.blue-green", DOTENV)
+        .runbook("r", r#"fn main() { let vars = env::load("deploy/.env.blue-green"); print(`${vars.len()} ${env::get("NOTE")}`) }"#)
+        .args(["r"])
+        .stderr_contains("5 plain text")
+        .success();
+}
+
+#[test]
+fn malformed_env_file_names_the_line_and_runs_nothing() {
+    Test::new()
+        .file("bad.env", "A=1\nB=\"unterminated\nC=3\n")
+        .runbook("r", r#"fn main() { print("ran") }"#)
+        .args(["--env-file", "bad.env", "r"])
+        .stderr("error: bad.env:2: unterminated \"quoted value\n")
+        .status(2);
+    Test::new()
+        .file("bad.env", "A=1\n\nthis is not a pair\n")
+        .runbook("r", r#"fn main() { env::load("bad.env"); }"#)
+        .args(["r"])
+        .stderr_contains("runbooks/r.rhai:1:18: bad.env:3: expected `=` after `this`")
+        .status(1);
+}
+
+#[test]
+fn required_variable_error() {
+    Test::new()
+        .file("req.env", "DB_URL=${DB_HOST:?set DB_HOST to the database host}\n")
+        .runbook("r", "fn main() {}")
+        .args(["--env-file", "req.env", "r"])
+        .stderr("error: req.env:1: required variable DB_HOST is missing a value: set DB_HOST to the database host\n")
+        .status(2);
+}
+
+#[test]
+fn flags_read_true_one_yes() {
+    for (value, expected) in [
+        ("true", "true"),
+        ("1", "true"),
+        ("yes", "true"),
+        ("YES", "true"),
+        ("false", "false"),
+        ("0", "false"),
+        ("", "false"),
+    ] {
+        Test::new()
+            .runbook(
+                "r",
+                r#"fn main() { print(`flag=${env::flag("FORCE_ROLLBACK")}`) }"#,
+            )
+            .env("FORCE_ROLLBACK", value)
+            .args(["r"])
+            .stderr_contains(&format!("flag={expected}"))
+            .success();
+    }
+}
+
+const ASK: &str = r#"fn main() { print(`answer=${confirm("Switch traffic to green?")}`) }"#;
+
+#[test]
+fn confirm_without_a_terminal_fails_instead_of_hanging() {
+    Test::new()
+        .runbook("ask", ASK)
+        .args(["ask"])
+        .stderr_contains("confirm(\"Switch traffic to green?\") needs an answer but there is no terminal to ask on; pass --yes to answer yes")
+        .stderr_lacks("INFO  answer=")
+        .status(1);
+}
+
+#[test]
+fn confirm_with_yes() {
+    Test::new()
+        .runbook("ask", ASK)
+        .args(["ask", "--yes"])
+        .stderr_contains("answer=true")
+        .success();
+    Test::new()
+        .runbook("ask", ASK)
+        .args(["-y", "ask"])
+        .stderr_contains("answer=true")
+        .success();
+}

@@ -1,0 +1,124 @@
+//! Errors point at the script: `path:line:col: message`, the source line, a caret, and the chain
+//! of calls that led there.
+
+use crate::test::Test;
+
+#[test]
+fn syntax_error_in_a_runbook() {
+    Test::new()
+        .runbook("broken", "fn main() {\n    let x = 1\n    let y = 2;\n}\n")
+        .args(["broken"])
+        .stderr(
+            "runbooks/broken.rhai:3:5: syntax error: Expecting ';' to terminate this statement
+  |
+3 |     let y = 2;
+  |     ^
+",
+        )
+        .status(2);
+}
+
+#[test]
+fn thrown_error_in_a_runbook() {
+    Test::new()
+        .runbook("fail", "fn main(env) {\n    if env != \"blue\" {\n        throw `unknown environment ${env}`;\n    }\n}\n")
+        .args(["fail", "purple"])
+        .stderr(
+            "runbooks/fail.rhai:3:9: unknown environment purple
+  |
+3 |         throw `unknown environment ${env}`;
+  |         ^
+",
+        )
+        .status(1);
+}
+
+#[test]
+fn error_inside_a_stdlib_function_shows_the_chain() {
+    Test::new()
+        .stdlib(
+            "model",
+            "fn check(env) {\n    let services = #{ blue: 4 };\n    services[env] / 0\n}\n",
+        )
+        .runbook(
+            "promote",
+            "import \"model\" as model;\n\nfn main() {\n    model::check(\"blue\");\n}\n",
+        )
+        .args(["promote"])
+        .stderr(
+            "stdlib/model.rhai:3:19: Division by zero: 4 / 0
+  |
+3 |     services[env] / 0
+  |                   ^
+  = in `check`, called from runbooks/promote.rhai:4:12
+",
+        )
+        .status(1);
+}
+
+#[test]
+fn error_in_a_nested_script_function() {
+    Test::new()
+        .runbook("nest", "fn inner() {\n  no_such_fn(1);\n}\nfn outer() { inner() }\nfn main() {\n  outer();\n}\n")
+        .args(["nest"])
+        .stderr(
+            "runbooks/nest.rhai:2:3: Function not found: no_such_fn (i64)
+  |
+2 |   no_such_fn(1);
+  |   ^
+  = in `inner`, called from runbooks/nest.rhai:4:14
+  = in `outer`, called from runbooks/nest.rhai:6:3
+",
+        )
+        .status(1);
+}
+
+#[test]
+fn error_raised_by_a_host_function_points_at_the_call() {
+    Test::new()
+        .runbook("host", "fn main() {\n    let tag = env::get(\"CUTOVER_TEST_UNSET_VARIABLE\");\n}\n")
+        .args(["host"])
+        .stderr(
+            "runbooks/host.rhai:2:20: variable CUTOVER_TEST_UNSET_VARIABLE is not set (looked in the environment); set it or call env::get(\"CUTOVER_TEST_UNSET_VARIABLE\", default)
+  |
+2 |     let tag = env::get(\"CUTOVER_TEST_UNSET_VARIABLE\");
+  |                    ^
+",
+        )
+        .status(1);
+}
+
+#[test]
+fn syntax_error_in_an_imported_module() {
+    Test::new()
+        .stdlib("bad", "fn f() {\n  1 +\n}\n")
+        .runbook("r", "import \"bad\" as bad;\nfn main() {}\n")
+        .args(["r"])
+        .stderr_contains("stdlib/bad.rhai:3:1: syntax error")
+        .stderr_contains("  = imported from runbooks/r.rhai:1:8\n")
+        .status(1);
+}
+
+#[test]
+fn runaway_recursion_is_stopped() {
+    Test::new()
+        .runbook(
+            "deep",
+            "fn down(n) { down(n + 1) }\nfn main() { down(0) }\n",
+        )
+        .args(["deep"])
+        .stderr_contains("Stack overflow")
+        .status(1);
+}
+
+#[test]
+fn runaway_data_is_stopped() {
+    Test::new()
+        .runbook(
+            "big",
+            "fn main() {\n  let s = \"x\";\n  loop { s += s; }\n}\n",
+        )
+        .args(["big"])
+        .stderr_contains("Length of string too large")
+        .status(1);
+}

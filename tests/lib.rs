@@ -1,0 +1,12 @@
+//! Integration tests: one binary, every test driving the real `cutover` executable through the
+//! [`test::Test`] builder. Tests that need Docker, Caddy or PostgreSQL say so through `support`
+//! and skip loudly when those are missing, or fail when `CUTOVER_TEST_REQUIRE=all`.
+
+mod test;
+
+mod cancel;
+mod cli;
+mod discovery;
+mod env;
+mod errors;
+mod output;
