@@ -9,7 +9,7 @@ use rhai::Scope;
 use crate::{
     catalog::{Catalog, Origin, Script},
     cli::{Cli, Command},
-    context::Context,
+    context::{Context, RunInfo},
     engine::ScriptEngine,
     error::{Failure, exit},
     runbook::{Header, Runbook},
@@ -62,6 +62,11 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     runbook
         .check_arity(args.len())
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    context.set_run_info(RunInfo {
+        runbook: runbook.script.name.clone(),
+        args: args.to_vec(),
+        readonly: runbook.header.readonly,
+    });
 
     context.cancel.handle_signals(context.runtime());
     if let Some(limit) = context.settings.timeout {

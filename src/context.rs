@@ -5,9 +5,10 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use rhai::{EvalAltResult, Position};
@@ -27,6 +28,18 @@ pub struct Context {
     pub secrets: Arc<Redactor>,
     /// Variables loaded from `--env-file` and `env::load`, below the process environment.
     pub env_files: Mutex<EnvFile>,
+    /// What is running now: set by `cutover run` (and the REPL for each call).
+    run: RwLock<RunInfo>,
+    docker: OnceLock<bollard::Docker>,
+}
+
+/// The runbook being run, as the journal and the readonly guard need to know it.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub runbook: String,
+    pub args: Vec<String>,
+    /// The runbook's header says `//! readonly`: every change is refused.
+    pub readonly: bool,
 }
 
 impl Context {
@@ -42,6 +55,72 @@ impl Context {
             cancel: Arc::new(Cancel::default()),
             secrets,
             env_files: Mutex::new(EnvFile::default()),
+            run: RwLock::new(RunInfo::default()),
+            docker: OnceLock::new(),
+        }
+    }
+
+    pub fn run_info(&self) -> RunInfo {
+        self.run.read().unwrap().clone()
+    }
+
+    pub fn set_run_info(&self, info: RunInfo) {
+        *self.run.write().unwrap() = info;
+    }
+
+    /// The Docker client, connected on first use (see [`crate::docker`]).
+    pub fn docker(&self) -> Result<bollard::Docker, Box<EvalAltResult>> {
+        if let Some(docker) = self.docker.get() {
+            return Ok(docker.clone());
+        }
+        let docker = self
+            .block_on(crate::docker::connect())?
+            .map_err(crate::host::fail)?;
+        Ok(self.docker.get_or_init(|| docker).clone())
+    }
+
+    /// The one gate for every call that changes the world (docker run/stop/remove, compose
+    /// up/down, caddy load/switch, state writes, pg restore, exec, http post). `action` names the
+    /// call (`docker::stop`) and `detail` its arguments, secrets masked by the log sink.
+    ///
+    /// * In a readonly run it fails: nothing is changed.
+    /// * In a dry run it logs `would ACTION DETAIL` and returns `dry()`, a plausible value.
+    /// * Otherwise it runs `apply` and records the change and its outcome in the journal.
+    pub fn change<T>(
+        &self,
+        action: &str,
+        detail: &str,
+        dry: impl FnOnce() -> T,
+        apply: impl FnOnce() -> Result<T, Box<EvalAltResult>>,
+    ) -> Result<T, Box<EvalAltResult>> {
+        let run = self.run_info();
+        if run.readonly {
+            return Err(crate::host::fail(format!(
+                "{action} {detail}: refused, `{}` is a readonly runbook (its header says \
+                 `//! readonly`) and may not change anything",
+                run.runbook
+            )));
+        }
+        if self.is_dry_run() {
+            tracing::info!("would {action} {detail}");
+            return Ok(dry());
+        }
+        let started = Instant::now();
+        let result = apply();
+        self.record_change(
+            action,
+            detail,
+            result.as_ref().err().map(|e| e.to_string()),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// Journals one change. The audit journal (issue: operations core) plugs in here.
+    fn record_change(&self, action: &str, detail: &str, error: Option<String>, took: Duration) {
+        match error {
+            None => tracing::debug!("changed: {action} {detail} ({} ms)", took.as_millis()),
+            Some(error) => tracing::debug!("change failed: {action} {detail}: {error}"),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod docker;
 pub mod dotenv;
 pub mod engine;
 pub mod error;

@@ -2,6 +2,7 @@
 //! [`test::Test`] builder. Tests that need Docker, Caddy or PostgreSQL say so through `support`
 //! and skip loudly when those are missing, or fail when `CUTOVER_TEST_REQUIRE=all`.
 
+mod support;
 mod test;
 
 mod cancel;

@@ -1,1 +1,258 @@
-fn main() {}
+//! The demo service: a tiny HTTP/1.1 server that stands in for each service of the stack
+//! (api-gateway, auth-service, …) in the demo, the tests and the benchmarks. It is built as a
+//! static binary and shipped in a `FROM scratch` image, because the machines cutover is tested
+//! on have a Docker Engine but no registry to pull images from.
+//!
+//! Routes: `GET /api/health` (200 with a JSON body, 503 when unhealthy), `GET /version` (the
+//! `VERSION` text); anything else answers 200 with the version, for load tests (GET or POST).
+//! Connections are kept alive. On SIGTERM it stops accepting, lets in-flight requests finish
+//! (at most `DRAIN_MS`, default 5000) and exits 0.
+//!
+//! Environment, for fault tests:
+//! `PORT` (default 8080; a comma-separated list listens on each), `VERSION`, `SERVICE`,
+//! `START_DELAY_MS` (listen only after this long), `UNHEALTHY=1` (health answers 503),
+//! `CRASH_AFTER_MS` (exit 1 after this long), `LATENCY_MS` (delay every response).
+//!
+//! `demo-service check URL` fetches URL and exits 0 on a 2xx: the container's healthcheck, since
+//! a scratch image has no curl.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+struct Config {
+    version: String,
+    service: String,
+    unhealthy: bool,
+    latency: Duration,
+}
+
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("check") {
+        std::process::exit(check(
+            args.get(2)
+                .map_or("http://127.0.0.1:8080/api/health", |s| s),
+        ));
+    }
+    let started = Instant::now();
+    let config = Arc::new(Config {
+        version: std::env::var("VERSION").unwrap_or_else(|_| "dev".into()),
+        service: std::env::var("SERVICE").unwrap_or_else(|_| "demo".into()),
+        unhealthy: std::env::var("UNHEALTHY").is_ok_and(|v| v == "1" || v == "true"),
+        latency: env_ms("LATENCY_MS").unwrap_or_default(),
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let active = Arc::new(AtomicUsize::new(0));
+    handle_sigterm(Arc::clone(&stopping), Arc::clone(&active));
+
+    if let Some(after) = env_ms("CRASH_AFTER_MS") {
+        thread::spawn(move || {
+            thread::sleep(after);
+            eprintln!("crashing as asked (CRASH_AFTER_MS)");
+            std::process::exit(1);
+        });
+    }
+    if let Some(delay) = env_ms("START_DELAY_MS") {
+        thread::sleep(delay);
+    }
+    let ports = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let mut listeners = Vec::new();
+    for port in ports.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let listener = TcpListener::bind((
+            "0.0.0.0",
+            port.parse::<u16>().expect("PORT must be a port number"),
+        ))
+        .unwrap_or_else(|e| panic!("cannot listen on port {port}: {e}"));
+        listeners.push(listener);
+    }
+    eprintln!(
+        "{} {} listening on {ports} after {} ms",
+        config.service,
+        config.version,
+        started.elapsed().as_millis()
+    );
+    let mut threads = Vec::new();
+    for listener in listeners {
+        let (config, stopping, active) = (
+            Arc::clone(&config),
+            Arc::clone(&stopping),
+            Arc::clone(&active),
+        );
+        threads.push(thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (config, stopping, active) = (
+                    Arc::clone(&config),
+                    Arc::clone(&stopping),
+                    Arc::clone(&active),
+                );
+                thread::spawn(move || serve(stream, &config, &stopping, &active));
+            }
+        }));
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// Serves requests on one kept-alive connection until the client closes it or we stop.
+fn serve(stream: TcpStream, config: &Config, stopping: &AtomicBool, active: &AtomicUsize) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let keep_going = answer(&request_line, &mut reader, &mut writer, config, stopping);
+        active.fetch_sub(1, Ordering::SeqCst);
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+/// Reads the rest of one request and writes the response; false when the connection must close.
+fn answer(
+    request_line: &str,
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    config: &Config,
+    stopping: &AtomicBool,
+) -> bool {
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let mut content_length = 0usize;
+    let mut close = false;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            return false;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => content_length = value.parse().unwrap_or(0),
+                "connection" => close = value.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    if reader.read_exact(&mut body).is_err() {
+        return false;
+    }
+    if !config.latency.is_zero() {
+        thread::sleep(config.latency);
+    }
+    let (status, content_type, text) = match (method, path) {
+        (_, "/api/health") if config.unhealthy => (
+            "503 Service Unavailable",
+            "application/json",
+            format!(
+                r#"{{"status":"unhealthy","service":"{}","version":"{}"}}"#,
+                config.service, config.version
+            ),
+        ),
+        (_, "/api/health") => (
+            "200 OK",
+            "application/json",
+            format!(
+                r#"{{"status":"ok","service":"{}","version":"{}"}}"#,
+                config.service, config.version
+            ),
+        ),
+        (_, "/version") => ("200 OK", "text/plain", config.version.clone()),
+        _ => (
+            "200 OK",
+            "text/plain",
+            format!("{} {}\n", config.service, config.version),
+        ),
+    };
+    // Once stopping, finish this request but ask the client to go elsewhere for the next one.
+    let close = close || stopping.load(Ordering::SeqCst);
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-served-by: {}-{}\r\nconnection: {}\r\n\r\n{text}",
+        text.len(),
+        config.service,
+        config.version,
+        if close { "close" } else { "keep-alive" },
+    );
+    writer.write_all(response.as_bytes()).is_ok() && !close
+}
+
+/// Blocks SIGTERM/SIGINT in every thread and waits for them on one: then stops accepting, waits
+/// for in-flight requests (at most `DRAIN_MS`) and exits 0. As PID 1 in a container, the default
+/// action would be to ignore SIGTERM, making every `docker stop` wait for its timeout.
+fn handle_sigterm(stopping: Arc<AtomicBool>, active: Arc<AtomicUsize>) {
+    let drain = env_ms("DRAIN_MS").unwrap_or(Duration::from_secs(5));
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        thread::spawn(move || {
+            let mut signal = 0;
+            libc::sigwait(&set, &mut signal);
+            stopping.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + drain;
+            while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            std::process::exit(0);
+        });
+    }
+}
+
+/// `demo-service check URL`: a minimal HTTP GET for container healthchecks.
+fn check(url: &str) -> i32 {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let Ok(mut stream) = TcpStream::connect(authority) else {
+        return 1;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 1;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let healthy = response
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2'));
+    if healthy { 0 } else { 1 }
+}

@@ -1,0 +1,51 @@
+//! The Docker Engine client: one bollard `Docker` per process, created on the first docker call
+//! and cloned by every host module that needs it. `DOCKER_HOST` is honoured (unix socket or
+//! tcp), the API version is negotiated (the engine may be older than bollard's default), and an
+//! unreachable engine fails within two seconds with an error naming where it looked.
+
+use std::time::Duration;
+
+use bollard::Docker;
+
+/// How long the first call waits for the engine before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerConnectError {
+    #[error("cannot use DOCKER_HOST={host}: {source}")]
+    Address {
+        host: String,
+        source: bollard::errors::Error,
+    },
+    #[error("cannot reach the Docker Engine at {host}: {source}")]
+    Unreachable {
+        host: String,
+        source: bollard::errors::Error,
+    },
+    #[error("the Docker Engine at {host} did not answer within {} s", CONNECT_TIMEOUT.as_secs())]
+    TimedOut { host: String },
+}
+
+/// Where the engine is expected: `$DOCKER_HOST`, or the local socket.
+pub fn engine_address() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// Connects and negotiates the API version.
+pub async fn connect() -> Result<Docker, DockerConnectError> {
+    let host = engine_address();
+    let docker =
+        Docker::connect_with_host(&host).map_err(|source| DockerConnectError::Address {
+            host: host.clone(),
+            source,
+        })?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(docker)) => Ok(docker),
+        Ok(Err(source)) => Err(DockerConnectError::Unreachable { host, source }),
+        Err(_) => Err(DockerConnectError::TimedOut { host }),
+    }
+}

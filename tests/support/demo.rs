@@ -1,0 +1,90 @@
+//! The demo service (deploy/demo-service) for tests: built once per test run as a static binary
+//! (the same one the `FROM scratch` image ships), and started as local processes when a test
+//! needs upstreams without Docker.
+
+use std::{
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// The static demo-service binary, built on first use.
+pub fn binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let target_dir = root.join("target/demo");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "demo-service",
+                    "--target",
+                    "x86_64-unknown-linux-gnu",
+                ])
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .current_dir(&root)
+                .status()
+                .expect("cannot run cargo to build the demo service");
+            assert!(status.success(), "building the demo service failed");
+            target_dir.join("x86_64-unknown-linux-gnu/release/demo-service")
+        })
+        .clone()
+}
+
+/// A demo-service process on 127.0.0.1; killed when dropped.
+pub struct DemoProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl DemoProcess {
+    /// Starts the demo service on `port` with extra environment, and waits until it listens
+    /// (unless `START_DELAY_MS` asks it to be slow).
+    pub fn start(port: u16, env: &[(&str, &str)]) -> DemoProcess {
+        let mut command = Command::new(binary());
+        command
+            .env_clear()
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("cannot start the demo service");
+        let process = DemoProcess { child, port };
+        if !env.iter().any(|(name, _)| *name == "START_DELAY_MS") {
+            process.wait_listening(Duration::from_secs(5));
+        }
+        process
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn wait_listening(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "demo service on port {} never listened",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

