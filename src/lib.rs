@@ -5,6 +5,7 @@
 //! Start at [`main`]: it parses the command line ([`cli`]), resolves [`config::Settings`],
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
+pub mod atomic;
 pub mod cancel;
 pub mod catalog;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod host;
 pub mod interpolate;
 pub mod logging;
+pub mod progress;
 pub mod redact;
 pub mod runbook;
 pub mod sources;

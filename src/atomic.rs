@@ -1,0 +1,116 @@
+//! Files that are whole or absent, never torn: written to a temporary file beside the target,
+//! fsynced, renamed over the target, and the directory fsynced, so a crash at any instant leaves
+//! the old content or the new. Used for `.current-environment`, state, and backups.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+/// A file being written in place of `target`. Dropped without [`AtomicFile::commit`], the
+/// temporary file is removed and `target` is untouched.
+pub struct AtomicFile {
+    target: PathBuf,
+    temp: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file beside `target` (same directory, so the rename is atomic)
+    /// with permission bits `mode` (e.g. 0o600 for backups).
+    pub fn create(target: &Path, mode: u32) -> io::Result<AtomicFile> {
+        let dir = parent(target);
+        let name = target.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a file path", target.display()),
+            )
+        })?;
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let temp = dir.join(format!(
+            ".{}.tmp-{}-{unique}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            temp,
+            file: Some(file),
+        })
+    }
+
+    /// The temporary file, to write into.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is present until commit")
+    }
+
+    /// Where the content goes until it is committed.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Flushes and fsyncs the content, renames it over the target and fsyncs the directory.
+    pub fn commit(mut self) -> io::Result<()> {
+        let mut file = self.file.take().expect("file is present until commit");
+        file.flush()?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.temp, &self.target)?;
+        File::open(parent(&self.target))?.sync_all()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Replaces `target` with `content` atomically.
+pub fn write(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = AtomicFile::create(target, mode)?;
+    file.file().write_all(content)?;
+    file.commit()
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_replaces_and_drop_discards() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state");
+        write(&target, b"old", 0o644).unwrap();
+        let mut pending = AtomicFile::create(&target, 0o644).unwrap();
+        pending.file().write_all(b"half").unwrap();
+        drop(pending);
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+        write(&target, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+}
