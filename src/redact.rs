@@ -10,7 +10,7 @@ pub const MASK: &str = "***";
 
 /// Values shorter than this are not masked: masking `1` or `yes` everywhere would garble every
 /// line while protecting nothing worth the name.
-const MIN_SECRET_LEN: usize = 4;
+pub const MIN_SECRET_LEN: usize = 4;
 
 /// True for variable names whose values must never be shown.
 pub fn is_secret_name(name: &str) -> bool {
@@ -28,16 +28,24 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Registers `value` for masking.
+    /// Registers `value` for masking, with the forms it takes in output: escaped inside a JSON
+    /// string (JSON logs, the journal), and line by line for a value spanning lines (a key file
+    /// printed by a program, whose output is logged a line at a time).
     pub fn add(&self, value: &str) {
-        if value.len() < MIN_SECRET_LEN {
-            return;
+        let mut forms = vec![value.to_string()];
+        if let Ok(quoted) = serde_json::to_string(value) {
+            forms.push(quoted[1..quoted.len() - 1].to_string());
+        }
+        if value.contains('\n') {
+            forms.extend(value.lines().map(|line| line.trim().to_string()));
         }
         let mut secrets = self.secrets.write().unwrap();
-        if !secrets.iter().any(|s| s == value) {
-            secrets.push(value.to_string());
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for form in forms {
+            if form.len() >= MIN_SECRET_LEN && !secrets.contains(&form) {
+                secrets.push(form);
+            }
         }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
     /// Registers the value of `name` if the name looks secret.
@@ -85,6 +93,18 @@ mod tests {
             redactor.redact("a hunter2-extended b hunter2"),
             "a *** b ***"
         );
+    }
+
+    #[test]
+    fn json_escaped_and_multiline_forms_are_masked() {
+        let redactor = Redactor::default();
+        redactor.add("pa\"ss\\word");
+        assert_eq!(
+            redactor.redact(r#"{"message":"pw=pa\"ss\\word"}"#),
+            r#"{"message":"pw=***"}"#
+        );
+        redactor.add("-----BEGIN-----\nAAAAsecretline\n-----END-----");
+        assert_eq!(redactor.redact("got AAAAsecretline"), "got ***");
     }
 
     #[test]
