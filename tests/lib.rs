@@ -11,3 +11,6 @@ mod discovery;
 mod env;
 mod errors;
 mod output;
+mod lock;
+mod state;
+mod journal;
