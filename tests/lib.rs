@@ -14,3 +14,5 @@ mod output;
 mod lock;
 mod state;
 mod journal;
+mod exec;
+mod http;

@@ -157,7 +157,11 @@ impl Request {
 
     fn send_change(self, context: &Context) -> HostResult<Map> {
         let size = self.body.as_ref().map_or(0, |b| b.0.len());
-        let detail = format!("{} ({size} bytes)", self.url);
+        let detail = format!(
+            "{} ({size} byte{})",
+            self.url,
+            if size == 1 { "" } else { "s" }
+        );
         context.change("http::post", &detail, dry_response, || self.send(context))
     }
 
