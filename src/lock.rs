@@ -393,4 +393,40 @@ mod tests {
         assert!(!is_locked(&looker).unwrap());
         assert!(try_lock(&path).unwrap().is_some());
     }
+
+    /// The REPL's mode: each change takes the lock around its work and releases it after.
+    #[test]
+    fn lock_each_change_holds_the_lock_only_during_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut settings =
+            crate::config::Settings::from_args(&crate::cli::GlobalArgs::default()).unwrap();
+        settings.state_dir = dir.path().to_path_buf();
+        let context = Context::new(settings, runtime.handle().clone(), Arc::default());
+        let during = || {
+            context
+                .change(
+                    "test::change",
+                    "x",
+                    || None,
+                    || Ok(Some(status(dir.path()).unwrap())),
+                )
+                .unwrap()
+        };
+        assert_eq!(during(), Some(Status::Free { last: None }));
+        context.set_lock_each_change(true);
+        assert!(
+            matches!(during(), Some(Status::Held(Some(ref h))) if h.pid == std::process::id()),
+            "not held during the change"
+        );
+        assert_eq!(status(dir.path()).unwrap(), Status::Free { last: None });
+        // Re-entrant: a guard held around several changes is shared, not deadlocked on.
+        let guard = acquire(&context).unwrap();
+        assert!(matches!(during(), Some(Status::Held(_))));
+        drop(guard);
+        assert_eq!(status(dir.path()).unwrap(), Status::Free { last: None });
+    }
 }

@@ -124,7 +124,10 @@ fn ctrl_c_kills_the_process_group_and_output_streams_live() {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended early: {seen}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
         seen.push_str(&line);
         if line.contains("[sh] first") {
             break;
@@ -167,7 +170,10 @@ fn output_kept_in_the_result_is_bounded() {
 #[test]
 fn bad_calls_are_clear_errors() {
     for (call, message) in [
-        ("exec::run([])", "exec::run: nothing to run: the argument list is empty"),
+        (
+            "exec::run([])",
+            "exec::run: nothing to run: the argument list is empty",
+        ),
         (
             "exec::run([\"true\"], #{ tiemout: 5 })",
             "exec::run: unknown option `tiemout` (known: timeout, cwd, env)",

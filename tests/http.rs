@@ -47,12 +47,21 @@ fn post_sends_json_text_and_headers() {
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
     let map = &requests[0];
-    assert_eq!((map.method.as_str(), map.target.as_str()), ("POST", "/echo/map"));
+    assert_eq!(
+        (map.method.as_str(), map.target.as_str()),
+        ("POST", "/echo/map")
+    );
     assert_eq!(map.header("content-type"), Some("application/json"));
     assert_eq!(map.header("x-test"), Some("yes"));
     let body: serde_json::Value = serde_json::from_str(&map.body).unwrap();
-    assert_eq!(body, serde_json::json!({ "env": "green", "n": 2, "tags": ["a"] }));
-    assert_eq!(requests[1].header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        body,
+        serde_json::json!({ "env": "green", "n": 2, "tags": ["a"] })
+    );
+    assert_eq!(
+        requests[1].header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(requests[1].body, "hello");
     assert_eq!(requests[2].body, "");
 }
@@ -75,8 +84,10 @@ fn main(url) {
         );
     let dry = test.run(&["--dry-run", "post", &server.url]).success();
     assert!(
-        dry.stderr.contains(&format!("would http::post {}/echo/hook (24 bytes)", server.url))
-            && dry.stderr.contains("status=200"),
+        dry.stderr.contains(&format!(
+            "would http::post {}/echo/hook (24 bytes)",
+            server.url
+        )) && dry.stderr.contains("status=200"),
         "{}",
         dry.stderr
     );
@@ -96,7 +107,8 @@ fn main(url) {
 
     test.run(&["post", &server.url]).success();
     assert_eq!(server.requests().len(), 2);
-    let journal = std::fs::read_to_string(test.path().join("deploy/cutover-journal.jsonl")).unwrap();
+    let journal =
+        std::fs::read_to_string(test.path().join("deploy/cutover-journal.jsonl")).unwrap();
     assert!(
         journal.contains(&format!(
             r#""event":"change","message":"http::post {}/echo/hook (24 bytes)","outcome":"ok""#,

@@ -74,7 +74,13 @@ fn every_run_and_every_change_is_journaled() {
     assert!(first["user"].as_str().is_some_and(|u| !u.is_empty()));
     assert!(first["host"].as_str().is_some_and(|h| !h.is_empty()));
     assert!(first["pid"].as_u64().is_some());
-    assert!(first["time"].as_str().unwrap().parse::<jiff::Timestamp>().is_ok());
+    assert!(
+        first["time"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
     assert_eq!(entries[1]["outcome"], "ok");
     assert!(entries[1]["duration_ms"].is_u64());
     assert_eq!(entries[2]["fields"]["tag"], "v1.4.2");
@@ -138,7 +144,10 @@ fn history_is_a_table_filtered_by_kind_and_count() {
     let test = ops();
     let empty = test.run(&["history"]).success();
     assert!(
-        empty.stdout.is_empty() && empty.stderr.contains("no entries in deploy/cutover-journal.jsonl"),
+        empty.stdout.is_empty()
+            && empty
+                .stderr
+                .contains("no entries in deploy/cutover-journal.jsonl"),
         "{empty:?}"
     );
     test.run(&["promote", "green"]).success();
@@ -149,7 +158,9 @@ fn history_is_a_table_filtered_by_kind_and_count() {
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["TIME", "WHO", "RUNBOOK", "KIND", "EVENT", "OUTCOME", "TOOK", "MESSAGE"]
+        [
+            "TIME", "WHO", "RUNBOOK", "KIND", "EVENT", "OUTCOME", "TOOK", "MESSAGE"
+        ]
     );
     let columns: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!(
@@ -162,10 +173,16 @@ fn history_is_a_table_filtered_by_kind_and_count() {
     assert_eq!(lines.len(), 1 + 4 + 3 + 4, "{table}");
     assert!(table.contains("cutover run promote blue"), "{table}");
 
-    let promotions = test.run(&["history", "--kind", "promotion"]).success().stdout;
+    let promotions = test
+        .run(&["history", "--kind", "promotion"])
+        .success()
+        .stdout;
     assert_eq!(promotions.lines().count(), 1 + 8, "{promotions}");
     assert!(!promotions.contains("backup"), "{promotions}");
-    assert!(promotions.contains("promoted green {\"tag\":\"v1.4.2\"}"), "{promotions}");
+    assert!(
+        promotions.contains("promoted green {\"tag\":\"v1.4.2\"}"),
+        "{promotions}"
+    );
 
     let last = test
         .run(&["history", "--kind", "promotion", "-n", "2"])
@@ -173,8 +190,14 @@ fn history_is_a_table_filtered_by_kind_and_count() {
         .stdout;
     let rows: Vec<&str> = last.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{last}");
-    assert!(rows[0].contains("record") && rows[0].contains("promoted blue"), "{last}");
-    assert!(rows[1].contains("finish") && rows[1].contains("promote ok"), "{last}");
+    assert!(
+        rows[0].contains("record") && rows[0].contains("promoted blue"),
+        "{last}"
+    );
+    assert!(
+        rows[1].contains("finish") && rows[1].contains("promote ok"),
+        "{last}"
+    );
 
     let json = test
         .run(&["history", "--json", "--kind", "backup"])
@@ -189,7 +212,11 @@ fn history_is_a_table_filtered_by_kind_and_count() {
 
     let none = test.run(&["history", "--kind", "nothing"]).success();
     assert!(none.stdout.is_empty());
-    assert!(none.stderr.contains("no entries of kind nothing"), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no entries of kind nothing"),
+        "{}",
+        none.stderr
+    );
 }
 
 #[test]
@@ -224,7 +251,9 @@ fn a_torn_last_line_is_skipped_and_hides_nothing() {
     assert_eq!(messages.len(), 8, "{messages:?}");
     assert_eq!(messages[7], "\"promote ok\"");
     assert!(
-        history.stderr.contains("cutover-journal.jsonl:5: skipping a malformed line"),
+        history
+            .stderr
+            .contains("cutover-journal.jsonl:5: skipping a malformed line"),
         "{}",
         history.stderr
     );

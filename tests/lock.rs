@@ -15,7 +15,10 @@ fn holding() -> Test {
     Test::new()
         .runbook("hold", HOLD)
         .runbook("quick", "fn main() { state::set(\"quick\", true); }")
-        .runbook("look", "//! readonly\nfn main() { print(`active=${state::active()}`); }")
+        .runbook(
+            "look",
+            "//! readonly\nfn main() { print(`active=${state::active()}`); }",
+        )
 }
 
 /// Lets every `hold` run finish (the state file is replaced whole, as cutover does).
@@ -52,10 +55,7 @@ fn first_to_exit(children: &mut [Child]) -> usize {
                 return i;
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no run ended"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "no run ended");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -85,7 +85,9 @@ fn two_runs_racing_one_fails_naming_the_other() {
     let lost = Ran::of(lost).status(1);
     assert!(
         lost.stderr.contains("error: another run holds the lock: ")
-            && lost.stderr.contains(&format!("(pid {winner_pid}) running `hold ")),
+            && lost
+                .stderr
+                .contains(&format!("(pid {winner_pid}) running `hold ")),
         "{}",
         lost.stderr
     );
@@ -106,7 +108,9 @@ fn a_second_run_waits_for_the_lock_then_runs() {
     let waited = Ran::of(waiter).success();
     assert!(
         waited.stderr.contains("the lock is held by ")
-            && waited.stderr.contains(&format!("(pid {pid}) running `hold x`"))
+            && waited
+                .stderr
+                .contains(&format!("(pid {pid}) running `hold x`"))
             && waited.stderr.contains("waiting up to 30 s for it"),
         "{}",
         waited.stderr
@@ -123,17 +127,23 @@ fn a_run_gives_up_after_lock_wait_naming_the_holder() {
     let gave_up = test.run(&["--lock-wait", "0.3", "quick"]).status(1);
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(
-        gave_up.stderr.contains(&format!("(pid {}) running `hold x`", holder.id()))
-            && gave_up.stderr.contains("gave up after waiting 0.3 s (--lock-wait)"),
+        gave_up
+            .stderr
+            .contains(&format!("(pid {}) running `hold x`", holder.id()))
+            && gave_up
+                .stderr
+                .contains("gave up after waiting 0.3 s (--lock-wait)"),
         "{}",
         gave_up.stderr
     );
     release(&test);
     Ran::of(holder).success();
     // The refused run changed nothing.
-    assert!(!std::fs::read_to_string(test.path().join("deploy/cutover-state.json"))
-        .unwrap()
-        .contains("quick"));
+    assert!(
+        !std::fs::read_to_string(test.path().join("deploy/cutover-state.json"))
+            .unwrap()
+            .contains("quick")
+    );
 }
 
 #[test]
@@ -146,15 +156,21 @@ fn a_stale_lock_is_taken_over_after_kill_9_and_journaled() {
     holder.wait().unwrap();
     let status = test.run(&["lock", "status"]).success();
     assert!(
-        status.stdout.starts_with("free; its last holder ended without releasing it")
-            && status.stdout.contains(&format!("(pid {pid}) running `hold x`")),
+        status
+            .stdout
+            .starts_with("free; its last holder ended without releasing it")
+            && status
+                .stdout
+                .contains(&format!("(pid {pid}) running `hold x`")),
         "{}",
         status.stdout
     );
     let next = test.run(&["quick"]).success();
     assert!(
         next.stderr.contains("took over the lock from ")
-            && next.stderr.contains(&format!("(pid {pid}) running `hold x`"))
+            && next
+                .stderr
+                .contains(&format!("(pid {pid}) running `hold x`"))
             && next.stderr.contains("its process is gone"),
         "{}",
         next.stderr
@@ -182,14 +198,16 @@ fn lock_status_and_forced_release() {
         "{held}"
     );
     let refused = test.run(&["lock", "release"]).status(2);
-    assert!(refused.stderr.contains("pass --force"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("pass --force"),
+        "{}",
+        refused.stderr
+    );
     test.run(&["quick"]).status(1);
 
     let released = test.run(&["lock", "release", "--force"]).success();
     assert!(
-        released
-            .stdout
-            .starts_with("released the lock held by ")
+        released.stdout.starts_with("released the lock held by ")
             && released.stdout.contains(&format!("(pid {pid})")),
         "{}",
         released.stdout
@@ -201,10 +219,12 @@ fn lock_status_and_forced_release() {
         .filter(|e| e["event"] == "lock")
         .collect();
     assert_eq!(forced.len(), 1, "{forced:?}");
-    assert!(forced[0]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("released the lock by force; it was held by "));
+    assert!(
+        forced[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("released the lock by force; it was held by ")
+    );
     assert_eq!(forced[0]["kind"], "lock");
 
     // The old holder ending does not disturb the lock that runs take now.
@@ -220,8 +240,32 @@ fn dry_runs_and_readonly_runbooks_take_no_lock() {
     let holder = test.start(&["hold", "x"]);
     wait_until_held(&test);
     let dry = test.run(&["--dry-run", "quick"]).success();
-    assert!(dry.stderr.contains("would state::set quick = true"), "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("would state::set quick = true"),
+        "{}",
+        dry.stderr
+    );
     test.run(&["look"]).success();
+    release(&test);
+    Ran::of(holder).success();
+}
+
+#[test]
+fn ctrl_c_stops_a_run_waiting_for_the_lock() {
+    let test = holding();
+    let holder = test.start(&["hold", "x"]);
+    wait_until_held(&test);
+    let waiter = test.start(&["--lock-wait", "60", "quick"]);
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(waiter.id() as i32, libc::SIGINT) };
+    let stopped = Ran::of(waiter).status(130);
+    assert!(
+        stopped
+            .stderr
+            .contains("error: interrupted (Ctrl-C or SIGTERM) while waiting for the lock"),
+        "{}",
+        stopped.stderr
+    );
     release(&test);
     Ran::of(holder).success();
 }

@@ -53,7 +53,10 @@ fn reads_what_the_old_scripts_wrote() {
         .stderr_contains("active=[blue]")
         .success();
     Test::new()
-        .runbook("r", "fn main() { print(`active=${state::active() ?? \"none\"}`); }")
+        .runbook(
+            "r",
+            "fn main() { print(`active=${state::active() ?? \"none\"}`); }",
+        )
         .args(["r"])
         .stderr_contains("active=none")
         .success();
@@ -86,13 +89,20 @@ fn bad_names_and_corrupt_files_are_clear_errors_that_change_nothing() {
     ] {
         let ran = test.run(&args).status(1);
         assert!(
-            ran.stderr.contains(&format!("{:?} is not a valid environment name: ", args.last().unwrap())),
+            ran.stderr.contains(&format!(
+                "{:?} is not a valid environment name: ",
+                args.last().unwrap()
+            )),
             "{}",
             ran.stderr
         );
     }
     let ran = test.run(&["key"]).status(1);
-    assert!(ran.stderr.contains(r#""a/b" is not a valid state key"#), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(r#""a/b" is not a valid state key"#),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(
         std::fs::read_to_string(test.path().join("deploy/.current-environment")).unwrap(),
         "blue\n"
@@ -173,7 +183,10 @@ fn a_writer_killed_at_random_moments_never_leaves_a_torn_file() {
         }
     }
     // The kills must have landed while writing, not only before the first write.
-    assert!(changes >= 100, "only {changes} of 200 rounds wrote the state");
+    assert!(
+        changes >= 100,
+        "only {changes} of 200 rounds wrote the state"
+    );
     let leftovers = std::fs::read_dir(test.path().join("deploy"))
         .unwrap()
         .filter(|e| {
@@ -248,7 +261,10 @@ fn a_readonly_runbook_is_refused_any_change() {
         refused.stderr
     );
     let exec = Test::new()
-        .runbook("ro", "//! readonly\nfn main() { exec::run([\"touch\", \"made\"]); }")
+        .runbook(
+            "ro",
+            "//! readonly\nfn main() { exec::run([\"touch\", \"made\"]); }",
+        )
         .args(["ro"])
         .stderr_contains("exec::run touch made: refused, `ro` is a readonly runbook")
         .status(1);
