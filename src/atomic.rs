@@ -105,19 +105,10 @@ pub fn remove_abandoned(target: &Path) {
         else {
             continue;
         };
-        if !process_exists(pid) {
+        if !crate::identity::process_exists(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// True when a process with this id exists on this host (possibly as another user).
-pub fn process_exists(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn parent(path: &Path) -> &Path {

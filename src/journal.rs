@@ -17,14 +17,14 @@ use std::{
     io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
+    sync::Arc,
     time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{cancel::StopReason, context::Context, redact::Redactor};
+use crate::{cancel::StopReason, context::Context, identity::identity, redact::Redactor};
 
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "cutover-journal.jsonl";
@@ -118,70 +118,6 @@ fn redact_value(value: &mut Value, secrets: &Redactor) {
         }
         _ => {}
     }
-}
-
-/// Who is acting: written into every entry and into the lock file.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: String,
-    pub host: String,
-    pub pid: u32,
-}
-
-/// This process's identity, looked up once.
-pub fn identity() -> &'static Identity {
-    static IDENTITY: OnceLock<Identity> = OnceLock::new();
-    IDENTITY.get_or_init(|| Identity {
-        user: user_name(),
-        host: host_name(),
-        pid: std::process::id(),
-    })
-}
-
-/// The login name; under sudo, the person who ran sudo, since that is who the audit is about.
-fn user_name() -> String {
-    let login = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .or_else(passwd_name)
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::geteuid() }));
-    match std::env::var("SUDO_USER") {
-        Ok(real) if !real.is_empty() && real != login => format!("{real} (sudo {login})"),
-        _ => login,
-    }
-}
-
-fn passwd_name() -> Option<String> {
-    let mut buffer = vec![0 as libc::c_char; 4096];
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(
-            libc::geteuid(),
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() || entry.pw_name.is_null() {
-        return None;
-    }
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
-fn host_name() -> String {
-    let mut buffer = [0u8; 256];
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if rc != 0 {
-        return "unknown-host".to_string();
-    }
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
 
 /// The current time as the journal writes it.

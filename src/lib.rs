@@ -19,6 +19,7 @@ pub mod error;
 pub mod exec;
 pub mod history;
 pub mod host;
+pub mod identity;
 pub mod interpolate;
 pub mod journal;
 pub mod lock;

@@ -29,10 +29,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    atomic::process_exists,
     cancel::StopReason,
     context::Context,
-    journal::{Event, identity},
+    identity::{identity, process_exists},
+    journal::Event,
     progress::Progress,
 };
 

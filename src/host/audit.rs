@@ -27,7 +27,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// only says what it would record.
         ///
         /// ```rhai
-        /// audit::record("promotion", `promoted ${env} to ${tag}`);
+        /// audit::record("promotion", "promoted green to v1.4.2");
         /// ```
         fn record[context](call, kind: &str, message: &str) -> () {
             record(&context, kind, message, Map::new())
