@@ -5,7 +5,7 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex, OnceLock, RwLock,
+        Arc, Mutex, OnceLock, RwLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -31,6 +31,12 @@ pub struct Context {
     /// What is running now: set by `cutover run` (and the REPL for each call).
     run: RwLock<RunInfo>,
     docker: OnceLock<bollard::Docker>,
+    /// One HTTP client (connection pool) for the whole process.
+    http: OnceLock<reqwest::Client>,
+    /// The run lock while this process holds it (see [`crate::lock`]).
+    pub(crate) run_lock: Mutex<Weak<crate::lock::Held>>,
+    /// Take the lock around each change instead of for a whole run (the REPL).
+    pub(crate) lock_each_change: AtomicBool,
 }
 
 /// The runbook being run, as the journal and the readonly guard need to know it.
@@ -40,6 +46,9 @@ pub struct RunInfo {
     pub args: Vec<String>,
     /// The runbook's header says `//! readonly`: every change is refused.
     pub readonly: bool,
+    /// What the journal files this run under (`promotion`, `rollback`, …): the header's
+    /// `//! kind: …`. Empty means the runbook's name.
+    pub kind: String,
 }
 
 impl Context {
@@ -57,6 +66,9 @@ impl Context {
             env_files: Mutex::new(EnvFile::default()),
             run: RwLock::new(RunInfo::default()),
             docker: OnceLock::new(),
+            http: OnceLock::new(),
+            run_lock: Mutex::new(Weak::new()),
+            lock_each_change: AtomicBool::new(false),
         }
     }
 
@@ -77,6 +89,19 @@ impl Context {
             .block_on(crate::docker::connect())?
             .map_err(crate::host::fail)?;
         Ok(self.docker.get_or_init(|| docker).clone())
+    }
+
+    /// The HTTP client shared by every host call (connections are pooled and reused).
+    pub fn http(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 
     /// The one gate for every call that changes the world (docker run/stop/remove, compose
@@ -105,6 +130,7 @@ impl Context {
             tracing::info!("would {action} {detail}");
             return Ok(dry());
         }
+        let _lock = self.lock_for_change().map_err(crate::host::fail)?;
         let started = Instant::now();
         let result = apply();
         self.record_change(
@@ -116,12 +142,20 @@ impl Context {
         result
     }
 
-    /// Journals one change. The audit journal (issue: operations core) plugs in here.
+    /// Journals one change as a `change` entry (secrets masked), so no runbook can forget to.
     fn record_change(&self, action: &str, detail: &str, error: Option<String>, took: Duration) {
-        match error {
+        match &error {
             None => tracing::debug!("changed: {action} {detail} ({} ms)", took.as_millis()),
             Some(error) => tracing::debug!("change failed: {action} {detail}: {error}"),
         }
+        let mut entry = self.journal_entry(
+            crate::journal::Event::Change,
+            format!("{action} {detail}").trim_end(),
+        );
+        entry.outcome = Some(if error.is_none() { "ok" } else { "failed" }.to_string());
+        entry.duration_ms = Some(took.as_millis() as u64);
+        entry.error = error;
+        let _ = self.journal_append(&entry);
     }
 
     pub fn runtime(&self) -> &tokio::runtime::Handle {

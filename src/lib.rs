@@ -16,13 +16,19 @@ pub mod docker;
 pub mod dotenv;
 pub mod engine;
 pub mod error;
+pub mod exec;
+pub mod history;
 pub mod host;
+pub mod identity;
 pub mod interpolate;
+pub mod journal;
+pub mod lock;
 pub mod logging;
 pub mod progress;
 pub mod redact;
 pub mod runbook;
 pub mod sources;
+pub mod state;
 
 use std::sync::Arc;
 
