@@ -40,7 +40,9 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
             );
             Ok(exit::OK)
         }
-        Command::Repl | Command::History { .. } | Command::Docs { .. } => Err(Failure::Usage(
+        Command::Repl => crate::repl::command(context),
+        Command::Docs { definitions } => crate::docs::command(context, definitions.as_deref()),
+        Command::History { .. } => Err(Failure::Usage(
             "this subcommand is not available yet in this build".to_string(),
         )),
     }
@@ -75,21 +77,12 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     let mut scope = Scope::new();
     match runbook.run(&engine, &mut scope, args) {
         Ok(_) => Ok(exit::OK),
-        Err(error) => {
-            let rendered = engine.render(&runbook.script.display, &error);
-            match context.cancel.reason() {
-                Some(reason) => Err(Failure::Stopped {
-                    message: rendered,
-                    code: reason.exit_code(),
-                }),
-                None => Err(Failure::Runtime(rendered)),
-            }
-        }
+        Err(error) => Err(engine.failure(&runbook.script.display, &error)),
     }
 }
 
-/// `cutover list`
-fn list(context: &Arc<Context>) -> Result<i32, Failure> {
+/// `cutover list` (and the REPL's `:runbooks`)
+pub fn list(context: &Arc<Context>) -> Result<i32, Failure> {
     let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
     let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
     let rows: Vec<(&str, Header, String)> = scripts

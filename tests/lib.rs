@@ -8,6 +8,8 @@ mod test;
 mod cancel;
 mod cli;
 mod discovery;
+mod docs;
 mod env;
 mod errors;
 mod output;
+mod repl;

@@ -1,0 +1,485 @@
+//! `cutover repl`: the incident shell. The same engine, host modules, stdlib and runbooks as
+//! `cutover run`, with history kept across runs, Tab completion and signature hints from the
+//! engine's metadata, multi-line input, and `:` commands for help, runbooks and dry-run.
+//!
+//! Ctrl-C stops the running call (a blocked `sleep` or health wait too) and returns to the
+//! prompt; at the prompt it only clears the line. An error prints its caret snippet and the
+//! session goes on. Piped input (stdin not a terminal) runs the same way line by line, printing
+//! results, and exits with the first error's exit code (1, or 2 for a compile or usage error),
+//! so a transcript can be replayed as a script.
+
+use std::{
+    io::{BufRead, IsTerminal},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustyline::{CompletionType, Config, Editor, error::ReadlineError, history::FileHistory};
+
+use crate::{
+    commands,
+    context::{Context, RunInfo},
+    docs::FunctionDoc,
+    error::{Failure, exit},
+    line_editor::{COMMANDS, ReplHelper, Vocabulary, is_complete},
+    session::{Session, display_value},
+};
+
+/// Entries kept in the history file.
+const HISTORY_SIZE: usize = 10_000;
+
+/// The runbook name REPL inputs are journaled under.
+pub const RUNBOOK: &str = "repl";
+
+/// `cutover repl`
+pub fn command(context: &Arc<Context>) -> Result<i32, Failure> {
+    context.cancel.handle_signals(context.runtime());
+    let interactive = std::io::stdin().is_terminal();
+    let mut repl = Repl {
+        session: Session::new(Arc::clone(context)),
+        context: Arc::clone(context),
+        entries: Vec::new(),
+        interactive,
+    };
+    if interactive {
+        // Ctrl-C stops the running call, never the session.
+        context.cancel.set_interactive(true);
+        repl.interactive()
+    } else {
+        // A replayed transcript is one run: `--timeout` bounds all of it.
+        if let Some(limit) = context.settings.timeout {
+            context.cancel.stop_after(context.runtime(), limit);
+        }
+        repl.piped()
+    }
+}
+
+struct Repl {
+    session: Session,
+    context: Arc<Context>,
+    /// The inputs of this session, for `:history`, secrets masked.
+    entries: Vec<String>,
+    interactive: bool,
+}
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+impl Repl {
+    fn interactive(&mut self) -> Result<i32, Failure> {
+        let config = Config::builder()
+            .max_history_size(HISTORY_SIZE)
+            .map_err(terminal_error)?
+            .auto_add_history(false)
+            .completion_type(CompletionType::List)
+            .build();
+        let mut editor: Editor<ReplHelper, FileHistory> =
+            Editor::with_config(config).map_err(terminal_error)?;
+        editor.set_helper(Some(ReplHelper::new(self.context.settings.color)));
+        let history = history_path();
+        if let Some(path) = &history {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            // A missing file is a first session.
+            let _ = editor.load_history(path);
+        }
+        eprintln!(
+            "cutover {} — every host function, the stdlib and the runbooks. \
+             :help lists them, Tab completes, Ctrl-D quits.",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut history_warned = false;
+        loop {
+            if let Some(helper) = editor.helper_mut() {
+                helper.vocabulary = self.vocabulary();
+            }
+            let input = match editor.readline(&self.prompt()) {
+                Ok(input) => input,
+                // Ctrl-C at the prompt drops the line being typed, nothing more.
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => break,
+                Err(error) => return Err(terminal_error(error)),
+            };
+            if input.trim().is_empty() {
+                continue;
+            }
+            let entry = self.context.secrets.redact(&input).into_owned();
+            let _ = editor.add_history_entry(entry.as_str());
+            if let Some(path) = &history
+                && let Err(error) = editor.append_history(path)
+                && !std::mem::replace(&mut history_warned, true)
+            {
+                tracing::warn!(
+                    "cannot save the REPL history to {}: {error}",
+                    path.display()
+                );
+            }
+            match self.handle(&input) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Quit) => break,
+                Err(failure) => self.report(&failure),
+            }
+        }
+        Ok(exit::OK)
+    }
+
+    /// Runs piped input: each complete input in turn; the first error ends the run.
+    fn piped(&mut self) -> Result<i32, Failure> {
+        let mut pending = String::new();
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| Failure::Other(e.into()))?;
+            if pending.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            pending.push_str(&line);
+            pending.push('\n');
+            if pending.trim_start().starts_with(':') || is_complete(&pending) {
+                let input = std::mem::take(&mut pending);
+                if let Flow::Quit = self.handle(input.trim_end())? {
+                    return Ok(exit::OK);
+                }
+            }
+        }
+        if !pending.trim().is_empty() {
+            // Unclosed at the end of input: let the compiler say what is missing.
+            self.handle(pending.trim_end())?;
+        }
+        Ok(exit::OK)
+    }
+
+    /// One complete input: a `:` command or code.
+    fn handle(&mut self, input: &str) -> Result<Flow, Failure> {
+        let trimmed = input.trim();
+        let entry = self.context.secrets.redact(trimmed).into_owned();
+        self.entries.push(entry.clone());
+        if trimmed.starts_with(':') {
+            return self.command(trimmed);
+        }
+        let run = RunInfo {
+            runbook: RUNBOOK.to_string(),
+            args: vec![entry],
+            readonly: false,
+        };
+        let value = self.call(run, |session| session.eval(input))?;
+        self.echo(&value);
+        Ok(Flow::Continue)
+    }
+
+    fn command(&mut self, line: &str) -> Result<Flow, Failure> {
+        let (name, rest) = line
+            .split_once(char::is_whitespace)
+            .map_or((line, ""), |(name, rest)| (name, rest.trim()));
+        match name {
+            ":help" | ":h" | ":?" => self.help(rest)?,
+            ":runbooks" => {
+                commands::list(&self.context)?;
+            }
+            ":run" => self.run_runbook(rest)?,
+            ":load" => {
+                if rest.is_empty() {
+                    return Err(Failure::Usage("usage: :load FILE".to_string()));
+                }
+                let run = RunInfo {
+                    runbook: RUNBOOK.to_string(),
+                    args: vec![line.to_string()],
+                    readonly: false,
+                };
+                let count = self.call(run, |session| session.load(Path::new(rest)))?;
+                println!("{rest}: {count} functions defined");
+            }
+            ":dry" => match rest {
+                "on" | "off" => self.context.set_dry_run(rest == "on"),
+                "" => println!(
+                    "dry run is {}",
+                    if self.context.is_dry_run() {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                ),
+                other => {
+                    return Err(Failure::Usage(format!(
+                        ":dry takes `on` or `off`, not `{other}`"
+                    )));
+                }
+            },
+            ":history" => {
+                for (number, entry) in self.entries.iter().enumerate() {
+                    let mut lines = entry.lines();
+                    println!("{:>4}  {}", number + 1, lines.next().unwrap_or(""));
+                    for line in lines {
+                        println!("      {line}");
+                    }
+                }
+            }
+            ":quit" | ":q" | ":exit" => return Ok(Flow::Quit),
+            other => {
+                return Err(Failure::Usage(format!(
+                    "unknown command {other}; :help lists the commands"
+                )));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// `:run NAME ARGS...`: the runbook runs in this session's context (dry-run, environment,
+    /// loaded `.env` files) and is recorded under its own name.
+    fn run_runbook(&mut self, rest: &str) -> Result<(), Failure> {
+        let words = split_words(rest)?;
+        let Some((name, args)) = words.split_first() else {
+            return Err(Failure::Usage(
+                "usage: :run NAME [ARGS]... (:runbooks lists them)".to_string(),
+            ));
+        };
+        let runbook = self.session.runbook(name)?;
+        if matches!(args, [flag] if flag == "--help" || flag == "-h") {
+            print!("{}", runbook.help());
+            return Ok(());
+        }
+        runbook
+            .check_arity(args.len())
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        let run = RunInfo {
+            runbook: runbook.script.name.clone(),
+            args: args.to_vec(),
+            readonly: runbook.header.readonly,
+        };
+        let value = self.call(run, |session| session.run(&runbook, args))?;
+        self.echo(&value);
+        Ok(())
+    }
+
+    /// Runs one call the way `cutover run` runs a runbook: as `run` for the journal and the
+    /// readonly guard, under the run lock, with Ctrl-C stopping it and only it.
+    fn call<T>(
+        &mut self,
+        run: RunInfo,
+        body: impl FnOnce(&mut Session) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        if self.interactive {
+            // A Ctrl-C that arrived while no call was running must not stop this one.
+            self.context.cancel.reset();
+        }
+        self.context.set_run_info(run);
+        let result = under_run_lock(&self.context, || body(&mut self.session));
+        if self.interactive {
+            self.context.cancel.reset();
+        }
+        result
+    }
+
+    fn echo(&self, value: &rhai::Dynamic) {
+        if !value.is_unit() {
+            println!("{}", self.context.secrets.redact(&display_value(value)));
+        }
+    }
+
+    fn report(&self, failure: &Failure) {
+        let text = failure.to_string();
+        let text = self.context.secrets.redact(&text);
+        if text.ends_with('\n') {
+            eprint!("{text}");
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    /// `cutover[blue dry]> `: the active environment (from `.current-environment` in the state
+    /// directory) and whether changes are only described.
+    fn prompt(&self) -> String {
+        let environment =
+            std::fs::read_to_string(self.context.settings.state_dir.join(".current-environment"))
+                .ok()
+                .map(|text| text.trim().to_string())
+                .filter(|text| !text.is_empty());
+        let dry = self.context.is_dry_run().then_some("dry");
+        let tags: Vec<&str> = environment.as_deref().into_iter().chain(dry).collect();
+        if tags.is_empty() {
+            "cutover> ".to_string()
+        } else {
+            format!("cutover[{}]> ", tags.join(" "))
+        }
+    }
+
+    fn vocabulary(&self) -> Vocabulary {
+        let names = |catalog: &crate::catalog::Catalog| {
+            catalog
+                .list()
+                .map(|scripts| scripts.into_iter().map(|s| s.name).collect())
+                .unwrap_or_default()
+        };
+        Vocabulary {
+            functions: self.session.functions(),
+            runbooks: names(&self.session.engine.runbooks),
+            stdlib: names(&self.session.engine.stdlib),
+            variables: self.session.variables(),
+        }
+    }
+
+    /// `:help` lists the commands and every function; `:help NAME` shows one function (every
+    /// overload: signature, doc, example), a module, a command or a runbook.
+    fn help(&self, name: &str) -> Result<(), Failure> {
+        let functions = self.session.functions();
+        if name.is_empty() {
+            print!("{}", overview(&functions));
+            return Ok(());
+        }
+        let overloads: Vec<&FunctionDoc> = functions.iter().filter(|f| f.path() == name).collect();
+        if !overloads.is_empty() {
+            for (i, function) in overloads.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!("{}", function.signature());
+                if !function.doc.is_empty() {
+                    println!("\n{}", function.doc);
+                }
+            }
+            return Ok(());
+        }
+        let in_module: Vec<&FunctionDoc> = functions
+            .iter()
+            .filter(|f| f.module.as_deref() == Some(name))
+            .collect();
+        if !in_module.is_empty() {
+            print!("{}", listing(&in_module));
+            return Ok(());
+        }
+        let command = format!(":{}", name.trim_start_matches(':'));
+        if let Some((command, args, what)) = COMMANDS.iter().find(|(c, ..)| *c == command) {
+            println!("{command} {args}\n\n{what}");
+            return Ok(());
+        }
+        if let Ok(runbook) = self.session.runbook(name) {
+            print!("{}", runbook.help());
+            return Ok(());
+        }
+        Err(Failure::Usage(format!(
+            "no function, module, command or runbook named `{name}`; :help lists them"
+        )))
+    }
+}
+
+/// The hook where a REPL call takes the run lock ("one change at a time", issue 3).
+///
+/// Every input, `:load` and `:run` goes through here with its [`RunInfo`] already set, so
+/// `Context::change` journals its changes under runbook `repl` (or the runbook's name for
+/// `:run`). The lock module is not in this build yet; when it lands, take the lock here for the
+/// duration of `call` and release it when `call` returns, refusing the call (naming the holder)
+/// when another run holds it past `--lock-wait`. Better still, take it on the call's first
+/// change, so inputs that only read never wait for a deploy that holds the lock. A readonly
+/// `:run` (`context.run_info().readonly`) needs no lock.
+fn under_run_lock<T>(
+    _context: &Context,
+    call: impl FnOnce() -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    call()
+}
+
+/// `$XDG_STATE_HOME/cutover/repl-history`, or `~/.local/state/cutover/repl-history`.
+fn history_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/state"))
+        })?;
+    Some(state.join("cutover").join("repl-history"))
+}
+
+fn terminal_error(error: ReadlineError) -> Failure {
+    Failure::Other(anyhow::anyhow!("the terminal: {error}"))
+}
+
+/// Splits `:run` arguments at whitespace; "double" or 'single' quotes keep spaces in one.
+fn split_words(text: &str) -> Result<Vec<String>, Failure> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_default().push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_default();
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_default().push(c),
+        }
+    }
+    if let Some(q) = quote {
+        return Err(Failure::Usage(format!("unclosed {q} in `{text}`")));
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+/// `:help` without a name: the commands, then every function by module.
+fn overview(functions: &[FunctionDoc]) -> String {
+    let mut out = String::from("Commands:\n");
+    for (command, args, what) in COMMANDS {
+        out.push_str(&format!("  {:<22}  {what}\n", format!("{command} {args}")));
+    }
+    out.push_str(
+        "\nKeys: Tab completes, → accepts a hint, Ctrl-C stops the running call or clears the \
+         line, Ctrl-R searches the history, Ctrl-D quits.\n",
+    );
+    let globals: Vec<&FunctionDoc> = functions.iter().filter(|f| f.module.is_none()).collect();
+    out.push_str("\nFunctions (:help NAME shows one):\n");
+    out.push_str(&listing(&globals));
+    let mut modules: Vec<&str> = functions
+        .iter()
+        .filter_map(|f| f.module.as_deref())
+        .collect();
+    modules.sort_unstable();
+    modules.dedup();
+    for module in modules {
+        let members: Vec<&FunctionDoc> = functions
+            .iter()
+            .filter(|f| f.module.as_deref() == Some(module))
+            .collect();
+        out.push_str(&format!("\n{module}:\n"));
+        out.push_str(&listing(&members));
+    }
+    out
+}
+
+/// One line a function: signature, then its summary.
+fn listing(functions: &[&FunctionDoc]) -> String {
+    let width = functions
+        .iter()
+        .map(|f| f.signature().chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(56);
+    functions
+        .iter()
+        .map(|f| {
+            let signature = f.signature();
+            format!("  {signature:<width$}  {}\n", f.summary())
+                .trim_end()
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_quotes() {
+        assert_eq!(
+            split_words(r#"promote green "a b" 'c d' """#).unwrap(),
+            vec!["promote", "green", "a b", "c d", ""]
+        );
+        assert!(split_words("x \"open").is_err());
+    }
+}
