@@ -128,6 +128,28 @@ fn ctrl_c_stops_a_blocked_call_and_returns_to_the_prompt() {
 }
 
 #[test]
+fn ctrl_c_at_a_confirm_gives_the_terminal_back_to_the_repl() {
+    let test = Test::new();
+    let mut repl = terminal(&test);
+    ready(&mut repl, "cutover> ");
+    repl.send("confirm(\"Switch traffic?\")\r").unwrap();
+    expect(&mut repl, "Switch traffic? [y/N]");
+    repl.send(ControlCode::EndOfText).unwrap();
+    expect(&mut repl, "interrupted");
+    ready(&mut repl, "cutover> ");
+    // The abandoned question must not swallow what is typed next.
+    repl.send("1 + 41\r").unwrap();
+    expect(&mut repl, "42");
+    ready(&mut repl, "cutover> ");
+    repl.send("confirm(\"Again?\")\r").unwrap();
+    expect(&mut repl, "Again? [y/N]");
+    repl.send("y\r").unwrap();
+    expect(&mut repl, "true");
+    ready(&mut repl, "cutover> ");
+    quit(repl);
+}
+
+#[test]
 fn ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does() {
     let test = Test::new();
     let mut repl = terminal(&test);
@@ -172,6 +194,9 @@ fn history_is_kept_across_sessions() {
     let file = test.path().join(".local/state/cutover/repl-history");
     let saved = std::fs::read_to_string(&file).expect("history file written");
     assert!(saved.contains("let remembered = 31337;"), "{saved}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "history is readable by others");
 
     let mut repl = terminal(&test);
     ready(&mut repl, "cutover> ");
@@ -212,8 +237,8 @@ fn piped(input: &str) -> Test {
 
 #[test]
 fn piped_input_prints_results_and_keeps_state() {
-    piped("let x = 40;\nfn add(a, b) {\n  a + b\n}\n\nadd(x, 2)\n\"text\"\n#{ a: 1 }\nimport \"table\" as t;\nt::render([\"A\"], [[\"b\"]]).len()\n")
-        .stdout("42\n\"text\"\n#{\"a\": 1}\n4\n")
+    piped("let x = 40;\nfn add(a, b) {\n  a + b\n}\n\nadd(x, 2)\n\"text\"\n#{ a: 1 }\nimport \"table\" as t;\nt::render([\"A\"], [[\"b\"]])\n")
+        .stdout("42\n\"text\"\n#{\"a\": 1}\n\nA\nb\n")
         .success();
 }
 
