@@ -64,6 +64,14 @@ impl FunctionDoc {
         format!("{}{}", self.path(), self.params_text())
     }
 
+    /// Plain text for `:help NAME`: the signature, then the doc with its example.
+    pub fn describe(&self) -> String {
+        match self.doc.as_str() {
+            "" => format!("{}\n", self.signature()),
+            doc => format!("{}\n\n{doc}\n", self.signature()),
+        }
+    }
+
     /// The first sentence-line of the doc, for one-line listings.
     pub fn summary(&self) -> &str {
         self.doc.lines().next().unwrap_or("").trim()
@@ -247,6 +255,26 @@ pub fn markdown(functions: &[FunctionDoc]) -> String {
         }
     }
     out
+}
+
+/// Plain text for the REPL's `:help`: one line a function, signature then summary.
+pub fn listing(functions: &[&FunctionDoc]) -> String {
+    let width = functions
+        .iter()
+        .map(|f| f.signature().chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(56);
+    functions
+        .iter()
+        .map(|f| {
+            let signature = f.signature();
+            format!("  {signature:<width$}  {}\n", f.summary())
+                .trim_end()
+                .to_string()
+                + "\n"
+        })
+        .collect()
 }
 
 /// GitHub's heading anchor for a module name heading like "## `env`".

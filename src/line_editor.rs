@@ -1,7 +1,7 @@
-//! What the REPL's line editor knows about Rhai and about cutover: when an input is complete
-//! (brackets, strings and comments closed, so a `fn` or `if` spanning lines continues on the
-//! next one), what Tab completes (REPL commands, runbook names after `:run`, stdlib modules in
-//! `import "…"`, module names, functions, variables), and the signature hint shown as you type.
+//! What the REPL's line editor knows about Rhai and about cutover: when Enter runs the input
+//! and when it continues on the next line ([`is_complete`]), what Tab completes (REPL
+//! commands, runbook names after `:run`, stdlib modules in `import "…"`, module names,
+//! functions, variables), and the signature hint shown as you type.
 //! The words come from a [`Vocabulary`] the REPL refreshes from the engine's metadata before each
 //! prompt, so functions of new modules, imports and `:load`ed files are offered at once.
 
@@ -15,7 +15,7 @@ use rustyline::{
     validate::{ValidationContext, ValidationResult, Validator},
 };
 
-use crate::docs::FunctionDoc;
+use crate::{docs::FunctionDoc, multiline::is_complete};
 
 /// The REPL commands with their arguments, as `:help` lists them and Tab completes them.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -314,98 +314,6 @@ fn enclosing_call(line: &str) -> Option<&str> {
     None
 }
 
-/// True when `input` can be run as it is: every bracket, backtick string, interpolation and
-/// block comment is closed. Mismatched brackets and unterminated `"` strings count as complete,
-/// so the compiler reports them with a caret instead of the prompt waiting for more.
-pub fn is_complete(input: &str) -> bool {
-    #[derive(PartialEq)]
-    enum Open {
-        Bracket(char),
-        Backtick,
-        /// `${` inside a backtick string: code until the matching `}`.
-        Interpolation,
-    }
-    let mut open: Vec<Open> = Vec::new();
-    let chars: Vec<char> = input.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if open.last() == Some(&Open::Backtick) {
-            match (c, next) {
-                ('`', Some('`')) => i += 1,
-                ('`', _) => {
-                    open.pop();
-                }
-                ('$', Some('{')) => {
-                    open.push(Open::Interpolation);
-                    i += 1;
-                }
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        match (c, next) {
-            ('/', Some('/')) => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            ('/', Some('*')) => {
-                let mut depth = 0;
-                loop {
-                    match (chars.get(i), chars.get(i + 1)) {
-                        (Some('/'), Some('*')) => {
-                            depth += 1;
-                            i += 1;
-                        }
-                        (Some('*'), Some('/')) => {
-                            depth -= 1;
-                            i += 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        (None, _) => return false,
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
-            ('"' | '\'', _) => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                if i >= chars.len() {
-                    return true;
-                }
-            }
-            ('`', _) => open.push(Open::Backtick),
-            ('(' | '[' | '{', _) => open.push(Open::Bracket(c)),
-            (')' | ']' | '}', _) => {
-                let opener = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                match open.pop() {
-                    Some(Open::Bracket(o)) if o == opener => {}
-                    Some(Open::Interpolation) if c == '}' => {}
-                    _ => return true,
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    open.is_empty()
-}
-
 /// A hint shown after the cursor: `display` dimmed; `completion` is what → inserts, if anything.
 pub struct SignatureHint {
     display: String,
@@ -474,33 +382,6 @@ impl Helper for ReplHelper {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn completeness() {
-        for complete in [
-            "1 + 1",
-            "fn f() { 1 }",
-            "let s = \"{\";",
-            "let c = '(';",
-            "// {",
-            "`a ${1 + 2} b`",
-            "let x = (1]",
-            "let s = \"open",
-            "/* a /* b */ c */ 1",
-        ] {
-            assert!(is_complete(complete), "{complete}");
-        }
-        for incomplete in [
-            "fn f() {",
-            "if x {\n  let y = [1,",
-            "`multi\nline",
-            "`a ${ f(",
-            "/* open",
-            "#{ a: 1,",
-        ] {
-            assert!(!is_complete(incomplete), "{incomplete}");
-        }
-    }
 
     fn function(module: Option<&str>, name: &str, params: &[&str]) -> FunctionDoc {
         FunctionDoc {

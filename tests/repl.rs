@@ -269,6 +269,15 @@ fn piped_compile_and_usage_errors_exit_2() {
 }
 
 #[test]
+fn piped_timeout_bounds_the_whole_transcript() {
+    piped("1\nsleep(60000)\n2\n")
+        .args(["--timeout", "0.5"])
+        .stdout("1\n")
+        .stderr_contains("<repl>:2:1: stopped by --timeout")
+        .status(124);
+}
+
+#[test]
 fn piped_quit_ends_early() {
     piped("1\n:quit\nthrow \"not reached\";\n")
         .stdout("1\n")
