@@ -100,13 +100,14 @@ impl Session {
         if !input.ends_with('\n') {
             self.document.push('\n');
         }
-        self.engine.sources.insert(SOURCE, self.document.as_str());
         let padded = format!("{}{input}", "\n".repeat(lines_before));
-        let ast = self
-            .engine
-            .rhai
-            .compile_with_scope(&self.scope, &padded)
-            .map_err(|error| self.compile_failure(&Diagnostic::from_parse(SOURCE, &error)))?;
+        let ast = match self.engine.rhai.compile_with_scope(&self.scope, &padded) {
+            Ok(ast) => ast,
+            Err(error) => {
+                self.share_document();
+                return Err(self.compile_failure(&Diagnostic::from_parse(SOURCE, &error)));
+            }
+        };
         let imports = imports(&ast);
         let mut run = std::mem::take(&mut self.defined);
         run += ast;
@@ -120,7 +121,16 @@ impl Session {
         for (path, alias) in imports {
             self.import(&path, &alias);
         }
-        result.map_err(|error| self.engine.failure(SOURCE, &error))
+        result.map_err(|error| {
+            self.share_document();
+            self.engine.failure(SOURCE, &error)
+        })
+    }
+
+    /// Hands the `<repl>` document to the source map for an error snippet. Done only when an
+    /// error is shown, so a long session does not copy its whole text at every input.
+    fn share_document(&self) {
+        self.engine.sources.insert(SOURCE, self.document.as_str());
     }
 
     /// `:load FILE`: runs the file as a module and makes its functions callable by name.
