@@ -77,7 +77,16 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     let mut scope = Scope::new();
     match runbook.run(&engine, &mut scope, args) {
         Ok(_) => Ok(exit::OK),
-        Err(error) => Err(engine.failure(&runbook.script.display, &error)),
+        Err(error) => {
+            let rendered = engine.render(&runbook.script.display, &error);
+            match context.cancel.reason() {
+                Some(reason) => Err(Failure::Stopped {
+                    message: rendered,
+                    code: reason.exit_code(),
+                }),
+                None => Err(Failure::Runtime(rendered)),
+            }
+        }
     }
 }
 
