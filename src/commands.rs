@@ -44,9 +44,8 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
         }
         Command::History { kind, limit, json } => history(context, kind, limit, json),
         Command::Lock { action } => lock_command(context, action),
-        Command::Repl | Command::Docs { .. } => Err(Failure::Usage(
-            "this subcommand is not available yet in this build".to_string(),
-        )),
+        Command::Repl => crate::repl::command(context),
+        Command::Docs { definitions } => crate::docs::command(context, definitions.as_deref()),
     }
 }
 
@@ -195,8 +194,8 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
     Ok(exit::OK)
 }
 
-/// `cutover list`
-fn list(context: &Arc<Context>) -> Result<i32, Failure> {
+/// `cutover list` (and the REPL's `:runbooks`)
+pub fn list(context: &Arc<Context>) -> Result<i32, Failure> {
     let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
     let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
     let rows: Vec<(&str, Header, String)> = scripts

@@ -35,6 +35,9 @@ pub struct Context {
     http: OnceLock<reqwest::Client>,
     /// The run lock while this process holds it (see [`crate::lock`]).
     pub(crate) run_lock: Mutex<Weak<crate::lock::Held>>,
+    /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
+    /// held until the call ends.
+    pub(crate) change_lock: Mutex<Option<crate::lock::LockGuard>>,
     /// Take the lock around each change instead of for a whole run (the REPL).
     pub(crate) lock_each_change: AtomicBool,
 }
@@ -68,6 +71,7 @@ impl Context {
             docker: OnceLock::new(),
             http: OnceLock::new(),
             run_lock: Mutex::new(Weak::new()),
+            change_lock: Mutex::new(None),
             lock_each_change: AtomicBool::new(false),
         }
     }

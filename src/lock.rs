@@ -365,8 +365,10 @@ impl Context {
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The lock for one change when [`Context::set_lock_each_change`] is on (and not already
-    /// held), else nothing.
+    /// With [`Context::set_lock_each_change`] on (the REPL), the lock is taken by the first
+    /// change of a call and held until [`Context::release_change_lock`]: the changes of one
+    /// call are one unit no other run can interleave with, while calls that only read never
+    /// wait for another run's lock.
     pub(crate) fn lock_for_change(&self) -> Result<Option<LockGuard>, LockError> {
         if !self
             .lock_each_change
@@ -374,7 +376,16 @@ impl Context {
         {
             return Ok(None);
         }
-        acquire(self).map(Some)
+        let mut held = self.change_lock.lock().unwrap();
+        if held.is_none() {
+            *held = Some(acquire(self)?);
+        }
+        Ok(None)
+    }
+
+    /// Releases the lock the changes of the ending call took, if any.
+    pub fn release_change_lock(&self) {
+        self.change_lock.lock().unwrap().take();
     }
 }
 
@@ -395,9 +406,9 @@ mod tests {
         assert!(try_lock(&path).unwrap().is_some());
     }
 
-    /// The REPL's mode: each change takes the lock around its work and releases it after.
+    /// The REPL's mode: a call's first change takes the lock, held until the call ends.
     #[test]
-    fn lock_each_change_holds_the_lock_only_during_a_change() {
+    fn lock_each_change_holds_the_lock_from_the_first_change_to_the_end_of_the_call() {
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -423,10 +434,17 @@ mod tests {
             matches!(during(), Some(Status::Held(Some(ref h))) if h.pid == std::process::id()),
             "not held during the change"
         );
+        assert!(
+            matches!(status(dir.path()).unwrap(), Status::Held(_)),
+            "released between two changes of one call"
+        );
+        assert!(matches!(during(), Some(Status::Held(_))));
+        context.release_change_lock();
         assert_eq!(status(dir.path()).unwrap(), Status::Free { last: None });
         // Re-entrant: a guard held around several changes is shared, not deadlocked on.
         let guard = acquire(&context).unwrap();
         assert!(matches!(during(), Some(Status::Held(_))));
+        context.release_change_lock();
         drop(guard);
         assert_eq!(status(dir.path()).unwrap(), Status::Free { last: None });
     }

@@ -269,3 +269,54 @@ fn ctrl_c_stops_a_run_waiting_for_the_lock() {
     release(&test);
     Ran::of(holder).success();
 }
+
+/// Feeds `input` to `cutover repl` in the test's directory.
+fn repl(test: &Test, input: &str) -> Ran {
+    use std::{io::Write, process::Stdio};
+    let mut child = test
+        .command()
+        .args(["repl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start cutover repl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Ran::of(child)
+}
+
+#[test]
+fn the_repl_reads_beside_a_holder_but_its_changes_need_the_lock() {
+    let test = holding();
+    let holder = test.start(&["hold", "x"]);
+    wait_until_held(&test);
+    let refused = repl(
+        &test,
+        "40 + 2\nstate::set(\"k\", 1)\nprint(\"not reached\")\n",
+    )
+    .status(1);
+    assert!(refused.stdout.contains("42"), "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("(pid {}) running `hold x`", holder.id())),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("not reached"));
+    release(&test);
+    Ran::of(holder).success();
+
+    repl(&test, "state::set(\"k\", 1)\nstate::get(\"k\")\n").success();
+    let change = journal(&test)
+        .into_iter()
+        .find(|e| e["event"] == "change" && e["message"] == "state::set k = 1")
+        .expect("the REPL's change is journaled");
+    assert_eq!(change["runbook"], "repl");
+    assert_eq!(test.run(&["lock", "status"]).success().stdout, "free\n");
+}
