@@ -22,7 +22,11 @@ pub mod logging;
 pub mod progress;
 pub mod redact;
 pub mod runbook;
+pub mod service;
+pub mod service_parse;
 pub mod sources;
+pub mod units;
+pub mod yaml;
 
 use std::sync::Arc;
 
