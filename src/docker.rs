@@ -49,3 +49,46 @@ pub async fn connect() -> Result<Docker, DockerConnectError> {
         Err(_) => Err(DockerConnectError::TimedOut { host }),
     }
 }
+
+/// A failed engine call: what was being done, and the engine's own words for why.
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {}", describe(.source))]
+pub struct EngineError {
+    pub action: String,
+    pub source: bollard::errors::Error,
+}
+
+impl EngineError {
+    pub fn is_not_found(&self) -> bool {
+        is_status(&self.source, 404)
+    }
+}
+
+/// Names the action of a failed engine call: `docker.stop_container(..).await.doing("stop api")`.
+pub trait Doing<T> {
+    fn doing(self, action: impl Into<String>) -> Result<T, EngineError>;
+}
+
+impl<T> Doing<T> for Result<T, bollard::errors::Error> {
+    fn doing(self, action: impl Into<String>) -> Result<T, EngineError> {
+        self.map_err(|source| EngineError {
+            action: action.into(),
+            source,
+        })
+    }
+}
+
+/// True when the engine answered with HTTP `status` (404: no such thing; 304: already so).
+pub fn is_status(error: &bollard::errors::Error, status: u16) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code, .. } if *status_code == status)
+}
+
+/// The engine's message without bollard's wrapping.
+pub fn describe(error: &bollard::errors::Error) -> String {
+    use bollard::errors::Error;
+    match error {
+        Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        Error::DockerStreamError { error } => error.trim().to_string(),
+        other => other.to_string(),
+    }
+}
