@@ -62,6 +62,11 @@ pub enum ComposeError {
     EnvFile(#[from] DotenvError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Engine(#[from] crate::docker::EngineError),
+    /// Services that could not be brought up, each with why.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Options of `compose::load`.

@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod compose;
+pub mod compose_down;
+pub mod compose_up;
 pub mod config;
 pub mod container_io;
 pub mod containers;
