@@ -78,6 +78,9 @@ pub struct LoadOptions {
     pub profiles: Option<Vec<String>>,
     /// Default `$COMPOSE_PROJECT_NAME`, the file's `name:`, then its directory's name.
     pub project_name: Option<String>,
+    /// Variables looked up last, after the environment and the env file (cutover's
+    /// `--env-file` and `env::load` ones).
+    pub fallback: Vec<(String, String)>,
 }
 
 /// Reads and checks the compose file at `path`.
@@ -98,6 +101,10 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
         std::env::var(name)
             .ok()
             .or_else(|| env_file.get(name).map(str::to_string))
+            .or_else(|| {
+                let mut fallback = options.fallback.iter().rev();
+                fallback.find(|(n, _)| n == name).map(|(_, v)| v.clone())
+            })
     };
     let mut tree = yaml::parse(&text, &source)?;
     tree.map_strings("", &mut |text, path, line| {

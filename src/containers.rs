@@ -64,9 +64,9 @@ pub async fn create_and_start(
     body: ContainerCreateBody,
     more_networks: &[(String, Vec<String>)],
 ) -> Result<String, EngineError> {
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
+    let options = (!name.is_empty()).then(|| CreateContainerOptionsBuilder::default().name(name).build());
     let created = docker
-        .create_container(Some(options), body)
+        .create_container(options, body)
         .await
         .doing(format!("create container {name}"))?;
     for (network, aliases) in more_networks {

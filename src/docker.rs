@@ -18,7 +18,7 @@ pub enum DockerConnectError {
         host: String,
         source: bollard::errors::Error,
     },
-    #[error("cannot reach the Docker Engine at {host}: {source}")]
+    #[error("cannot reach the Docker Engine at {host}: {}", describe(.source))]
     Unreachable {
         host: String,
         source: bollard::errors::Error,
@@ -89,6 +89,18 @@ pub fn describe(error: &bollard::errors::Error) -> String {
     match error {
         Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
         Error::DockerStreamError { error } => error.trim().to_string(),
-        other => other.to_string(),
+        other => {
+            // hyper's errors say "client error (Connect)"; the cause is further down the chain.
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(error) = cause {
+                let line = error.to_string();
+                if !text.contains(&line) {
+                    text = format!("{text}: {line}");
+                }
+                cause = error.source();
+            }
+            text
+        }
     }
 }

@@ -9,9 +9,13 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 use crate::context::Context;
 
+pub mod compose;
+pub mod docker;
+pub mod docker_images;
 pub mod env;
 pub mod log;
 pub mod operator;
+pub mod options;
 pub mod time;
 
 /// What a host function returns: a value, or an error Rhai positions at the call.
@@ -94,6 +98,8 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
     engine.register_static_module("env", env::module(context).into());
+    engine.register_static_module("docker", docker::module(context).into());
+    engine.register_static_module("compose", compose::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);
