@@ -8,6 +8,7 @@ mod test;
 mod cancel;
 mod cli;
 mod discovery;
+mod docker;
 mod env;
 mod errors;
 mod output;
