@@ -3,7 +3,7 @@
 //! build and pull (from a registry the test starts), an unreachable engine, and a dry run.
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{TcpListener, TcpStream},
     time::{Duration, Instant},
 };
@@ -11,29 +11,10 @@ use std::{
 use crate::{
     support::{
         self, Service,
-        docker::{Cleanup, KillOnDrop, demo_image, docker, inspect},
+        docker::{Cleanup, KillOnDrop, demo_image, docker, http_get, inspect},
     },
     test::Test,
 };
-
-/// The body of `GET path` on 127.0.0.1:port, retried until the service answers.
-fn http_get(port: u16, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-            let mut response = String::new();
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut response).is_ok()
-                && let Some((_, body)) = response.split_once("\r\n\r\n")
-            {
-                return body.to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing answers on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 const RUN: &str = r#"
 fn main(image, name, port, label) {

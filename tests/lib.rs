@@ -7,6 +7,7 @@ mod test;
 
 mod cancel;
 mod cli;
+mod compose;
 mod discovery;
 mod docker;
 mod env;

@@ -4,7 +4,13 @@
 //! test's label or compose project — when the test ends, pass or fail. Assertions may read the
 //! engine through the `docker` CLI; cutover itself never uses it.
 
-use std::{process::Command, sync::OnceLock};
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use sha2::{Digest, Sha256};
 
@@ -142,5 +148,24 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The body of `GET path` on 127.0.0.1:port, retried until the service answers.
+pub fn http_get(port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && let Some((_, body)) = response.split_once("\r\n\r\n")
+            {
+                return body.to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answers on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
