@@ -197,7 +197,9 @@ fn read_sections(
         let path = join("services", &entry.key);
         let mut service = service_parse::service(&entry.value, &path, reader)?;
         if service.networks.is_empty() {
-            service.networks.insert("default".into(), Default::default());
+            service
+                .networks
+                .insert("default".into(), Default::default());
         }
         services.insert(entry.key.clone(), service);
     }
@@ -205,7 +207,9 @@ fn read_sections(
         return Err(SpecError::new(1, "services", "the file defines no service"));
     }
     let mut networks = resources(project, section("networks"), "networks", reader)?;
-    let uses_default = services.values().any(|s| s.networks.contains_key("default"));
+    let uses_default = services
+        .values()
+        .any(|s| s.networks.contains_key("default"));
     if uses_default && !networks.contains_key("default") {
         networks.insert("default".into(), resource(project, "default", false));
     }
@@ -248,7 +252,8 @@ fn resources(
                         labels.insert(k, v.unwrap_or_default());
                     }
                 }
-                "driver" if matches!(&setting.value.value, Value::Str(d) if d == "bridge" || d == "local") => {}
+                "driver" if matches!(&setting.value.value, Value::Str(d) if d == "bridge" || d == "local") =>
+                    {}
                 _ => reader.unsupported(setting, &at)?,
             }
         }
@@ -283,7 +288,9 @@ impl Project {
     pub fn from_node(node: &Node) -> Result<Project, ComposeError> {
         let text = |key: &str| -> Result<String, SpecError> {
             node.get(key)
-                .ok_or_else(|| SpecError::new(0, key, "missing: pass the map compose::load returned"))?
+                .ok_or_else(|| {
+                    SpecError::new(0, key, "missing: pass the map compose::load returned")
+                })?
                 .str(key)
         };
         let name = project_name(&text("name")?).map_err(ComposeError::Invalid)?;
@@ -316,7 +323,11 @@ impl Project {
                     }
                 }
                 "networks" | "volumes" => {
-                    let found = if at == "networks" { &mut networks } else { &mut volumes };
+                    let found = if at == "networks" {
+                        &mut networks
+                    } else {
+                        &mut volumes
+                    };
                     for item in entry.value.map(at)? {
                         let path = join(at, &item.key);
                         let name = item
@@ -452,7 +463,9 @@ impl Project {
         let chosen: BTreeSet<String> = if targets.is_empty() {
             self.services
                 .iter()
-                .filter(|(_, s)| s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p)))
+                .filter(|(_, s)| {
+                    s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
+                })
                 .map(|(name, _)| name.clone())
                 .collect()
         } else {
@@ -496,7 +509,10 @@ mod tests {
             project.selection(&[], &["debug".into()]).unwrap(),
             ["db", "api", "debug"]
         );
-        assert_eq!(project.selection(&["api".into()], &[]).unwrap(), ["db", "api"]);
+        assert_eq!(
+            project.selection(&["api".into()], &[]).unwrap(),
+            ["db", "api"]
+        );
     }
 
     #[test]
@@ -514,7 +530,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("cycle: a → b → a"), "{error}");
-        let error = load_text("services:\n  a:\n    image: x\n    networks: [back]\n", "").unwrap_err();
+        let error =
+            load_text("services:\n  a:\n    image: x\n    networks: [back]\n", "").unwrap_err();
         assert!(error.to_string().contains("\"back\""), "{error}");
     }
 }

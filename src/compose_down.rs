@@ -44,7 +44,9 @@ pub async fn plan(docker: &Docker, project: &str, volumes: bool) -> Result<DownP
         plan.removed.push(containers::summary_name(&summary));
     }
     plan.removed.sort();
-    let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+    let options = ListNetworksOptionsBuilder::default()
+        .filters(&filters)
+        .build();
     for network in docker
         .list_networks(Some(options))
         .await
@@ -53,13 +55,20 @@ pub async fn plan(docker: &Docker, project: &str, volumes: bool) -> Result<DownP
         plan.networks.extend(network.name);
     }
     if volumes {
-        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let found = docker
             .list_volumes(Some(options))
             .await
             .doing(format!("list volumes of {project}"))?;
-        plan.volumes
-            .extend(found.volumes.unwrap_or_default().into_iter().map(|v| v.name));
+        plan.volumes.extend(
+            found
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.name),
+        );
     }
     Ok(plan)
 }
@@ -74,7 +83,11 @@ impl DownPlan {
 
     /// Stops and removes the containers (together, each given `grace` to stop), then the
     /// networks and volumes.
-    pub async fn apply(self, docker: &Docker, grace: Option<Duration>) -> Result<DownPlan, ComposeError> {
+    pub async fn apply(
+        self,
+        docker: &Docker,
+        grace: Option<Duration>,
+    ) -> Result<DownPlan, ComposeError> {
         let removals = self.removed.iter().map(|name| async move {
             containers::stop(docker, name, grace).await?;
             match containers::remove(docker, name, true, true).await {
@@ -82,21 +95,30 @@ impl DownPlan {
                 other => other,
             }
         });
-        join_all(removals).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        join_all(removals)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let networks = self.networks.iter().map(|name| async move {
             docker
                 .remove_network(name)
                 .await
                 .doing(format!("remove network {name}"))
         });
-        join_all(networks).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        join_all(networks)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let volumes = self.volumes.iter().map(|name| async move {
             docker
                 .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
                 .await
                 .doing(format!("remove volume {name}"))
         });
-        join_all(volumes).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        join_all(volumes)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(self)
     }
 }

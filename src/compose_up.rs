@@ -14,7 +14,9 @@ use std::{
 
 use bollard::{
     Docker,
-    models::{ContainerCreateBody, ContainerSummaryStateEnum, NetworkCreateRequest, VolumeCreateRequest},
+    models::{
+        ContainerCreateBody, ContainerSummaryStateEnum, NetworkCreateRequest, VolumeCreateRequest,
+    },
 };
 use futures_util::{FutureExt, future::join_all};
 use serde::Serialize;
@@ -159,7 +161,8 @@ pub async fn plan(
                     network.name
                 )));
             }
-            plan.networks.push(labelled(network, &project.name, NETWORK_LABEL, key));
+            plan.networks
+                .push(labelled(network, &project.name, NETWORK_LABEL, key));
         }
     }
     for key in volume_keys {
@@ -171,7 +174,8 @@ pub async fn plan(
                     volume.name
                 )));
             }
-            plan.volumes.push(labelled(volume, &project.name, VOLUME_LABEL, key));
+            plan.volumes
+                .push(labelled(volume, &project.name, VOLUME_LABEL, key));
         }
     }
     for (reference, id) in images.iter_mut() {
@@ -212,20 +216,25 @@ async fn existing_containers(
         let Some(service) = labels.get(SERVICE_LABEL) else {
             continue;
         };
-        by_service.entry(service.clone()).or_default().push(Existing {
-            id: summary.id.clone().unwrap_or_default(),
-            name: containers::summary_name(&summary),
-            number: labels
-                .get(NUMBER_LABEL)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
-            hash: labels.get(HASH_LABEL).cloned().unwrap_or_default(),
-            image_id: summary.image_id.clone().unwrap_or_default(),
-            running: matches!(
-                summary.state,
-                Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)
-            ),
-        });
+        by_service
+            .entry(service.clone())
+            .or_default()
+            .push(Existing {
+                id: summary.id.clone().unwrap_or_default(),
+                name: containers::summary_name(&summary),
+                number: labels
+                    .get(NUMBER_LABEL)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                hash: labels.get(HASH_LABEL).cloned().unwrap_or_default(),
+                image_id: summary.image_id.clone().unwrap_or_default(),
+                running: matches!(
+                    summary.state,
+                    Some(
+                        ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING
+                    )
+                ),
+            });
     }
     Ok(by_service)
 }
@@ -314,7 +323,10 @@ fn service_plan(
             (HASH_LABEL.to_string(), hash.clone()),
             (WORKING_DIR_LABEL.to_string(), project.working_dir.clone()),
             (CONFIG_FILES_LABEL.to_string(), project.config_file.clone()),
-            (VERSION_LABEL.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            (
+                VERSION_LABEL.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
         ]);
         let placement = Placement {
             name: container_name.clone(),
@@ -362,8 +374,16 @@ impl Plan {
     /// One line per change, for a dry run: `create container demo-api-1`, ….
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        lines.extend(self.networks.iter().map(|n| format!("create network {}", n.name)));
-        lines.extend(self.volumes.iter().map(|v| format!("create volume {}", v.name)));
+        lines.extend(
+            self.networks
+                .iter()
+                .map(|n| format!("create network {}", n.name)),
+        );
+        lines.extend(
+            self.volumes
+                .iter()
+                .map(|v| format!("create volume {}", v.name)),
+        );
         lines.extend(self.pulls.iter().map(|i| format!("pull image {i}")));
         for service in &self.services {
             for c in &service.containers {
@@ -377,7 +397,10 @@ impl Plan {
                 }
             }
             for (_, name) in &service.surplus {
-                lines.push(format!("remove container {name} (scaled to {})", service.containers.len()));
+                lines.push(format!(
+                    "remove container {name} (scaled to {})",
+                    service.containers.len()
+                ));
             }
         }
         lines
@@ -410,7 +433,11 @@ impl Plan {
 
     /// Does it: networks, volumes and pulls first, then every service as soon as what it
     /// depends on is ready. `progress` hears about pulls.
-    pub async fn apply(self, docker: &Docker, progress: &dyn Fn(&str)) -> Result<Report, ComposeError> {
+    pub async fn apply(
+        self,
+        docker: &Docker,
+        progress: &dyn Fn(&str),
+    ) -> Result<Report, ComposeError> {
         let report = self.report();
         let networks = self.networks.iter().map(|network| async move {
             let request = NetworkCreateRequest {
@@ -438,14 +465,22 @@ impl Plan {
                 .map(|_| ())
         });
         let (networks, volumes) = futures_util::join!(join_all(networks), join_all(volumes));
-        networks.into_iter().chain(volumes).collect::<Result<Vec<_>, _>>()?;
+        networks
+            .into_iter()
+            .chain(volumes)
+            .collect::<Result<Vec<_>, _>>()?;
         for reference in &self.pulls {
             image::pull(docker, reference, progress).await?;
         }
         let names: HashMap<String, Vec<String>> = self
             .services
             .iter()
-            .map(|s| (s.name.clone(), s.containers.iter().map(|c| c.name.clone()).collect()))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.containers.iter().map(|c| c.name.clone()).collect(),
+                )
+            })
             .collect();
         let errors = RefCell::new(Vec::new());
         let mut started = HashMap::new();
@@ -464,11 +499,11 @@ impl Plan {
                         return false;
                     }
                     for container in &names[&dep] {
-                        if let Err(why) = containers::wait_ready(docker, container, readiness).await {
-                            errors.borrow_mut().push(format!(
-                                "service {} waits for {dep}: {why}",
-                                service.name
-                            ));
+                        if let Err(why) = containers::wait_ready(docker, container, readiness).await
+                        {
+                            errors
+                                .borrow_mut()
+                                .push(format!("service {} waits for {dep}: {why}", service.name));
                             return false;
                         }
                     }
@@ -501,7 +536,10 @@ async fn apply_service(docker: &Docker, service: &ServicePlan) -> Result<(), Eng
         containers::stop(docker, id, grace).await?;
         containers::remove(docker, id, false, false).await
     });
-    join_all(surplus).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    join_all(surplus)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     let changes = service.containers.iter().map(|c| async move {
         match &c.action {
             Action::Keep => Ok(()),
@@ -523,6 +561,9 @@ async fn apply_service(docker: &Docker, service: &ServicePlan) -> Result<(), Eng
             }
         }
     });
-    join_all(changes).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    join_all(changes)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(())
 }

@@ -9,10 +9,7 @@ use std::{
 };
 
 use bollard::{
-    Docker,
-    container::LogOutput,
-    exec::StartExecResults,
-    models::ExecConfig,
+    Docker, container::LogOutput, exec::StartExecResults, models::ExecConfig,
     query_parameters::LogsOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
@@ -157,12 +154,14 @@ pub async fn exec(docker: &Docker, request: &ExecRequest) -> Result<ExecResult, 
     let action = format!("exec {:?} in {name}", request.command.join(" "));
     let created = docker.create_exec(name, config).await.doing(&action)?;
     let mut file = match &request.stdout_to {
-        Some(path) => Some(
-            AtomicFile::create(path, 0o600).map_err(|source| OutputError::Write {
-                path: path.clone(),
-                source,
-            })?,
-        ),
+        Some(path) => {
+            Some(
+                AtomicFile::create(path, 0o600).map_err(|source| OutputError::Write {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     let mut stdout = Capture::first();
@@ -325,9 +324,18 @@ mod tests {
         }
         let first = first.text();
         assert!(first.starts_with("aaaa"));
-        assert!(first.ends_with(&format!("[… {} more bytes not kept]", 3_000_000 - CAPTURE_LIMIT)));
+        assert!(first.ends_with(&format!(
+            "[… {} more bytes not kept]",
+            3_000_000 - CAPTURE_LIMIT
+        )));
         let last = last.text();
-        assert!(last.starts_with(&format!("[… {} earlier bytes not kept]", 3_000_000 - CAPTURE_LIMIT)));
-        assert!(last.ends_with(&"n".repeat(10_000)), "last block is 299 % 26 = n");
+        assert!(last.starts_with(&format!(
+            "[… {} earlier bytes not kept]",
+            3_000_000 - CAPTURE_LIMIT
+        )));
+        assert!(
+            last.ends_with(&"n".repeat(10_000)),
+            "last block is 299 % 26 = n"
+        );
     }
 }

@@ -64,7 +64,8 @@ pub async fn create_and_start(
     body: ContainerCreateBody,
     more_networks: &[(String, Vec<String>)],
 ) -> Result<String, EngineError> {
-    let options = (!name.is_empty()).then(|| CreateContainerOptionsBuilder::default().name(name).build());
+    let options =
+        (!name.is_empty()).then(|| CreateContainerOptionsBuilder::default().name(name).build());
     let created = docker
         .create_container(options, body)
         .await

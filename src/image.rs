@@ -121,6 +121,8 @@ pub struct BuildRequest {
     pub dockerfile: Option<String>,
     pub args: HashMap<String, String>,
     pub labels: HashMap<String, String>,
+    /// Files from elsewhere added to the context: (name in the context, path on the host).
+    pub files: Vec<(String, PathBuf)>,
 }
 
 /// Builds an image from `request.dir` (the whole directory is the context) and tags it.
@@ -144,8 +146,8 @@ pub async fn build(
         );
     }
     let (sender, mut receiver) = mpsc::channel::<Bytes>(4);
-    let dir = request.dir.clone();
-    let packer = tokio::task::spawn_blocking(move || pack(&dir, sender));
+    let (dir, files) = (request.dir.clone(), request.files.clone());
+    let packer = tokio::task::spawn_blocking(move || pack(&dir, &files, sender));
     let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     let options = BuildImageOptionsBuilder::default()
         .dockerfile(dockerfile)
@@ -205,8 +207,9 @@ pub async fn build(
     }
 }
 
-/// Writes `dir` as a tar archive into `sender`, chunk by chunk. Symlinks stay links.
-fn pack(dir: &Path, sender: mpsc::Sender<Bytes>) -> io::Result<()> {
+/// Writes `dir` and `files` as a tar archive into `sender`, chunk by chunk. Symlinks in `dir`
+/// stay links.
+fn pack(dir: &Path, files: &[(String, PathBuf)], sender: mpsc::Sender<Bytes>) -> io::Result<()> {
     let mut writer = ChunkWriter {
         sender,
         buffer: Vec::with_capacity(CHUNK),
@@ -216,6 +219,12 @@ fn pack(dir: &Path, sender: mpsc::Sender<Bytes>) -> io::Result<()> {
         archive.follow_symlinks(false);
         archive.mode(tar::HeaderMode::Deterministic);
         archive.append_dir_all(".", dir)?;
+        for (name, path) in files {
+            let mut file = std::fs::File::open(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+            })?;
+            archive.append_file(name, &mut file)?;
+        }
         archive.finish()?;
     }
     writer.send()

@@ -193,17 +193,19 @@ impl Service {
             network_mode: placement.networks.first().map(|(name, _)| name.clone()),
             ..Default::default()
         };
-        let networking_config = placement.networks.first().map(|(name, aliases)| {
-            NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    name.clone(),
-                    EndpointSettings {
-                        aliases: (!aliases.is_empty()).then(|| aliases.clone()),
-                        ..Default::default()
-                    },
-                )])),
-            }
-        });
+        let networking_config =
+            placement
+                .networks
+                .first()
+                .map(|(name, aliases)| NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        name.clone(),
+                        EndpointSettings {
+                            aliases: (!aliases.is_empty()).then(|| aliases.clone()),
+                            ..Default::default()
+                        },
+                    )])),
+                });
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: self.command.clone(),

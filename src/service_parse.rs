@@ -444,7 +444,10 @@ fn depends_on(
                     if !CONDITIONS.contains(&condition.as_str()) {
                         return Err(setting.value.error(
                             &setting_at,
-                            format!("unknown condition {condition:?} (use {})", CONDITIONS.join(", ")),
+                            format!(
+                                "unknown condition {condition:?} (use {})",
+                                CONDITIONS.join(", ")
+                            ),
                         ));
                     }
                     dependency.condition = condition;
@@ -514,7 +517,9 @@ fn restart(node: &Node, path: &str) -> Result<String, SpecError> {
     if !valid {
         return Err(node.error(
             path,
-            format!("invalid restart policy {text:?} (use no, always, unless-stopped, on-failure[:N])"),
+            format!(
+                "invalid restart policy {text:?} (use no, always, unless-stopped, on-failure[:N])"
+            ),
         ));
     }
     Ok(text)
@@ -532,7 +537,9 @@ fn deploy(
             "replicas" if reader.dialect != Dialect::Run => {
                 let replicas = entry.value.int(&at)?;
                 service.deploy.replicas = Some(u32::try_from(replicas).map_err(|_| {
-                    entry.value.error(&at, format!("invalid replicas {replicas}"))
+                    entry
+                        .value
+                        .error(&at, format!("invalid replicas {replicas}"))
                 })?);
             }
             "resources" => {
@@ -616,7 +623,10 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_path() {
-        let (service, _) = read("image: x\nports:\n  - 80\n  - \"99999:80\"\n", Dialect::ComposeFile);
+        let (service, _) = read(
+            "image: x\nports:\n  - 80\n  - \"99999:80\"\n",
+            Dialect::ComposeFile,
+        );
         let error = service.unwrap_err();
         assert_eq!((error.line, error.path.as_str()), (4, "ports[1]"));
         let (service, _) = read("image: x\nulimits: {}\n", Dialect::Run);

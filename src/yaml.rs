@@ -416,11 +416,15 @@ mod tests {
 
     #[test]
     fn syntax_error_names_the_line() {
-        let error = parse("services:\n  api:\n    image: [x\n    ports: 1\n", "c.yaml").unwrap_err();
+        let error =
+            parse("services:\n  api:\n    image: [x\n    ports: 1\n", "c.yaml").unwrap_err();
         assert_eq!(error.origin, "c.yaml");
         assert_eq!(error.line, 4);
         let error = parse("a: 1\na: 2\n", "c.yaml").unwrap_err();
-        assert!(error.to_string().starts_with("c.yaml:2: duplicate"), "{error}");
+        assert!(
+            error.to_string().starts_with("c.yaml:2: duplicate"),
+            "{error}"
+        );
     }
 
     #[test]

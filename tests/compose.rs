@@ -136,13 +136,21 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     let conf = tempfile::tempdir().unwrap();
     let finished = stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["api-1", "db-1", "worker-1"])))
-        .stderr_contains(&format!("networks=[\"{project}_back\", \"{project}_default\"]"))
+        .stderr_contains(&format!(
+            "created={}",
+            names(&project, &["api-1", "db-1", "worker-1"])
+        ))
+        .stderr_contains(&format!(
+            "networks=[\"{project}_back\", \"{project}_default\"]"
+        ))
         .stderr_contains(&format!("volumes=[\"{project}_data\"]"))
         .success();
     let dir = finished.path();
     let container = |s: &str| format!("{project}-{s}-1");
-    let all: Vec<String> = ["api", "db", "worker"].iter().map(|s| container(s)).collect();
+    let all: Vec<String> = ["api", "db", "worker"]
+        .iter()
+        .map(|s| container(s))
+        .collect();
 
     // api waited for db to be healthy, which it is only after its 1.5 s start delay.
     let waited = started_at(&container("api")).duration_since(started_at(&container("db")));
@@ -152,17 +160,38 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     );
     assert_eq!(http_get(port, "/version"), "v1");
     assert_eq!(
-        inspect(&container("api"), "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}"),
+        inspect(
+            &container("api"),
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}"
+        ),
         "67108864 500000000"
     );
     assert!(inspect(&container("api"), "{{json .Config.ExposedPorts}}").contains("9000/tcp"));
-    assert!(inspect(&container("api"), "{{json .NetworkSettings.Networks}}").contains(&format!("{project}_back")));
+    assert!(
+        inspect(&container("api"), "{{json .NetworkSettings.Networks}}")
+            .contains(&format!("{project}_back"))
+    );
     let worker_env = inspect(&container("worker"), "{{json .Config.Env}}");
-    assert!(worker_env.contains("WORKER_MODE=batch") && worker_env.contains("SERVICE=worker"), "{worker_env}");
-    assert_eq!(inspect(&container("worker"), "{{.Config.Labels.team}} {{.HostConfig.RestartPolicy.Name}}"), "ops unless-stopped");
-    let mounts = inspect(&container("worker"), "{{range .Mounts}}{{.Source}}:{{.Destination}}:{{.RW}}{{end}}");
+    assert!(
+        worker_env.contains("WORKER_MODE=batch") && worker_env.contains("SERVICE=worker"),
+        "{worker_env}"
+    );
+    assert_eq!(
+        inspect(
+            &container("worker"),
+            "{{.Config.Labels.team}} {{.HostConfig.RestartPolicy.Name}}"
+        ),
+        "ops unless-stopped"
+    );
+    let mounts = inspect(
+        &container("worker"),
+        "{{range .Mounts}}{{.Source}}:{{.Destination}}:{{.RW}}{{end}}",
+    );
     assert_eq!(mounts, format!("{}:/conf:false", conf.path().display()));
-    assert!(inspect(&container("db"), "{{range .Mounts}}{{.Name}}{{end}}").contains(&format!("{project}_data")));
+    assert!(
+        inspect(&container("db"), "{{range .Mounts}}{{.Name}}{{end}}")
+            .contains(&format!("{project}_data"))
+    );
 
     // docker compose (v1 here) sees the containers as its own.
     let compose_ps = std::process::Command::new("docker-compose")
@@ -174,14 +203,20 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
         .unwrap();
     let listed = String::from_utf8_lossy(&compose_ps.stdout);
     for name in &all {
-        assert!(listed.contains(name.as_str()), "docker-compose ps lacks {name}:\n{listed}");
+        assert!(
+            listed.contains(name.as_str()),
+            "docker-compose ps lacks {name}:\n{listed}"
+        );
     }
 
     // A second up with nothing changed touches nothing.
     let before = identity(&all);
     stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!("unchanged={}", names(&project, &["api-1", "db-1", "worker-1"])))
+        .stderr_contains(&format!(
+            "unchanged={}",
+            names(&project, &["api-1", "db-1", "worker-1"])
+        ))
         .stderr_contains("created=[]")
         .stderr_contains("recreated=[]")
         .stderr_contains("networks=[]")
@@ -193,7 +228,10 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
         .env("API_VERSION", "v2")
         .args(["up", &project])
         .stderr_contains(&format!("recreated={}", names(&project, &["api-1"])))
-        .stderr_contains(&format!("unchanged={}", names(&project, &["db-1", "worker-1"])))
+        .stderr_contains(&format!(
+            "unchanged={}",
+            names(&project, &["db-1", "worker-1"])
+        ))
         .success();
     assert_eq!(http_get(port, "/version"), "v2");
     let after = identity(&all);
@@ -211,7 +249,9 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
 
     stack(port, conf.path())
         .args(["ps", &project])
-        .stderr_contains(&format!("ps api 1 running [] [\"127.0.0.1:{port}->8080/tcp\"]"))
+        .stderr_contains(&format!(
+            "ps api 1 running [] [\"127.0.0.1:{port}->8080/tcp\"]"
+        ))
         .stderr_contains("ps db 1 running [healthy] []")
         .stderr_contains("ps worker 1 running [] []")
         .success();
@@ -246,11 +286,17 @@ fn profiles_and_chosen_services() {
     up_with(stack(port, conf.path()), r#"#{profiles: ["debug"]}"#)
         .args(["upx", &project])
         .stderr_contains(&format!("created={}", names(&project, &["api-1", "db-1"])))
-        .stderr_contains(&format!("unchanged={}", names(&project, &["debug-1", "worker-1"])))
+        .stderr_contains(&format!(
+            "unchanged={}",
+            names(&project, &["debug-1", "worker-1"])
+        ))
         .success();
     stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!("unchanged={}", names(&project, &["api-1", "db-1", "worker-1"])))
+        .stderr_contains(&format!(
+            "unchanged={}",
+            names(&project, &["api-1", "db-1", "worker-1"])
+        ))
         .stderr_lacks("debug-1")
         .success();
 }
@@ -264,19 +310,31 @@ fn scale_to_three_and_back() {
     let project = cleanup.project("scale");
     let port = support::free_port();
     let conf = tempfile::tempdir().unwrap();
-    up_with(stack(port, conf.path()), r#"#{services: ["worker"], scale: #{worker: 3}}"#)
-        .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["worker-1", "worker-2", "worker-3"])))
-        .success();
+    up_with(
+        stack(port, conf.path()),
+        r#"#{services: ["worker"], scale: #{worker: 3}}"#,
+    )
+    .args(["upx", &project])
+    .stderr_contains(&format!(
+        "created={}",
+        names(&project, &["worker-1", "worker-2", "worker-3"])
+    ))
+    .success();
     stack(port, conf.path())
         .args(["ps", &project])
         .stderr_contains("ps worker 3 running")
         .success();
-    up_with(stack(port, conf.path()), r#"#{services: ["worker"], scale: #{worker: 1}}"#)
-        .args(["upx", &project])
-        .stderr_contains(&format!("unchanged={}", names(&project, &["worker-1"])))
-        .stderr_contains(&format!("removed={}", names(&project, &["worker-2", "worker-3"])))
-        .success();
+    up_with(
+        stack(port, conf.path()),
+        r#"#{services: ["worker"], scale: #{worker: 1}}"#,
+    )
+    .args(["upx", &project])
+    .stderr_contains(&format!("unchanged={}", names(&project, &["worker-1"])))
+    .stderr_contains(&format!(
+        "removed={}",
+        names(&project, &["worker-2", "worker-3"])
+    ))
+    .success();
     let filter = format!("label=com.docker.compose.project={project}");
     assert_eq!(
         docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]),
@@ -330,7 +388,9 @@ fn an_unhealthy_dependency_fails_up_naming_it() {
         .runbook("up", UP)
         .env("IMAGE", demo_image())
         .args(["up", &project])
-        .stderr_contains(&format!("service api waits for db: container {project}-db-1 is unhealthy"))
+        .stderr_contains(&format!(
+            "service api waits for db: container {project}-db-1 is unhealthy"
+        ))
         .status(1);
     let filter = format!("label=com.docker.compose.project={project}");
     assert_eq!(
@@ -339,7 +399,8 @@ fn an_unhealthy_dependency_fails_up_naming_it() {
     );
 }
 
-const LOAD: &str = r#"fn main() { print(`services: ${compose::load("compose.yaml").services.keys()}`) }"#;
+const LOAD: &str =
+    r#"fn main() { print(`services: ${compose::load("compose.yaml").services.keys()}`) }"#;
 
 #[test]
 fn unsupported_keys_are_warnings_naming_their_line() {

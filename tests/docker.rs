@@ -18,8 +18,10 @@ use crate::{
 
 const RUN: &str = r#"
 fn main(image, name, port, label) {
+    let network = docker::network(name, #{labels: #{"cutover.test": label}});
+    print(`network again: ${docker::network(name) == network}`);
     let id = docker::run(#{
-        image: image, name: name,
+        image: image, name: name, network: name, aliases: ["api"],
         env: #{VERSION: "v7", SERVICE: "api"},
         ports: [`127.0.0.1:${port}:8080`],
         labels: #{"cutover.test": label},
@@ -70,8 +72,16 @@ fn run_inspect_exec_logs_stats_stop_remove() {
     Test::new()
         .runbook("create", RUN)
         .args(["create", &image, &name, &port, &cleanup.id])
-        .stderr_contains("id=true state=running memory=67108864 nanocpus=500000000 restart=unless-stopped")
+        .stderr_contains("network again: true")
+        .stderr_contains(
+            "id=true state=running memory=67108864 nanocpus=500000000 restart=unless-stopped",
+        )
         .success();
+    let aliases = inspect(
+        &name,
+        &format!("{{{{json (index .NetworkSettings.Networks \"{name}\").Aliases}}}}"),
+    );
+    assert!(aliases.contains("\"api\""), "{aliases}");
     assert_eq!(http_get(port.parse().unwrap(), "/version"), "v7");
     Test::new()
         .runbook("use", USE)
@@ -82,7 +92,9 @@ fn run_inspect_exec_logs_stats_stop_remove() {
         .stderr_contains("stderr bytes=100 stdout bytes=0")
         .stderr_contains("bad usage code=2")
         .stderr_contains("api v7 listening on 8080")
-        .stderr_contains(&format!("ps: 1 {name} running [\"127.0.0.1:{port}->8080/tcp\"]"))
+        .stderr_contains(&format!(
+            "ps: 1 {name} running [\"127.0.0.1:{port}->8080/tcp\"]"
+        ))
         .stderr_contains("stats: limit=67108864 used>0=true cpu>=0=true")
         .stderr_contains("after stop: exited")
         .stderr_contains("after restart: running")
@@ -91,6 +103,7 @@ fn run_inspect_exec_logs_stats_stop_remove() {
 }
 
 #[test]
+#[allow(clippy::zombie_processes)] // Reaped by wait4, which also reports its peak memory.
 fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
     if !support::require(Service::Docker) {
         return;
@@ -114,13 +127,21 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     // wait4 on this child alone: its own peak resident memory, not other tests' processes.
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{stderr}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!("code=0 bytes={SIZE} kept=0")),
         "{stderr}"
@@ -136,7 +157,10 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
         b"cutover demo-service streaming test line: 0123456789abcdefghijk\n"
     );
     let peak_mb = usage.ru_maxrss as f64 / 1024.0;
-    eprintln!("exec of {} MB to a file: cutover peak RSS {peak_mb:.1} MB", SIZE >> 20);
+    eprintln!(
+        "exec of {} MB to a file: cutover peak RSS {peak_mb:.1} MB",
+        SIZE >> 20
+    );
     assert!(
         peak_mb < 64.0,
         "peak RSS {peak_mb:.1} MB while streaming {} MB",
@@ -213,7 +237,9 @@ fn build_failure_names_the_step() {
         .file("ctx/Dockerfile", "FROM scratch\nCOPY missing-file /x\n")
         .runbook("b", "fn main(tag) { docker::build(\"ctx\", tag) }")
         .args(["b", &tag])
-        .stderr_contains(&format!("building {tag} failed at `Step 2/2 : COPY missing-file /x`"))
+        .stderr_contains(&format!(
+            "building {tag} failed at `Step 2/2 : COPY missing-file /x`"
+        ))
         .status(1);
     Test::new()
         .file("ctx/README", "no Dockerfile here")
@@ -293,9 +319,18 @@ fn unreachable_engine_fails_within_seconds_naming_the_address() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent = format!("tcp://{}", silent.local_addr().unwrap());
     for (host, says) in [
-        (format!("unix://{}", socket.display()), format!("Socket not found: {}", socket.display())),
-        (refused.clone(), format!("cannot reach the Docker Engine at {refused}: ")),
-        (silent.clone(), format!("the Docker Engine at {silent} did not answer within 2 s")),
+        (
+            format!("unix://{}", socket.display()),
+            format!("Socket not found: {}", socket.display()),
+        ),
+        (
+            refused.clone(),
+            format!("cannot reach the Docker Engine at {refused}: "),
+        ),
+        (
+            silent.clone(),
+            format!("the Docker Engine at {silent} did not answer within 2 s"),
+        ),
     ] {
         let started = Instant::now();
         Test::new()
@@ -328,22 +363,40 @@ fn dry_run_describes_and_changes_nothing() {
             }"#,
         )
         .args(["--dry-run", "r", &demo_image(), &cleanup.id, &cleanup.id])
-        .stderr_contains(&format!("would docker::run {} {}", demo_image(), cleanup.id))
+        .stderr_contains(&format!(
+            "would docker::run {} {}",
+            demo_image(),
+            cleanup.id
+        ))
         .stderr_contains(&format!("would docker::exec {}", cleanup.id))
         .stderr_contains("exists: 0")
         .success();
-    assert_eq!(docker(&["ps", "-aq", "--filter", &format!("label={}", cleanup.label())]), "");
+    assert_eq!(
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={}", cleanup.label())
+        ]),
+        ""
+    );
 }
 
 #[test]
 fn bad_run_spec_is_an_error_naming_the_key() {
     Test::new()
-        .runbook("r", r#"fn main() { docker::run(#{image: "x", ports: ["80:99999"]}) }"#)
+        .runbook(
+            "r",
+            r#"fn main() { docker::run(#{image: "x", ports: ["80:99999"]}) }"#,
+        )
         .args(["r"])
         .stderr_contains("docker::run: ports[0]: \"99999\" is not a port number")
         .status(1);
     Test::new()
-        .runbook("r", r#"fn main() { docker::run(#{image: "x", imgae: "y"}) }"#)
+        .runbook(
+            "r",
+            r#"fn main() { docker::run(#{image: "x", imgae: "y"}) }"#,
+        )
         .args(["r"])
         .stderr_contains("docker::run: imgae: unknown key")
         .status(1);

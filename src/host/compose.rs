@@ -156,7 +156,11 @@ fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> 
             .as_int()
             .ok()
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| fail(format!("compose::up: scale of {service} must be a count, not `{count}`")))?;
+            .ok_or_else(|| {
+                fail(format!(
+                    "compose::up: scale of {service} must be a count, not `{count}`"
+                ))
+            })?;
         scale.insert(service.to_string(), count);
     }
     let up_options = UpOptions {

@@ -336,9 +336,12 @@ fn stop(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
     let timeout = options.count("timeout")?.map(Duration::from_millis);
     options.finish(&["timeout"])?;
     let docker = context.docker()?;
-    context.change("docker::stop", name, || (), || {
-        wait(context, containers::stop(&docker, name, timeout))
-    })
+    context.change(
+        "docker::stop",
+        name,
+        || (),
+        || wait(context, containers::stop(&docker, name, timeout)),
+    )
 }
 
 fn remove(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
@@ -346,14 +349,19 @@ fn remove(context: &Context, name: &str, mut options: Options) -> HostResult<()>
     let volumes = options.bool("volumes")?.unwrap_or(false);
     options.finish(&["force", "volumes"])?;
     let docker = context.docker()?;
-    context.change("docker::remove", name, || (), || {
-        wait(context, async {
-            match containers::remove(&docker, name, force, volumes).await {
-                Err(error) if force && error.is_not_found() => Ok(()),
-                other => other,
-            }
-        })
-    })
+    context.change(
+        "docker::remove",
+        name,
+        || (),
+        || {
+            wait(context, async {
+                match containers::remove(&docker, name, force, volumes).await {
+                    Err(error) if force && error.is_not_found() => Ok(()),
+                    other => other,
+                }
+            })
+        },
+    )
 }
 
 fn exec(context: &Context, name: &str, command: Array, mut options: Options) -> HostResult<Map> {
@@ -416,8 +424,10 @@ fn logs(context: &Context, name: &str, mut options: Options) -> HostResult<Dynam
     };
     options.finish(&["tail", "since", "follow", "timeout", "timestamps", "to"])?;
     let docker = context.docker()?;
-    Ok(match wait(context, container_io::logs(&docker, &request))? {
-        LogsResult::Text(text) => text.into(),
-        LogsResult::Streamed(bytes) => (bytes as i64).into(),
-    })
+    Ok(
+        match wait(context, container_io::logs(&docker, &request))? {
+            LogsResult::Text(text) => text.into(),
+            LogsResult::Streamed(bytes) => (bytes as i64).into(),
+        },
+    )
 }

@@ -8,12 +8,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc};
 use bollard::models::NetworkCreateRequest;
 use rhai::{Map, Module};
 
-use super::{
-    HostResult,
-    docker::wait,
-    fail, function,
-    options::Options,
-};
+use super::{HostResult, docker::wait, fail, function, options::Options};
 use crate::{
     context::Context,
     docker::Doing,
@@ -43,7 +38,7 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
         /// ```
         fn pull[context](call, reference: &str) -> String {
             let docker = context.docker()?;
-            context.change("docker::pull", reference, || String::new(), || {
+            context.change("docker::pull", reference, String::new, || {
                 let progress = Progress::spinner(&context, &format!("pulling {reference}"));
                 wait(&context, image::pull(&docker, reference, &|m| progress.set_message(m)))
             })
@@ -63,10 +58,13 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
     );
     function!(module,
         /// `build` with options: `dockerfile` (relative to the directory), `args` (build
-        /// arguments) and `labels` (maps).
+        /// arguments) and `labels` (maps), `files` (a map from a name in the context to a file
+        /// elsewhere, added to the context: a binary built outside the directory).
         ///
         /// ```rhai
         /// docker::build("app", "app:v2", #{dockerfile: "Dockerfile.prod", args: #{VERSION: "v2"}});
+        /// docker::build("deploy/demo-service/image", "cutover-demo:dev",
+        ///     #{files: #{"demo-service": "target/demo/x86_64-unknown-linux-gnu/release/demo-service"}});
         /// ```
         fn build[context](call, context_dir: &str, tag: &str, options: Map) -> String {
             build(&context, context_dir, tag, Options::new("docker::build", options))
@@ -106,18 +104,35 @@ fn build(context: &Context, dir: &str, tag: &str, mut options: Options) -> HostR
         dockerfile: options.string("dockerfile")?,
         args: pairs_map(options.pairs("args")?),
         labels: pairs_map(options.pairs("labels")?),
+        files: options
+            .pairs("files")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, path)| (name, PathBuf::from(path)))
+            .collect(),
     };
-    options.finish(&["dockerfile", "args", "labels"])?;
+    options.finish(&["dockerfile", "args", "labels", "files"])?;
     if !request.dir.is_dir() {
         return Err(fail(format!("docker::build: {dir} is not a directory")));
     }
     let docker = context.docker()?;
-    context.change("docker::build", &format!("{dir} as {tag}"), String::new, || {
-        let progress = Progress::spinner(context, &format!("building {tag}"));
-        let id = wait(context, image::build(&docker, &request, &|m| progress.set_message(m)))?;
-        tracing::info!("built {tag} ({})", id.trim_start_matches("sha256:").get(..12).unwrap_or(&id));
-        Ok(id)
-    })
+    context.change(
+        "docker::build",
+        &format!("{dir} as {tag}"),
+        String::new,
+        || {
+            let progress = Progress::spinner(context, &format!("building {tag}"));
+            let id = wait(
+                context,
+                image::build(&docker, &request, &|m| progress.set_message(m)),
+            )?;
+            tracing::info!(
+                "built {tag} ({})",
+                id.trim_start_matches("sha256:").get(..12).unwrap_or(&id)
+            );
+            Ok(id)
+        },
+    )
 }
 
 fn network(context: &Context, name: &str, mut options: Options) -> HostResult<String> {
@@ -135,20 +150,25 @@ fn network(context: &Context, name: &str, mut options: Options) -> HostResult<St
     if let Some(id) = existing {
         return Ok(id);
     }
-    context.change("docker::network", &format!("create {name}"), String::new, || {
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            internal: Some(internal),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        };
-        wait(context, async {
-            docker
-                .create_network(request)
-                .await
-                .doing(format!("create network {name}"))
-                .map(|created| created.id)
-        })
-    })
+    context.change(
+        "docker::network",
+        &format!("create {name}"),
+        String::new,
+        || {
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                internal: Some(internal),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            wait(context, async {
+                docker
+                    .create_network(request)
+                    .await
+                    .doing(format!("create network {name}"))
+                    .map(|created| created.id)
+            })
+        },
+    )
 }

@@ -26,19 +26,22 @@ pub fn demo_image() -> String {
     IMAGE
         .get_or_init(|| {
             let binary = demo::binary();
-            let digest = Sha256::digest(std::fs::read(&binary).expect("cannot read the demo binary"));
+            let digest =
+                Sha256::digest(std::fs::read(&binary).expect("cannot read the demo binary"));
             let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
             let tag = format!("cutover-demo:test-{hash}");
-            let test = Test::new()
+            Test::new()
                 .file(
                     "image/Dockerfile",
                     include_str!("../../deploy/demo-service/image/Dockerfile"),
                 )
-                .runbook("build", "fn main(dir, tag) { docker::build(dir, tag) }")
-                .args(["build", "image", &tag]);
-            std::fs::copy(&binary, test.path().join("image/demo-service"))
-                .expect("cannot copy the demo binary into the build context");
-            test.stderr_contains(&format!("built {tag}")).success();
+                .runbook(
+                    "build",
+                    r#"fn main(dir, tag, binary) { docker::build(dir, tag, #{files: #{"demo-service": binary}}) }"#,
+                )
+                .args(["build", "image", &tag, binary.to_str().unwrap()])
+                .stderr_contains(&format!("built {tag}"))
+                .success();
             tag
         })
         .clone()

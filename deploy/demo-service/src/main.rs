@@ -276,7 +276,12 @@ fn write(args: &[String]) -> i32 {
         return 2;
     };
     let line = b"cutover demo-service streaming test line: 0123456789abcdefghijk\n";
-    let block: Vec<u8> = line.iter().copied().cycle().take(line.len() * 1024).collect();
+    let block: Vec<u8> = line
+        .iter()
+        .copied()
+        .cycle()
+        .take(line.len() * 1024)
+        .collect();
     let mut out: Box<dyn Write> = if args.get(1).is_some_and(|s| s == "stderr") {
         Box::new(std::io::stderr().lock())
     } else {
