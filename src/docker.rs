@@ -13,7 +13,7 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerConnectError {
-    #[error("cannot use DOCKER_HOST={host}: {source}")]
+    #[error("cannot use the Docker Engine address {host}: {source}")]
     Address {
         host: String,
         source: bollard::errors::Error,
