@@ -48,7 +48,14 @@ fn demo_image(cutover: &str, dir: &Path) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = root.join("target/demo");
     run(Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "demo-service", "--target", "x86_64-unknown-linux-gnu"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "demo-service",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
         .arg("--target-dir")
         .arg(&target)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -60,7 +67,11 @@ fn demo_image(cutover: &str, dir: &Path) -> String {
         context.join("demo-service"),
     )
     .unwrap();
-    std::fs::copy(root.join("deploy/demo-service/image/Dockerfile"), context.join("Dockerfile")).unwrap();
+    std::fs::copy(
+        root.join("deploy/demo-service/image/Dockerfile"),
+        context.join("Dockerfile"),
+    )
+    .unwrap();
     let tag = "cutover-demo:bench".to_string();
     run(Command::new(cutover)
         .args(["run", "build", "image", &tag])

@@ -220,9 +220,8 @@ fn pack(dir: &Path, files: &[(String, PathBuf)], sender: mpsc::Sender<Bytes>) ->
         archive.mode(tar::HeaderMode::Deterministic);
         archive.append_dir_all(".", dir)?;
         for (name, path) in files {
-            let mut file = std::fs::File::open(path).map_err(|e| {
-                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-            })?;
+            let mut file = std::fs::File::open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             archive.append_file(name, &mut file)?;
         }
         archive.finish()?;
