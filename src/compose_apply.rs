@@ -121,6 +121,21 @@ impl Plan {
         for reference in &self.pulls {
             image::pull(docker, reference, progress).await?;
         }
+        // New containers are all created now: only starting has to wait for dependencies, and
+        // creating them while the first services start takes the creation off the critical path.
+        let creations = self
+            .services
+            .iter()
+            .flat_map(|s| &s.containers)
+            .filter(|c| matches!(c.action, Action::Create));
+        let creations = creations.map(|c| async move {
+            let id = containers::create(docker, &c.name, c.body.clone(), &c.more_networks).await?;
+            Ok::<_, EngineError>((c.name.clone(), id))
+        });
+        let created: HashMap<String, String> = join_all(creations)
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         let names: HashMap<String, Vec<String>> = self
             .services
             .iter()
@@ -139,7 +154,7 @@ impl Plan {
                 .iter()
                 .map(|(dep, readiness)| (dep.clone(), *readiness, started.get(dep).cloned()))
                 .collect();
-            let (names, errors) = (&names, &errors);
+            let (names, errors, created) = (&names, &errors, &created);
             let future = async move {
                 for (dep, readiness, dep_started) in waits {
                     if let Some(dep_started) = dep_started
@@ -157,7 +172,7 @@ impl Plan {
                         }
                     }
                 }
-                match apply_service(docker, service).await {
+                match apply_service(docker, service, created).await {
                     Ok(()) => true,
                     Err(error) => {
                         errors.borrow_mut().push(error.to_string());
@@ -179,7 +194,12 @@ impl Plan {
 }
 
 /// Brings one service's containers to the plan: surplus replicas go, the rest concurrently.
-async fn apply_service(docker: &Docker, service: &ServicePlan) -> Result<(), EngineError> {
+/// New containers were created beforehand (`created`: name to id) and are only started here.
+async fn apply_service(
+    docker: &Docker,
+    service: &ServicePlan,
+    created: &HashMap<String, String>,
+) -> Result<(), EngineError> {
     let grace = service.grace;
     let surplus = service.surplus.iter().map(|(id, _)| async move {
         containers::stop(docker, id, grace).await?;
@@ -192,15 +212,8 @@ async fn apply_service(docker: &Docker, service: &ServicePlan) -> Result<(), Eng
     let changes = service.containers.iter().map(|c| async move {
         match &c.action {
             Action::Keep => Ok(()),
-            Action::Start { id } => docker
-                .start_container(id, None)
-                .await
-                .doing(format!("start container {}", c.name)),
-            Action::Create => {
-                containers::create_and_start(docker, &c.name, c.body.clone(), &c.more_networks)
-                    .await
-                    .map(|_| ())
-            }
+            Action::Start { id } => containers::start(docker, id, &c.name).await,
+            Action::Create => containers::start(docker, &created[&c.name], &c.name).await,
             Action::Recreate { id, .. } => {
                 containers::stop(docker, id, grace).await?;
                 containers::remove(docker, id, false, false).await?;

@@ -56,9 +56,9 @@ pub async fn inspect(docker: &Docker, name: &str) -> Result<ContainerInspectResp
         .doing(format!("inspect container {name}"))
 }
 
-/// Creates container `name`, connects it to `more_networks` (the engine takes one network at
-/// create time), and starts it. Returns its id.
-pub async fn create_and_start(
+/// Creates container `name` (the engine picks a name when it is empty) and connects it to
+/// `more_networks` (the engine takes one network at create time). Returns its id.
+pub async fn create(
     docker: &Docker,
     name: &str,
     body: ContainerCreateBody,
@@ -83,11 +83,27 @@ pub async fn create_and_start(
             .await
             .doing(format!("connect {name} to network {network}"))?;
     }
-    docker
-        .start_container(&created.id, None)
-        .await
-        .doing(format!("start container {name}"))?;
     Ok(created.id)
+}
+
+/// Starts container `id`; `name` is for the error.
+pub async fn start(docker: &Docker, id: &str, name: &str) -> Result<(), EngineError> {
+    match docker.start_container(id, None).await {
+        Err(error) if is_status(&error, 304) => Ok(()),
+        other => other.doing(format!("start container {name}")),
+    }
+}
+
+/// [`create`], then [`start`]. Returns the id.
+pub async fn create_and_start(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    more_networks: &[(String, Vec<String>)],
+) -> Result<String, EngineError> {
+    let id = create(docker, name, body, more_networks).await?;
+    start(docker, &id, name).await?;
+    Ok(id)
 }
 
 /// Stops `name`, waiting up to `grace` before the engine kills it. A stopped container is fine.
