@@ -392,10 +392,14 @@ fn an_unhealthy_dependency_fails_up_naming_it() {
             "service api waits for db: container {project}-db-1 is unhealthy"
         ))
         .status(1);
-    let filter = format!("label=com.docker.compose.project={project}");
+    // As with docker compose, the dependent is created up front but never started.
     assert_eq!(
-        docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]),
-        format!("{project}-db-1")
+        inspect(&format!("{project}-db-1"), "{{.State.Status}}"),
+        "running"
+    );
+    assert_eq!(
+        inspect(&format!("{project}-api-1"), "{{.State.Status}}"),
+        "created"
     );
 }
 
