@@ -14,7 +14,7 @@ use futures_util::{FutureExt, future::join_all};
 use crate::{
     compose::ComposeError,
     compose_up::{Action, Plan, Report, ServicePlan},
-    containers,
+    containers::{self, Readiness},
     docker::{Doing, EngineError},
     image,
 };
@@ -118,24 +118,10 @@ impl Plan {
             .into_iter()
             .chain(volumes)
             .collect::<Result<Vec<_>, _>>()?;
+        tracing::debug!("networks and volumes ready");
         for reference in &self.pulls {
             image::pull(docker, reference, progress).await?;
         }
-        // New containers are all created now: only starting has to wait for dependencies, and
-        // creating them while the first services start takes the creation off the critical path.
-        let creations = self
-            .services
-            .iter()
-            .flat_map(|s| &s.containers)
-            .filter(|c| matches!(c.action, Action::Create));
-        let creations = creations.map(|c| async move {
-            let id = containers::create(docker, &c.name, c.body.clone(), &c.more_networks).await?;
-            Ok::<_, EngineError>((c.name.clone(), id))
-        });
-        let created: HashMap<String, String> = join_all(creations)
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
         let names: HashMap<String, Vec<String>> = self
             .services
             .iter()
@@ -154,13 +140,26 @@ impl Plan {
                 .iter()
                 .map(|(dep, readiness)| (dep.clone(), *readiness, started.get(dep).cloned()))
                 .collect();
-            let (names, errors, created) = (&names, &errors, &created);
+            let (names, errors) = (&names, &errors);
             let future = async move {
+                // New containers are created at once: only starting waits for dependencies, so
+                // creating them overlaps the start of what they depend on.
+                let created = match create_new(docker, service).await {
+                    Ok(created) => created,
+                    Err(error) => {
+                        errors.borrow_mut().push(error.to_string());
+                        return false;
+                    }
+                };
                 for (dep, readiness, dep_started) in waits {
                     if let Some(dep_started) = dep_started
                         && !dep_started.await
                     {
                         return false;
+                    }
+                    // A dependency this run started (or found running) needs no second look.
+                    if readiness == Readiness::Running {
+                        continue;
                     }
                     for container in &names[&dep] {
                         if let Err(why) = containers::wait_ready(docker, container, readiness).await
@@ -172,8 +171,11 @@ impl Plan {
                         }
                     }
                 }
-                match apply_service(docker, service, created).await {
-                    Ok(()) => true,
+                match apply_service(docker, service, &created).await {
+                    Ok(()) => {
+                        tracing::debug!("service {} is up", service.name);
+                        true
+                    }
                     Err(error) => {
                         errors.borrow_mut().push(error.to_string());
                         false
@@ -191,6 +193,22 @@ impl Plan {
         }
         Ok(report)
     }
+}
+
+/// Creates the service's new containers (not started); returns their ids by name.
+async fn create_new(
+    docker: &Docker,
+    service: &ServicePlan,
+) -> Result<HashMap<String, String>, EngineError> {
+    let creations = service
+        .containers
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create))
+        .map(|c| async move {
+            let id = containers::create(docker, &c.name, c.body.clone(), &c.more_networks).await?;
+            Ok::<_, EngineError>((c.name.clone(), id))
+        });
+    join_all(creations).await.into_iter().collect()
 }
 
 /// Brings one service's containers to the plan: surplus replicas go, the rest concurrently.
