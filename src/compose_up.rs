@@ -15,6 +15,7 @@ use bollard::{
     Docker,
     models::{ContainerCreateBody, ContainerSummaryStateEnum},
 };
+use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::{
@@ -121,7 +122,6 @@ pub async fn plan(
             )));
         }
     }
-    let mut existing = existing_containers(docker, &project.name).await?;
     let mut plan = Plan {
         networks: Vec::new(),
         volumes: Vec::new(),
@@ -130,7 +130,7 @@ pub async fn plan(
     };
     let mut network_keys: Vec<&String> = Vec::new();
     let mut volume_keys: Vec<&String> = Vec::new();
-    let mut images: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut references: Vec<&String> = Vec::new();
     for name in &selection {
         let service = &project.services[name];
         network_keys.extend(service.networks.keys());
@@ -142,44 +142,67 @@ pub async fn plan(
                 .filter_map(|m| project.volumes.get_key_value(m.source.as_deref()?))
                 .map(|(key, _)| key),
         );
-        images.insert(service.image.clone(), None);
+        references.push(&service.image);
     }
-    network_keys.sort();
-    network_keys.dedup();
-    volume_keys.sort();
-    volume_keys.dedup();
-    for key in network_keys {
-        let network = &project.networks[key];
-        if !network_exists(docker, &network.name).await? {
-            if network.external {
+    for keys in [&mut network_keys, &mut volume_keys, &mut references] {
+        keys.sort();
+        keys.dedup();
+    }
+    // Every read at once: they are independent, and a plan is made on every `up`.
+    let networks = join_all(network_keys.iter().map(|key| async move {
+        let network = &project.networks[*key];
+        network_exists(docker, &network.name)
+            .await
+            .map(|found| (*key, network, found))
+    }));
+    let volumes = join_all(volume_keys.iter().map(|key| async move {
+        let volume = &project.volumes[*key];
+        volume_exists(docker, &volume.name)
+            .await
+            .map(|found| (*key, volume, found))
+    }));
+    let image_ids = join_all(references.iter().map(|reference| async move {
+        image::id(docker, reference)
+            .await
+            .map(|id| ((*reference).clone(), id))
+    }));
+    let (existing, networks, volumes, image_ids) = futures_util::join!(
+        existing_containers(docker, &project.name),
+        networks,
+        volumes,
+        image_ids
+    );
+    let mut existing = existing?;
+    for (kind, found, label) in [
+        ("network", networks, NETWORK_LABEL),
+        ("volume", volumes, VOLUME_LABEL),
+    ] {
+        for result in found {
+            let (key, resource, exists) = result?;
+            if exists {
+                continue;
+            }
+            if resource.external {
                 return Err(ComposeError::Invalid(format!(
-                    "network {} is declared external but does not exist; create it first",
-                    network.name
+                    "{kind} {} is declared external but does not exist; create it first",
+                    resource.name
                 )));
             }
-            plan.networks
-                .push(labelled(network, &project.name, NETWORK_LABEL, key));
-        }
-    }
-    for key in volume_keys {
-        let volume = &project.volumes[key];
-        if !volume_exists(docker, &volume.name).await? {
-            if volume.external {
-                return Err(ComposeError::Invalid(format!(
-                    "volume {} is declared external but does not exist; create it first",
-                    volume.name
-                )));
+            let missing = labelled(resource, &project.name, label, key);
+            match kind {
+                "network" => plan.networks.push(missing),
+                _ => plan.volumes.push(missing),
             }
-            plan.volumes
-                .push(labelled(volume, &project.name, VOLUME_LABEL, key));
         }
     }
-    for (reference, id) in images.iter_mut() {
-        *id = image::id(docker, reference).await?;
-        if id.is_none() {
-            plan.pulls.push(reference.clone());
-        }
-    }
+    let images: BTreeMap<String, Option<String>> =
+        image_ids.into_iter().collect::<Result<_, _>>()?;
+    plan.pulls.extend(
+        images
+            .iter()
+            .filter(|(_, id)| id.is_none())
+            .map(|(r, _)| r.clone()),
+    );
     for name in &selection {
         let replicas = options
             .scale
