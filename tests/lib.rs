@@ -7,7 +7,9 @@ mod test;
 
 mod cancel;
 mod cli;
+mod compose;
 mod discovery;
+mod docker;
 mod docs;
 mod env;
 mod errors;

@@ -10,12 +10,16 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 use crate::context::Context;
 
 pub mod audit;
+pub mod compose;
+pub mod docker;
+pub mod docker_images;
 pub mod env;
 pub mod exec;
 pub mod http;
 pub mod json;
 pub mod log;
 pub mod operator;
+pub mod options;
 pub mod secret;
 pub mod state;
 pub mod time;
@@ -105,6 +109,8 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("secret", secret::module(context).into());
     engine.register_static_module("exec", exec::module(context).into());
     engine.register_static_module("http", http::module(context).into());
+    engine.register_static_module("docker", docker::module(context).into());
+    engine.register_static_module("compose", compose::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);
