@@ -12,6 +12,8 @@ use crate::context::Context;
 pub mod env;
 pub mod log;
 pub mod operator;
+pub mod pg;
+pub mod pg_options;
 pub mod time;
 
 /// What a host function returns: a value, or an error Rhai positions at the call.
@@ -94,6 +96,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
     engine.register_static_module("env", env::module(context).into());
+    engine.register_static_module("pg", pg::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);
