@@ -78,7 +78,7 @@ pub fn list(dir: &Path, db: &str) -> Result<Vec<Backup>, NameError> {
     if !dir.is_dir() {
         return Err(NameError::NoDirectory(dir.to_path_buf()));
     }
-    let mut backups: Vec<Backup> = std::fs::read_dir(dir)
+    let mut backups: Vec<(Backup, Option<std::time::SystemTime>)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -86,13 +86,21 @@ pub fn list(dir: &Path, db: &str) -> Result<Vec<Backup>, NameError> {
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let stamp = parse(db, &name)?;
-            Some(Backup {
-                path: entry.path(),
-                stamp,
-            })
+            let modified = entry.metadata().and_then(|m| m.modified()).ok();
+            Some((
+                Backup {
+                    path: entry.path(),
+                    stamp,
+                },
+                modified,
+            ))
         })
         .collect();
-    backups.sort_by(|a, b| b.stamp.cmp(&a.stamp).then_with(|| b.path.cmp(&a.path)));
+    // Two backups stamped in the same second: the one written last is the newer.
+    backups.sort_by(|(a, a_modified), (b, b_modified)| {
+        (&b.stamp, b_modified, &b.path).cmp(&(&a.stamp, a_modified, &a.path))
+    });
+    let backups: Vec<Backup> = backups.into_iter().map(|(backup, _)| backup).collect();
     Ok(backups)
 }
 

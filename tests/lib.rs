@@ -11,3 +11,4 @@ mod discovery;
 mod env;
 mod errors;
 mod output;
+mod pg;
