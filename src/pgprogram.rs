@@ -168,17 +168,7 @@ async fn run_here(
             output.write_all(&buffer[..n])?;
         }
     };
-    let errors = async {
-        let mut tail = Tail::default();
-        let mut buffer = vec![0; 8 << 10];
-        while let Ok(n) = stderr.read(&mut buffer).await {
-            if n == 0 {
-                break;
-            }
-            tail.push(&buffer[..n]);
-        }
-        tail
-    };
+    let errors = read_tail(&mut stderr);
     // A failed write must stop the program: it would otherwise block on a full pipe forever.
     let io = async {
         let (fed, drained) = tokio::join!(feed, drain);
@@ -193,17 +183,82 @@ async fn run_here(
         program: program.name,
         source,
     })?;
-    use std::os::unix::process::ExitStatusExt;
-    let status = match (status.code(), status.signal()) {
-        (Some(code), _) => Status::Code(code.into()),
-        (None, Some(signal)) => Status::Signal(signal),
-        (None, None) => Status::Unknown,
-    };
     Ok(Outcome {
-        status,
+        status: exit_status(status),
         stderr: tail.text(),
         io_error,
     })
+}
+
+/// Runs `program` here with its standard output going straight into `file` (no pipe, no copy
+/// through this process: as fast as `program > file`). `follow(exited)` is called over and over
+/// while it runs and after it exits, to read what has arrived (e.g. to hash it); it returns how
+/// many new bytes it took, and is called until it takes none once the program has exited.
+pub async fn run_into_file(
+    program: &Program,
+    file: &std::fs::File,
+    follow: &mut dyn FnMut(bool) -> io::Result<usize>,
+) -> Result<Outcome, ProgramError> {
+    let spawn_error = |source: io::Error| ProgramError::Spawn {
+        program: program.name,
+        source,
+    };
+    let stdout = file.try_clone().map_err(spawn_error)?;
+    let mut child = tokio::process::Command::new(program.name)
+        .args(&program.args)
+        .envs(program.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => ProgramError::NotFound {
+                program: program.name,
+            },
+            _ => spawn_error(source),
+        })?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let errors = read_tail(&mut stderr);
+    let following = async {
+        let result = async {
+            loop {
+                let exited = child.try_wait()?;
+                let taken = follow(exited.is_some())?;
+                match exited {
+                    Some(status) if taken == 0 => return Ok(status),
+                    _ if taken > 0 => {}
+                    // Caught up with a running program: give it a moment to write more.
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(status) => Ok((status, None)),
+            Err(error) => {
+                // Stop the program at once: its output can no longer be taken.
+                let _ = child.start_kill();
+                child.wait().await.map(|status| (status, Some(error)))
+            }
+        }
+    };
+    let (followed, tail) = tokio::join!(following, errors);
+    let (status, io_error) = followed.map_err(spawn_error)?;
+    Ok(Outcome {
+        status: exit_status(status),
+        stderr: tail.text(),
+        io_error,
+    })
+}
+
+fn exit_status(status: std::process::ExitStatus) -> Status {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Status::Code(code.into()),
+        (None, Some(signal)) => Status::Signal(signal),
+        (None, None) => Status::Unknown,
+    }
 }
 
 async fn run_in_container(
@@ -322,6 +377,19 @@ where
     }
 }
 
+/// The tail of a program's standard error, read until it closes.
+async fn read_tail(stderr: &mut tokio::process::ChildStderr) -> Tail {
+    let mut tail = Tail::default();
+    let mut buffer = vec![0; 8 << 10];
+    while let Ok(n) = stderr.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        tail.push(&buffer[..n]);
+    }
+    tail
+}
+
 /// Grows a pipe to 1 MiB so the writer on the other end (pg_dump) rarely waits for us.
 fn enlarge_pipe(fd: i32) {
     // Best effort: a smaller pipe only costs speed.
@@ -411,6 +479,35 @@ mod tests {
             ))
             .unwrap_err();
         assert!(error.to_string().contains("not on PATH"), "{error}");
+    }
+
+    #[test]
+    fn follows_a_file_as_the_program_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = std::fs::File::create(&path).unwrap();
+        let reader = std::fs::File::open(&path).unwrap();
+        let mut seen = Vec::new();
+        let mut follow = |_exited| {
+            let mut buffer = [0; 4];
+            let n = std::os::unix::fs::FileExt::read_at(&reader, &mut buffer, seen.len() as u64)?;
+            seen.extend_from_slice(&buffer[..n]);
+            Ok(n)
+        };
+        let script = "printf abc; sleep 0.05; printf defghij";
+        let outcome = runtime()
+            .block_on(run_into_file(&program("sh", &["-c", script]), &file, &mut follow))
+            .unwrap();
+        assert!(outcome.success(), "{outcome:?}");
+        assert_eq!(seen, b"abcdefghij");
+
+        let started = std::time::Instant::now();
+        let mut failing = |_exited| Err(io::Error::other("cannot hash"));
+        let outcome = runtime()
+            .block_on(run_into_file(&program("sleep", &["30"]), &file, &mut failing))
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "the program was not stopped");
+        assert_eq!(outcome.describe("sleep"), "sleep: cannot hash");
     }
 
     #[test]
