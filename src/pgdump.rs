@@ -113,10 +113,12 @@ pub async fn dump(
         args,
         env: request.target.environment(),
     };
-    let container = request
-        .target
-        .container_name()
-        .map(|name| (docker.expect("a container target comes with a Docker client"), name));
+    let container = request.target.container_name().map(|name| {
+        (
+            docker.expect("a container target comes with a Docker client"),
+            name,
+        )
+    });
 
     let (dumped_bytes, bytes, sha256) = if container.is_none() && request.gzip.is_none() {
         // Straight into the file, as `pg_dump > file` would, hashed as it grows. A custom archive
@@ -143,8 +145,15 @@ pub async fn dump(
         sink.finish()
             .map_err(|e| failed(format!("writing {}: {e}", file.temp_path().display())))?
     };
+    let dumped = started.elapsed();
     file.commit()
         .map_err(|e| failed(format!("saving {}: {e}", path.display())))?;
+    tracing::debug!(
+        "pg_dump done in {} ms; {} fsynced and renamed in {} ms",
+        dumped.as_millis(),
+        path.display(),
+        (started.elapsed() - dumped).as_millis()
+    );
     Ok(Dumped {
         path: path.clone(),
         bytes,
@@ -180,6 +189,8 @@ struct Follower<'a> {
     buffer: Vec<u8>,
     progress: &'a mut dyn FnMut(u64),
     reported: Instant,
+    /// When the writer was first seen to have exited.
+    exited: Option<Instant>,
 }
 
 impl<'a> Follower<'a> {
@@ -192,11 +203,15 @@ impl<'a> Follower<'a> {
             buffer: vec![0; CHUNK],
             progress,
             reported: Instant::now(),
+            exited: None,
         }
     }
 
     /// Takes what is new in the file; returns its size in bytes.
     fn take(&mut self, exited: bool) -> io::Result<usize> {
+        if exited && self.exited.is_none() {
+            self.exited = Some(Instant::now());
+        }
         if self.reported.elapsed() >= Duration::from_millis(100) {
             self.reported = Instant::now();
             (self.progress)(self.file.metadata()?.len());
@@ -216,6 +231,12 @@ impl<'a> Follower<'a> {
     }
 
     fn digest(self) -> (u64, String) {
+        if let Some(exited) = self.exited {
+            tracing::debug!(
+                "pg_dump output hashed {} ms after pg_dump exited",
+                exited.elapsed().as_millis()
+            );
+        }
         (self.offset, hex(&self.hash.finalize()))
     }
 }
@@ -246,7 +267,7 @@ enum Output<'a> {
     /// Chunks arrive big already (up to 1 MiB), so they go straight to the file.
     Plain(Hashed<&'a mut std::fs::File>),
     /// The encoder writes small pieces: buffer them into big writes.
-    Gzip(flate2::write::GzEncoder<Hashed<BufWriter<&'a mut std::fs::File>>>),
+    Gzip(Box<flate2::write::GzEncoder<Hashed<BufWriter<&'a mut std::fs::File>>>>),
 }
 
 impl<'a> Sink<'a> {
@@ -257,10 +278,10 @@ impl<'a> Sink<'a> {
     ) -> Sink<'a> {
         let out = match gzip {
             None => Output::Plain(Hashed::new(file)),
-            Some(level) => Output::Gzip(flate2::write::GzEncoder::new(
+            Some(level) => Output::Gzip(Box::new(flate2::write::GzEncoder::new(
                 Hashed::new(BufWriter::with_capacity(CHUNK, file)),
                 flate2::Compression::new(level.clamp(1, 9)),
-            )),
+            ))),
         };
         Sink {
             out,

@@ -85,7 +85,9 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProgramError {
-    #[error("cannot run {program}: it is not on PATH; install the PostgreSQL client programs (e.g. postgresql-client-15)")]
+    #[error(
+        "cannot run {program}: it is not on PATH; install the PostgreSQL client programs (e.g. postgresql-client-15)"
+    )]
     NotFound { program: &'static str },
     #[error("cannot run {program}: {source}")]
     Spawn {
@@ -279,7 +281,11 @@ async fn run_in_container(
     let cmd = std::iter::once(program.name.to_string())
         .chain(program.args.iter().cloned())
         .collect();
-    let env = program.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env = program
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let exec = docker
         .create_exec(
             container,
@@ -496,7 +502,11 @@ mod tests {
         };
         let script = "printf abc; sleep 0.05; printf defghij";
         let outcome = runtime()
-            .block_on(run_into_file(&program("sh", &["-c", script]), &file, &mut follow))
+            .block_on(run_into_file(
+                &program("sh", &["-c", script]),
+                &file,
+                &mut follow,
+            ))
             .unwrap();
         assert!(outcome.success(), "{outcome:?}");
         assert_eq!(seen, b"abcdefghij");
@@ -504,9 +514,16 @@ mod tests {
         let started = std::time::Instant::now();
         let mut failing = |_exited| Err(io::Error::other("cannot hash"));
         let outcome = runtime()
-            .block_on(run_into_file(&program("sleep", &["30"]), &file, &mut failing))
+            .block_on(run_into_file(
+                &program("sleep", &["30"]),
+                &file,
+                &mut failing,
+            ))
             .unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5), "the program was not stopped");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the program was not stopped"
+        );
         assert_eq!(outcome.describe("sleep"), "sleep: cannot hash");
     }
 

@@ -5,6 +5,7 @@
 
 use std::{error::Error as StdError, fmt::Write as _, str::FromStr, time::Duration};
 
+use bollard::Docker;
 use postgres_protocol::types as wire;
 use rhai::{Array, Blob, Dynamic, Map};
 use tokio_postgres::{
@@ -13,7 +14,10 @@ use tokio_postgres::{
     types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked},
 };
 
-use crate::pgtarget::{Place, Target};
+use crate::{
+    pgprogram::{self, Program},
+    pgtarget::{Place, Target},
+};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -21,7 +25,7 @@ type BoxError = Box<dyn StdError + Sync + Send>;
 pub enum QueryError {
     #[error("{0}")]
     Postgres(String),
-    #[error("pg::query and pg::isready reach a server by URL; {0} is a container")]
+    #[error("pg::query reaches a server by URL; {0} is a container")]
     Container(String),
     #[error("column {column}: {reason}")]
     Column { column: String, reason: String },
@@ -33,9 +37,15 @@ pub enum Readiness {
     NotReady(String),
 }
 
-/// Connects to the server of `target` (a URL target) and runs `SELECT 1`. Authentication
-/// failures are errors, not "not ready": waiting will not fix a wrong password.
-pub async fn isready(target: &Target) -> Result<Readiness, QueryError> {
+/// Whether the server of `target` takes connections. By URL: connects and runs `SELECT 1`;
+/// authentication failures are errors, not "not ready" (waiting will not fix a wrong password).
+/// In a container (`docker` is then needed): runs `pg_isready` there; a container that is not
+/// running is not ready.
+pub async fn isready(target: &Target, docker: Option<&Docker>) -> Result<Readiness, QueryError> {
+    if let Some(container) = target.container_name() {
+        let docker = docker.expect("a container target comes with a Docker client");
+        return isready_in_container(target, docker, container).await;
+    }
     let client = match connect(target).await {
         Ok(client) => client,
         Err(ConnectError::Refused(reason)) => return Ok(Readiness::NotReady(reason)),
@@ -44,6 +54,34 @@ pub async fn isready(target: &Target) -> Result<Readiness, QueryError> {
     match client.simple_query("SELECT 1").await {
         Ok(_) => Ok(Readiness::Ready),
         Err(error) => Ok(Readiness::NotReady(describe(&error))),
+    }
+}
+
+async fn isready_in_container(
+    target: &Target,
+    docker: &Docker,
+    container: &str,
+) -> Result<Readiness, QueryError> {
+    let mut args: Vec<String> = target
+        .connection_args()
+        .into_iter()
+        .filter(|a| a != "--no-password")
+        .collect();
+    args.push(format!(
+        "--timeout={}",
+        target.connect_timeout.as_secs().max(1)
+    ));
+    let program = Program {
+        name: "pg_isready",
+        args,
+        env: target.environment(),
+    };
+    let mut sink = std::io::sink();
+    match pgprogram::run(&program, Some((docker, container)), None, &mut sink).await {
+        Ok(outcome) if outcome.success() => Ok(Readiness::Ready),
+        Ok(outcome) => Ok(Readiness::NotReady(outcome.describe("pg_isready"))),
+        Err(error) if error.container_not_running() => Ok(Readiness::NotReady(error.to_string())),
+        Err(error) => Err(QueryError::Postgres(error.to_string())),
     }
 }
 
@@ -83,7 +121,9 @@ enum ConnectError {
 
 async fn connect(target: &Target) -> Result<Client, ConnectError> {
     let Place::Server { url } = &target.place else {
-        return Err(ConnectError::Fatal(QueryError::Container(target.to_string())));
+        return Err(ConnectError::Fatal(QueryError::Container(
+            target.to_string(),
+        )));
     };
     let mut config = tokio_postgres::Config::from_str(url.as_str())
         .map_err(|e| ConnectError::Fatal(QueryError::Postgres(describe(&e))))?;
@@ -295,7 +335,10 @@ fn timestamp(microseconds: i64, zoned: bool) -> Result<String, BoxError> {
     Ok(if zoned {
         instant.to_string()
     } else {
-        instant.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime().to_string()
+        instant
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .datetime()
+            .to_string()
     })
 }
 
@@ -412,7 +455,10 @@ mod tests {
     fn dates_and_times() {
         assert_eq!(date(0).unwrap(), "2000-01-01");
         assert_eq!(date(-1).unwrap(), "1999-12-31");
-        assert_eq!(timestamp(1_500_000, true).unwrap(), "2000-01-01T00:00:01.5Z");
+        assert_eq!(
+            timestamp(1_500_000, true).unwrap(),
+            "2000-01-01T00:00:01.5Z"
+        );
         assert_eq!(timestamp(0, false).unwrap(), "2000-01-01T00:00:00");
         assert_eq!(timestamp(i64::MAX, true).unwrap(), "infinity");
     }
@@ -424,7 +470,10 @@ mod tests {
         assert_eq!(text(42_i64.into()), Some("42".into()));
         assert_eq!(text(true.into()), Some("true".into()));
         assert_eq!(text("x".into()), Some("x".into()));
-        assert_eq!(text(Dynamic::from_blob(vec![1, 255])), Some("\\x01ff".into()));
+        assert_eq!(
+            text(Dynamic::from_blob(vec![1, 255])),
+            Some("\\x01ff".into())
+        );
         let array: Array = vec![1_i64.into(), "a".into()];
         assert_eq!(text(array.into()), Some(r#"[1,"a"]"#.into()));
     }

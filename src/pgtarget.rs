@@ -53,9 +53,11 @@ impl Target {
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(TargetError::Scheme(redact_url(url)));
         }
-        let mut from_url = parsed
-            .password()
-            .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+        let mut from_url = parsed.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
         let _ = parsed.set_password(None);
         let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
         if pairs.iter().any(|(k, _)| k == "password") {
@@ -166,8 +168,7 @@ impl Target {
         let Some(password) = &self.password else {
             return Vec::new();
         };
-        let encoded: String =
-            percent_encoding::utf8_percent_encode(password, USERINFO).collect();
+        let encoded: String = percent_encoding::utf8_percent_encode(password, USERINFO).collect();
         vec![password.clone(), encoded]
     }
 }
@@ -287,10 +288,16 @@ mod tests {
 
     #[test]
     fn password_parameter_and_option() {
-        let target =
-            Target::server("postgresql://app@db/shop?sslmode=disable&password=pw12", None).unwrap();
+        let target = Target::server(
+            "postgresql://app@db/shop?sslmode=disable&password=pw12",
+            None,
+        )
+        .unwrap();
         assert_eq!(target.password.as_deref(), Some("pw12"));
-        assert_eq!(target.to_string(), "postgresql://app@db/shop?sslmode=disable");
+        assert_eq!(
+            target.to_string(),
+            "postgresql://app@db/shop?sslmode=disable"
+        );
         let target = Target::server("postgres://app:old1@db/shop", Some("new1".into())).unwrap();
         assert_eq!(target.password.as_deref(), Some("new1"));
     }

@@ -68,7 +68,11 @@ fn dump_and_restore_round_trip_in_every_format() {
     cluster.seed(&db, 2000);
     let original = cluster.fingerprint(&db);
 
-    for (file, format) in [("shop.sql", "plain"), ("shop.sql.gz", "plain"), ("shop.dump", "custom")] {
+    for (file, format) in [
+        ("shop.sql", "plain"),
+        ("shop.sql.gz", "plain"),
+        ("shop.dump", "custom"),
+    ] {
         let dumped = pg_test(cluster)
             .args(["dump", &cluster.bare_url(&db), file, format])
             .stderr_lacks(&cluster.password)
@@ -97,7 +101,11 @@ fn dump_and_restore_round_trip_in_every_format() {
         std::fs::copy(&path, restored.path().join(file)).unwrap();
         let restored = restored.success();
         let report = &printed(&restored.stderr)[0];
-        assert_eq!(cluster.fingerprint(&copy), original, "{file} restored into {copy}");
+        assert_eq!(
+            cluster.fingerprint(&copy),
+            original,
+            "{file} restored into {copy}"
+        );
         assert_eq!(report["replaced"], false);
         assert_eq!(report["tables"]["public.customers"], 2000);
         assert_eq!(report["tables"]["public.orders"], 6000);
@@ -127,13 +135,20 @@ fn restore_replaces_a_changed_database() {
         "DELETE FROM orders WHERE id % 2 = 0; UPDATE customers SET name = 'changed'; CREATE TABLE extra (x int)",
     );
     assert_ne!(cluster.fingerprint(&db), original);
-    let restored = pg_test(cluster)
-        .args(["restore", &cluster.bare_url(&db), "live.sql.gz"]);
-    std::fs::copy(dumped.path().join("live.sql.gz"), restored.path().join("live.sql.gz")).unwrap();
+    let restored = pg_test(cluster).args(["restore", &cluster.bare_url(&db), "live.sql.gz"]);
+    std::fs::copy(
+        dumped.path().join("live.sql.gz"),
+        restored.path().join("live.sql.gz"),
+    )
+    .unwrap();
     let restored = restored.success();
     assert_eq!(printed(&restored.stderr)[0]["replaced"], true);
     assert_eq!(cluster.fingerprint(&db), original);
-    assert_eq!(cluster.databases_like(&db), databases, "no scratch or replaced database is left");
+    assert_eq!(
+        cluster.databases_like(&db),
+        databases,
+        "no scratch or replaced database is left"
+    );
 }
 
 #[test]
@@ -157,17 +172,30 @@ fn main(name) {
     print(pg::restore(#{container: name, db: "from_custom", from: custom.path}).to_json());
     print(pg::restore(app + #{from: custom.path}).to_json());
 }"#;
-    let test = Test::new().runbook("r", runbook).args(["r", &container.name]);
+    let test = Test::new()
+        .runbook("r", runbook)
+        .args(["r", &container.name]);
     std::fs::create_dir(test.path().join("backups")).unwrap();
     let run = test.success();
     let results = printed(&run.stderr);
     for dump in &results[..2] {
         let path = run.path().join(dump["path"].as_str().unwrap());
         assert_eq!(dump["sha256"], sha256_hex(&path));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    assert!(results[0]["path"].as_str().unwrap().ends_with(".sql.gz"), "{}", results[0]);
-    assert!(results[1]["path"].as_str().unwrap().ends_with(".dump"), "{}", results[1]);
+    assert!(
+        results[0]["path"].as_str().unwrap().ends_with(".sql.gz"),
+        "{}",
+        results[0]
+    );
+    assert!(
+        results[1]["path"].as_str().unwrap().ends_with(".dump"),
+        "{}",
+        results[1]
+    );
     assert_eq!(results[2]["rows"], 4000);
     assert_eq!(container.fingerprint("from_plain"), original);
     assert_eq!(container.fingerprint("from_custom"), original);
@@ -191,17 +219,20 @@ fn big_database() -> &'static str {
 
 /// The process named `name` whose parent is `parent`.
 fn child_named(parent: u32, name: &str) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-        let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-        let field = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .map(|v| v.trim().to_string())
-        };
-        (field("Name:")? == name && field("PPid:")? == parent.to_string()).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(|v| v.trim().to_string())
+            };
+            (field("Name:")? == name && field("PPid:")? == parent.to_string()).then_some(pid)
+        })
 }
 
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -226,7 +257,9 @@ fn dump_in_progress(app_name: &str) -> (crate::test::Running, PathBuf, i32) {
     let backups = test.path().join("backups");
     std::fs::create_dir(&backups).unwrap();
     let running = test.spawn();
-    let pg_dump = wait_for("pg_dump to start", || child_named(running.child.id(), "pg_dump"));
+    let pg_dump = wait_for("pg_dump to start", || {
+        child_named(running.child.id(), "pg_dump")
+    });
     wait_for("dump data in the temporary file", || {
         std::fs::read_dir(&backups)
             .unwrap()
@@ -246,15 +279,35 @@ fn killed_pg_dump_leaves_no_file() {
     let cmdline = std::fs::read(format!("/proc/{pg_dump}/cmdline")).unwrap();
     let environ = std::fs::read(format!("/proc/{pg_dump}/environ")).unwrap();
     let password = shared().password.as_bytes();
-    assert!(!cmdline.windows(password.len()).any(|w| w == password), "password on the command line");
+    assert!(
+        !cmdline.windows(password.len()).any(|w| w == password),
+        "password on the command line"
+    );
     let pgpassword = [b"PGPASSWORD=".as_slice(), password].concat();
-    assert!(environ.windows(pgpassword.len()).any(|w| w == pgpassword), "PGPASSWORD not set");
+    assert!(
+        environ.windows(pgpassword.len()).any(|w| w == pgpassword),
+        "PGPASSWORD not set"
+    );
 
     unsafe { libc::kill(pg_dump, libc::SIGKILL) };
     let (finished, _) = running.finish(1, Instant::now());
-    assert!(finished.stderr.contains("pg_dump was killed by signal 9"), "{}", finished.stderr);
-    assert!(finished.stderr.contains("nothing was written to backups/big.sql"), "{}", finished.stderr);
-    assert_eq!(files_in(&backups), Vec::<String>::new(), "no backup and no temporary file");
+    assert!(
+        finished.stderr.contains("pg_dump was killed by signal 9"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished
+            .stderr
+            .contains("nothing was written to backups/big.sql"),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(
+        files_in(&backups),
+        Vec::<String>::new(),
+        "no backup and no temporary file"
+    );
 }
 
 #[test]
@@ -273,9 +326,19 @@ fn server_ending_the_dump_leaves_no_file() {
     unsafe { libc::kill(pg_dump, libc::SIGCONT) };
     assert_eq!(ended, "1");
     let (finished, _) = running.finish(1, Instant::now());
-    assert!(finished.stderr.contains("pg_dump exited with code 1"), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("pg_dump exited with code 1"),
+        "{}",
+        finished.stderr
+    );
     assert!(finished.stderr.contains("terminat"), "{}", finished.stderr);
-    assert!(finished.stderr.contains("nothing was written to backups/big.sql"), "{}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("nothing was written to backups/big.sql"),
+        "{}",
+        finished.stderr
+    );
     assert_eq!(files_in(&backups), Vec::<String>::new());
 }
 
@@ -285,6 +348,8 @@ fn interrupted_dump_and_restore_leave_nothing_behind() {
         return;
     }
     let (running, backups, pg_dump) = dump_in_progress("cutover-test-interrupt");
+    // Hold pg_dump still so the interrupt surely comes mid-stream.
+    unsafe { libc::kill(pg_dump, libc::SIGSTOP) };
     running.signal(libc::SIGINT);
     let (_finished, _) = running.finish(130, Instant::now());
     assert_eq!(files_in(&backups), Vec::<String>::new());
@@ -296,7 +361,12 @@ fn interrupted_dump_and_restore_leave_nothing_behind() {
     // A restore interrupted while loading drops its scratch database.
     let cluster = shared();
     let dump = pg_test(cluster)
-        .args(["dump", &cluster.bare_url(big_database()), "big.dump", "custom"])
+        .args([
+            "dump",
+            &cluster.bare_url(big_database()),
+            "big.dump",
+            "custom",
+        ])
         .success();
     let target = support::unique_name("restored").replace('-', "_");
     let test = pg_test(cluster).args(["restore", &cluster.bare_url(&target), "big.dump"]);
@@ -309,8 +379,16 @@ fn interrupted_dump_and_restore_leave_nothing_behind() {
     std::thread::sleep(Duration::from_millis(100));
     running.signal(libc::SIGINT);
     let (finished, _) = running.finish(130, Instant::now());
-    assert!(finished.stderr.contains("scratch database"), "{}", finished.stderr);
-    assert_eq!(cluster.databases_like(&target), Vec::<String>::new(), "scratch database left behind");
+    assert!(
+        finished.stderr.contains("scratch database"),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(
+        cluster.databases_like(&target),
+        Vec::<String>::new(),
+        "scratch database left behind"
+    );
 }
 
 #[test]
@@ -351,7 +429,9 @@ fn main(url, url_with_password) {
             "{call} did not fail:\n{output}"
         );
     }
-    let failures = output.matches("password authentication failed for user \"postgres\"").count();
+    let failures = output
+        .matches("password authentication failed for user \"postgres\"")
+        .count();
     assert!(failures >= 7, "{failures} clear failures:\n{output}");
     // The journal of changes (logged at debug until the audit journal lands) is masked too.
     assert!(output.contains("change failed: pg::dump"), "{output}");
@@ -361,16 +441,46 @@ fn main(url, url_with_password) {
 #[test]
 fn bad_options_and_missing_directory_change_nothing() {
     let cases = [
-        (r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "nope/x.sql"})"#, "pg::dump: cannot write nope/x.sql: directory nope does not exist"),
-        (r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", fromat: "custom"})"#, "pg::dump: unknown option `fromat`"),
-        (r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", format: "tar"})"#, "format \"tar\" is not one of plain, custom"),
-        (r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.dump", format: "custom", gzip: true})"#, "gzip applies to plain dumps"),
-        (r#"pg::dump(#{url: "mysql://u:hunter2-secret@h/db", to: "x.sql"})"#, "scheme must be postgres:// or postgresql://"),
-        (r#"pg::dump(#{url: "postgres://u@h/db", container: "c", to: "x.sql"})"#, "either `url` or `container`"),
-        (r#"pg::dump(#{container: "c", to: "x.sql"})"#, "option `db` (the database in the container) is missing"),
-        (r#"pg::restore(#{url: "postgres://u@127.0.0.1:1/db", from: "missing.sql"})"#, "cannot read missing.sql"),
-        (r#"pg::prune(#{dir: "b", db: "app", keep: 0})"#, "keep must be at least 1"),
-        (r#"pg::prune(#{dir: "nope", db: "app", keep: 1})"#, "directory nope does not exist"),
+        (
+            r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "nope/x.sql"})"#,
+            "pg::dump: cannot write nope/x.sql: directory nope does not exist",
+        ),
+        (
+            r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", fromat: "custom"})"#,
+            "pg::dump: unknown option `fromat`",
+        ),
+        (
+            r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", format: "tar"})"#,
+            "format \"tar\" is not one of plain, custom",
+        ),
+        (
+            r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.dump", format: "custom", gzip: true})"#,
+            "gzip applies to plain dumps",
+        ),
+        (
+            r#"pg::dump(#{url: "mysql://u:hunter2-secret@h/db", to: "x.sql"})"#,
+            "scheme must be postgres:// or postgresql://",
+        ),
+        (
+            r#"pg::dump(#{url: "postgres://u@h/db", container: "c", to: "x.sql"})"#,
+            "either `url` or `container`",
+        ),
+        (
+            r#"pg::dump(#{container: "c", to: "x.sql"})"#,
+            "option `db` (the database in the container) is missing",
+        ),
+        (
+            r#"pg::restore(#{url: "postgres://u@127.0.0.1:1/db", from: "missing.sql"})"#,
+            "cannot read missing.sql",
+        ),
+        (
+            r#"pg::prune(#{dir: "b", db: "app", keep: 0})"#,
+            "keep must be at least 1",
+        ),
+        (
+            r#"pg::prune(#{dir: "nope", db: "app", keep: 1})"#,
+            "directory nope does not exist",
+        ),
     ];
     for (call, message) in cases {
         let run = Test::new()
@@ -381,7 +491,11 @@ fn bad_options_and_missing_directory_change_nothing() {
             .stderr_contains("runbooks/r.rhai:2:")
             .stderr_lacks("hunter2-secret")
             .status(1);
-        assert_eq!(files_in(&run.path()), ["b", "runbooks"], "{call} left files");
+        assert_eq!(
+            files_in(&run.path()),
+            ["b", "runbooks"],
+            "{call} left files"
+        );
         assert_eq!(files_in(&run.path().join("b")), ["app-20260101-000000.sql"]);
     }
 }
@@ -407,7 +521,11 @@ fn main(url) {
     std::fs::create_dir(test.path().join("backups")).unwrap();
     let started = Instant::now();
     let run = test.status(1);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(files_in(&run.path().join("backups")), Vec::<String>::new());
 }
 
@@ -434,22 +552,43 @@ fn main(url) {
         format!("{db}-20210101-000000.sql.gz"),
         format!("{db}-20220101-000000.dump"),
     ];
-    for name in old.iter().chain([&format!("other-{db}-20200101-000000.sql"), &"notes.txt".to_string()]) {
+    for name in old.iter().chain([
+        &format!("other-{db}-20200101-000000.sql"),
+        &"notes.txt".to_string(),
+    ]) {
         test = test.file(&format!("backups/{name}"), "x");
     }
     let run = test.success();
     let results = printed(&run.stderr);
-    let (first, second) = (results[0]["first"].as_str().unwrap(), results[0]["second"].as_str().unwrap());
-    let stamp = first.trim_start_matches(&format!("backups/{db}-")).trim_end_matches(".sql");
+    let (first, second) = (
+        results[0]["first"].as_str().unwrap(),
+        results[0]["second"].as_str().unwrap(),
+    );
+    let stamp = first
+        .trim_start_matches(&format!("backups/{db}-"))
+        .trim_end_matches(".sql");
     assert!(
-        stamp.len() == 15 && stamp.chars().enumerate().all(|(i, c)| if i == 8 { c == '-' } else { c.is_ascii_digit() }),
+        stamp.len() == 15
+            && stamp.chars().enumerate().all(|(i, c)| if i == 8 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }),
         "{first} is not named DB-YYYYMMDD-HHMMSS.sql"
     );
     assert!(second.ends_with(".dump"), "{second}");
     assert_eq!(results[0]["listed"][0], second);
     assert_eq!(results[0]["listed"].as_array().unwrap().len(), 5);
-    let deleted: Vec<&str> = results[1]["deleted"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(deleted, [format!("backups/{}", old[1]), format!("backups/{}", old[0])]);
+    let deleted: Vec<&str> = results[1]["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        deleted,
+        [format!("backups/{}", old[1]), format!("backups/{}", old[0])]
+    );
     let mut expected = vec![
         old[2].clone(),
         first.trim_start_matches("backups/").to_string(),
@@ -517,7 +656,10 @@ fn hold_session(cluster: &Cluster, db: &str, app: &str) -> Child {
         .spawn()
         .unwrap();
     wait_for("the session to connect", || {
-        let n = cluster.psql("postgres", &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"));
+        let n = cluster.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"),
+        );
         (n == "1").then_some(())
     });
     child
@@ -532,7 +674,9 @@ fn restore_over_connected_sessions_needs_terminate_sessions() {
     let db = cluster.create_database("busy");
     cluster.seed(&db, 100);
     let original = cluster.fingerprint(&db);
-    let dumped = pg_test(cluster).args(["dump", &cluster.bare_url(&db), "busy.dump", "custom"]).success();
+    let dumped = pg_test(cluster)
+        .args(["dump", &cluster.bare_url(&db), "busy.dump", "custom"])
+        .success();
     cluster.psql(&db, "DELETE FROM orders");
     let changed = cluster.fingerprint(&db);
     let databases = cluster.databases_like(&db);
@@ -541,16 +685,29 @@ fn restore_over_connected_sessions_needs_terminate_sessions() {
 
     let refused = pg_test(cluster)
         .args(["restore", &cluster.bare_url(&db), "busy.dump"])
-        .stderr_contains(&format!("database {db} has 1 other session(s) connected (postgres@127.0.0.1 ({app}))"))
+        .stderr_contains(&format!(
+            "database {db} has 1 other session(s) connected (postgres@127.0.0.1 ({app}))"
+        ))
         .stderr_contains("terminate_sessions: true");
-    std::fs::copy(dumped.path().join("busy.dump"), refused.path().join("busy.dump")).unwrap();
+    std::fs::copy(
+        dumped.path().join("busy.dump"),
+        refused.path().join("busy.dump"),
+    )
+    .unwrap();
     refused.status(1);
     assert_eq!(cluster.fingerprint(&db), changed);
     assert_eq!(cluster.databases_like(&db), databases);
-    assert!(session.try_wait().unwrap().is_none(), "the session was ended");
+    assert!(
+        session.try_wait().unwrap().is_none(),
+        "the session was ended"
+    );
 
     let forced = pg_test(cluster).args(["restore", &cluster.bare_url(&db), "busy.dump", "yes"]);
-    std::fs::copy(dumped.path().join("busy.dump"), forced.path().join("busy.dump")).unwrap();
+    std::fs::copy(
+        dumped.path().join("busy.dump"),
+        forced.path().join("busy.dump"),
+    )
+    .unwrap();
     let forced = forced.success();
     assert_eq!(printed(&forced.stderr)[0]["terminated"], 1);
     let ended = wait_for("the session to end", || session.try_wait().unwrap());

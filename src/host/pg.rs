@@ -132,35 +132,8 @@ pub fn module(context: &Arc<Context>) -> Module {
 }
 
 fn isready(context: &Context, target: &Target) -> HostResult<bool> {
-    if let Some(container) = target.container_name() {
-        let docker = context.docker()?;
-        let program = crate::pgprogram::Program {
-            name: "pg_isready",
-            args: target
-                .connection_args()
-                .into_iter()
-                .filter(|a| a != "--no-password")
-                .chain([format!("--timeout={}", target.connect_timeout.as_secs().max(1))])
-                .collect(),
-            env: target.environment(),
-        };
-        let mut sink = std::io::sink();
-        let run = crate::pgprogram::run(&program, Some((&docker, container)), None, &mut sink);
-        return match context.block_on(run)? {
-            Ok(outcome) => {
-                if !outcome.success() {
-                    tracing::debug!("pg::isready {target}: {}", outcome.describe("pg_isready"));
-                }
-                Ok(outcome.success())
-            }
-            Err(error) if error.container_not_running() => {
-                tracing::debug!("pg::isready {target}: {error}");
-                Ok(false)
-            }
-            Err(error) => Err(masked(context, error)),
-        };
-    }
-    match context.block_on(pgquery::isready(target))? {
+    let docker = docker_for(context, target)?;
+    match context.block_on(pgquery::isready(target, docker.as_ref()))? {
         Ok(Readiness::Ready) => Ok(true),
         Ok(Readiness::NotReady(reason)) => {
             tracing::debug!("pg::isready {target}: {reason}");
@@ -210,7 +183,9 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
         || {
             let docker = docker_for(context, &request.target)?;
             let progress = Progress::spinner(context, &format!("pg_dump {detail}"));
-            let mut report = |bytes: u64| progress.set_message(&format!("pg_dump {detail}: {} MiB", bytes >> 20));
+            let mut report = |bytes: u64| {
+                progress.set_message(&format!("pg_dump {detail}: {} MiB", bytes >> 20))
+            };
             let dumped = context
                 .block_on(pgdump::dump(&request, docker.as_ref(), &mut report))?
                 .map_err(|e| masked(context, format!("pg::dump {}: {e}", request.target)))?;
@@ -221,7 +196,12 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
                 dumped.bytes,
                 dumped.took.as_millis()
             );
-            Ok(summary(&dumped.path, dumped.bytes, &dumped.sha256, dumped.took.as_millis()))
+            Ok(summary(
+                &dumped.path,
+                dumped.bytes,
+                &dumped.sha256,
+                dumped.took.as_millis(),
+            ))
         },
     )
 }
@@ -237,7 +217,11 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
         request.target,
         request.from.display(),
         kind.describe(),
-        if request.terminate_sessions { ", terminating sessions" } else { "" }
+        if request.terminate_sessions {
+            ", terminating sessions"
+        } else {
+            ""
+        }
     );
     if context.is_dry_run() {
         warn_of_sessions(context, &request)?;
@@ -262,8 +246,10 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
         || {
             let docker = docker_for(context, &request.target)?;
             let _progress = Progress::spinner(context, &format!("restoring {detail}"));
-            let restored = match context.block_on(pgrestore::restore(&request, docker.as_ref())) {
-                Ok(result) => result.map_err(|e| masked(context, format!("pg::restore {}: {e}", request.target)))?,
+            let restoring = pgrestore::restore(&request, (kind, bytes), docker.as_ref());
+            let restored = match context.block_on(restoring) {
+                Ok(result) => result
+                    .map_err(|e| masked(context, format!("pg::restore {}: {e}", request.target)))?,
                 Err(stopped) => {
                     cleanup(context, &request, docker.as_ref());
                     return Err(stopped);
@@ -291,6 +277,9 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
             if let Some(statements) = restored.statements {
                 map.insert("statements".into(), (statements as i64).into());
             }
+            if let Some(loaded) = restored.loaded_rows {
+                map.insert("loaded_rows".into(), (loaded as i64).into());
+            }
             Ok(map)
         },
     )
@@ -306,7 +295,9 @@ fn cleanup(context: &Context, request: &RestoreRequest, docker: Option<&bollard:
             "restore interrupted; scratch database {scratch} is left: {}",
             context.secrets.redact(&error.to_string())
         ),
-        Err(_) => tracing::warn!("restore interrupted; dropping scratch database {scratch} timed out"),
+        Err(_) => {
+            tracing::warn!("restore interrupted; dropping scratch database {scratch} timed out")
+        }
     }
 }
 
@@ -321,7 +312,11 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
                 "pg::prune: keep must be at least 1 (it is {keep}); delete the last backup by hand"
             )));
         }
-        None => return Err(fail("pg::prune: option `keep` (how many backups to keep) is missing")),
+        None => {
+            return Err(fail(
+                "pg::prune: option `keep` (how many backups to keep) is missing",
+            ));
+        }
     };
     let (kept, deleted) =
         pgbackups::plan_prune(&dir, &db, keep).map_err(|e| fail(format!("pg::prune: {e}")))?;
@@ -340,7 +335,9 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
         gone.push(path.into());
     }
     let paths = |list: &[pgbackups::Backup]| -> Array {
-        list.iter().map(|b| b.path.display().to_string().into()).collect()
+        list.iter()
+            .map(|b| b.path.display().to_string().into())
+            .collect()
     };
     let mut map = Map::new();
     map.insert("kept".into(), paths(&kept).into());
@@ -372,7 +369,10 @@ fn warn_of_sessions(context: &Context, request: &RestoreRequest) -> HostResult<(
 
 /// The Docker client when `target` is a container.
 fn docker_for(context: &Context, target: &Target) -> HostResult<Option<bollard::Docker>> {
-    target.container_name().map(|_| context.docker()).transpose()
+    target
+        .container_name()
+        .map(|_| context.docker())
+        .transpose()
 }
 
 /// An error with every registered secret masked.

@@ -17,7 +17,14 @@ use crate::{
 };
 
 /// The keys that say where the database is; every function that reaches one accepts them.
-const TARGET_KEYS: [&str; 6] = ["url", "password", "container", "db", "user", "connect_timeout"];
+const TARGET_KEYS: [&str; 6] = [
+    "url",
+    "password",
+    "container",
+    "db",
+    "user",
+    "connect_timeout",
+];
 
 /// An option map being read: each key is looked up once, and unknown keys are refused.
 pub struct Options {
@@ -64,8 +71,12 @@ impl Options {
     }
 
     pub fn required(&self, key: &str, what: &str) -> HostResult<String> {
-        self.string(key)?
-            .ok_or_else(|| fail(format!("{}: option `{key}` ({what}) is missing", self.function)))
+        self.string(key)?.ok_or_else(|| {
+            fail(format!(
+                "{}: option `{key}` ({what}) is missing",
+                self.function
+            ))
+        })
     }
 
     pub fn bool(&self, key: &str) -> HostResult<Option<bool>> {
@@ -167,7 +178,15 @@ impl Options {
 
 /// The keys of `pg::dump`.
 pub const DUMP_KEYS: [&str; 10] = [
-    "url", "password", "container", "db", "user", "connect_timeout", "to", "format", "gzip",
+    "url",
+    "password",
+    "container",
+    "db",
+    "user",
+    "connect_timeout",
+    "to",
+    "format",
+    "gzip",
     "args",
 ];
 
@@ -219,8 +238,16 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
 
 /// The keys of `pg::restore`.
 pub const RESTORE_KEYS: [&str; 10] = [
-    "url", "password", "container", "db", "user", "connect_timeout", "from", "sha256",
-    "terminate_sessions", "maintenance_db",
+    "url",
+    "password",
+    "container",
+    "db",
+    "user",
+    "connect_timeout",
+    "from",
+    "sha256",
+    "terminate_sessions",
+    "maintenance_db",
 ];
 
 pub fn restore_request(context: &Context, map: Map) -> HostResult<RestoreRequest> {

@@ -113,12 +113,17 @@ impl Cluster {
     /// with `password` over TCP on 127.0.0.1.
     pub fn start() -> Cluster {
         let dir = std::env::temp_dir().join(super::unique_name("cutover-pg"));
-        run(Command::new("install").args(["-d", "-o", "postgres", "-g", "postgres", "-m", "700"]).arg(&dir));
+        run(Command::new("install")
+            .args(["-d", "-o", "postgres", "-g", "postgres", "-m", "700"])
+            .arg(&dir));
         let data = dir.join("data");
-        run(as_postgres("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--locale=C", "--encoding=UTF8"]));
+        run(as_postgres("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--locale=C",
+            "--encoding=UTF8",
+        ]));
         std::fs::write(
             data.join("pg_hba.conf"),
             "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
@@ -193,7 +198,16 @@ impl Psql for Cluster {
     fn psql(&self, db: &str, sql: &str) -> String {
         let mut command = Command::new("psql");
         command
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-h",
+            ])
             .arg(&self.dir)
             .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
         run(&mut command)
@@ -231,7 +245,9 @@ pub fn run(command: &mut Command) -> String {
         "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).trim_end().to_string()
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_string()
 }
 
 /// The locally built PostgreSQL image, built on first use (once per machine: its tag carries a
@@ -260,7 +276,10 @@ ENTRYPOINT [\"/bin/sh\", \"/entrypoint.sh\"]
 ";
 
 fn build_image() -> String {
-    let recipe = format!("{ENTRYPOINT}{DOCKERFILE}{}", run(Command::new(Path::new(BIN).join("postgres")).arg("--version")));
+    let recipe = format!(
+        "{ENTRYPOINT}{DOCKERFILE}{}",
+        run(Command::new(Path::new(BIN).join("postgres")).arg("--version"))
+    );
     let tag = format!("cutover-test-postgres:15-{:016x}", fnv(recipe.as_bytes()));
     let exists = Command::new("docker")
         .args(["image", "inspect", &tag])
@@ -278,12 +297,23 @@ fn build_image() -> String {
     for dir in ["var/lib/postgresql", "var/run/postgresql"] {
         std::fs::create_dir_all(owned.join(dir)).unwrap();
     }
-    for dir in ["etc", "bin", "tmp", "usr/lib/postgresql", "usr/share/postgresql", "usr/share/zoneinfo/Etc"] {
+    for dir in [
+        "etc",
+        "bin",
+        "tmp",
+        "usr/lib/postgresql",
+        "usr/share/postgresql",
+        "usr/share/zoneinfo/Etc",
+    ] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     run(Command::new("chmod").arg("1777").arg(root.join("tmp")));
-    run(Command::new("cp").args(["-a", "/usr/lib/postgresql/15"]).arg(root.join("usr/lib/postgresql")));
-    run(Command::new("cp").args(["-a", "/usr/share/postgresql/15"]).arg(root.join("usr/share/postgresql")));
+    run(Command::new("cp")
+        .args(["-a", "/usr/lib/postgresql/15"])
+        .arg(root.join("usr/lib/postgresql")));
+    run(Command::new("cp")
+        .args(["-a", "/usr/share/postgresql/15"])
+        .arg(root.join("usr/share/postgresql")));
     // JIT pulls in LLVM (100+ MB) and is off unless asked for.
     let lib = root.join("usr/lib/postgresql/15/lib");
     for entry in std::fs::read_dir(&lib).unwrap().flatten() {
@@ -293,16 +323,29 @@ fn build_image() -> String {
         }
     }
     for zone in ["UTC", "GMT", "Etc/UTC"] {
-        run(Command::new("cp").arg("-L").arg(Path::new("/usr/share/zoneinfo").join(zone)).arg(root.join("usr/share/zoneinfo").join(zone)));
+        run(Command::new("cp")
+            .arg("-L")
+            .arg(Path::new("/usr/share/zoneinfo").join(zone))
+            .arg(root.join("usr/share/zoneinfo").join(zone)));
     }
-    run(Command::new("cp").arg("-L").arg("/bin/sh").arg(root.join("bin/sh")));
+    run(Command::new("cp")
+        .arg("-L")
+        .arg("/bin/sh")
+        .arg(root.join("bin/sh")));
     let mut binaries: Vec<PathBuf> = vec![root.join("bin/sh")];
     for dir in ["usr/lib/postgresql/15/bin", "usr/lib/postgresql/15/lib"] {
-        binaries.extend(std::fs::read_dir(root.join(dir)).unwrap().flatten().map(|e| e.path()));
+        binaries.extend(
+            std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path()),
+        );
     }
     let mut libraries = std::collections::BTreeSet::new();
     for binary in binaries {
-        let Ok(output) = Command::new("ldd").arg(&binary).output() else { continue };
+        let Ok(output) = Command::new("ldd").arg(&binary).output() else {
+            continue;
+        };
         for word in String::from_utf8_lossy(&output.stdout).split_whitespace() {
             if word.starts_with('/') {
                 libraries.insert(word.to_string());
@@ -322,7 +365,9 @@ fn build_image() -> String {
     std::fs::write(root.join("etc/group"), "root:x:0:\npostgres:x:999:\n").unwrap();
     std::fs::write(root.join("entrypoint.sh"), ENTRYPOINT).unwrap();
     std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();
-    run(Command::new("docker").args(["build", "-q", "-t", &tag]).arg(context.path()));
+    run(Command::new("docker")
+        .args(["build", "-q", "-t", &tag])
+        .arg(context.path()));
     tag
 }
 
@@ -344,18 +389,36 @@ impl PgContainer {
         let name = super::unique_name("cutover-test-pg");
         let password = format!("container-secret-{}", std::process::id());
         run(Command::new("docker").args([
-            "run", "-d", "--name", &name, "--label", "cutover-test=pg",
-            "-e", &format!("POSTGRES_PASSWORD={password}"), &image(),
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "cutover-test=pg",
+            "-e",
+            &format!("POSTGRES_PASSWORD={password}"),
+            &image(),
         ]));
         let container = PgContainer { name, password };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !Command::new("docker")
-            .args(["exec", &container.name, "pg_isready", "-q", "-U", "postgres"])
+            .args([
+                "exec",
+                &container.name,
+                "pg_isready",
+                "-q",
+                "-U",
+                "postgres",
+            ])
             .status()
             .unwrap()
             .success()
         {
-            assert!(Instant::now() < deadline, "PostgreSQL in {} never became ready", container.name);
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL in {} never became ready",
+                container.name
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         container
@@ -365,8 +428,20 @@ impl PgContainer {
 impl Psql for PgContainer {
     fn psql(&self, db: &str, sql: &str) -> String {
         run(Command::new("docker").args([
-            "exec", &self.name, "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", "postgres",
-            "-d", db, "-c", sql,
+            "exec",
+            &self.name,
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
         ]))
     }
 }
