@@ -18,7 +18,9 @@ use std::{
 
 use postgres::{Cluster, Psql};
 
-/// Used by the support module to name things.
+/// What the support module expects of its parent (tests/support/mod.rs).
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+
 fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-bench", std::process::id())
 }

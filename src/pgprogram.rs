@@ -5,7 +5,7 @@
 //! standard error kept to say why the program failed.
 //!
 //! Locally the program is a child process (killed if the call is abandoned, e.g. on Ctrl-C); in a
-//! container it is a Docker exec whose output streams back over the attached connection.
+//! container it is a Docker exec ([`crate::pgcontainer`]).
 
 use std::{
     fmt,
@@ -15,13 +15,7 @@ use std::{
     time::Duration,
 };
 
-use bollard::{
-    Docker,
-    container::LogOutput,
-    exec::{StartExecOptions, StartExecResults},
-    models::ExecConfig,
-};
-use futures_util::StreamExt;
+use bollard::Docker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Chunk size of every copy; big chunks keep the number of system calls per gigabyte low.
@@ -119,7 +113,7 @@ pub async fn run(
 ) -> Result<Outcome, ProgramError> {
     match container {
         None => run_here(program, input, output).await,
-        Some((docker, name)) => run_in_container(program, docker, name, input, output).await,
+        Some((docker, name)) => crate::pgcontainer::run(program, docker, name, input, output).await,
     }
 }
 
@@ -263,107 +257,9 @@ fn exit_status(status: std::process::ExitStatus) -> Status {
     }
 }
 
-async fn run_in_container(
-    program: &Program,
-    docker: &Docker,
-    container: &str,
-    input: Option<&mut dyn Read>,
-    output: &mut dyn Write,
-) -> Result<Outcome, ProgramError> {
-    let failed = |error: bollard::errors::Error| ProgramError::Docker {
-        program: program.name,
-        container: container.to_string(),
-        message: match error {
-            bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-            other => other.to_string(),
-        },
-    };
-    let cmd = std::iter::once(program.name.to_string())
-        .chain(program.args.iter().cloned())
-        .collect();
-    let env = program
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let exec = docker
-        .create_exec(
-            container,
-            ExecConfig {
-                cmd: Some(cmd),
-                env: Some(env),
-                attach_stdin: Some(input.is_some()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(failed)?;
-    let started = docker
-        .start_exec(
-            &exec.id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: Some(CHUNK),
-            }),
-        )
-        .await
-        .map_err(failed)?;
-    let StartExecResults::Attached {
-        output: mut frames,
-        input: mut stdin,
-    } = started
-    else {
-        unreachable!("a Docker exec started without detach is attached")
-    };
-
-    let feed = async {
-        let Some(input) = input else { return Ok(()) };
-        let result = feed(input, &mut stdin).await;
-        // Closing our side of the connection is what ends the program's standard input.
-        let _ = stdin.shutdown().await;
-        result
-    };
-    let mut tail = Tail::default();
-    let drain = async {
-        while let Some(frame) = frames.next().await {
-            match frame.map_err(io::Error::other)? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    output.write_all(&message)?
-                }
-                LogOutput::StdErr { message } => tail.push(&message),
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-        output.flush()
-    };
-    let (fed, drained) = tokio::join!(feed, drain);
-    let io_error = drained.err().or(fed.err());
-    // The engine records the exit code a moment after the output ends.
-    let mut status = Status::Unknown;
-    if io_error.is_none() {
-        for _ in 0..50 {
-            let inspect = docker.inspect_exec(&exec.id).await.map_err(failed)?;
-            if inspect.running != Some(true) {
-                status = inspect.exit_code.map_or(Status::Unknown, Status::Code);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Ok(Outcome {
-        status,
-        stderr: tail.text(),
-        io_error,
-    })
-}
-
 /// Copies `input` to a program's standard input in big chunks. A program that stops reading
 /// (psql quitting at the first error) is not an error here: its exit status says what happened.
-async fn feed<W>(input: &mut dyn Read, stdin: &mut W) -> io::Result<()>
+pub(crate) async fn feed<W>(input: &mut dyn Read, stdin: &mut W) -> io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -404,13 +300,13 @@ fn enlarge_pipe(fd: i32) {
 
 /// The last [`STDERR_TAIL`] bytes of a stream.
 #[derive(Default)]
-struct Tail {
+pub(crate) struct Tail {
     bytes: Vec<u8>,
     dropped: bool,
 }
 
 impl Tail {
-    fn push(&mut self, data: &[u8]) {
+    pub(crate) fn push(&mut self, data: &[u8]) {
         self.bytes.extend_from_slice(data);
         if self.bytes.len() > STDERR_TAIL {
             let excess = self.bytes.len() - STDERR_TAIL;
@@ -419,7 +315,7 @@ impl Tail {
         }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let text = String::from_utf8_lossy(&self.bytes);
         if self.dropped {
             format!("…{text}")

@@ -12,3 +12,4 @@ mod env;
 mod errors;
 mod output;
 mod pg;
+mod pg_failures;

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // Each test module uses the part of the support it needs.
 
 pub mod demo;
+pub mod pg_container;
 pub mod postgres;
 
 use std::{
