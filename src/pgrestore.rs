@@ -1,7 +1,7 @@
 //! Verified restores. A dump is never loaded over the live database: it goes into a fresh scratch
 //! database beside it (psql for plain dumps, gzipped or not, pg_restore for custom ones, both
 //! stopping at the first error), the tables and rows that arrived are counted (and, for a plain
-//! dump, checked against the rows its COPY/INSERT statements loaded), and only then is the scratch
+//! dump, checked to hold every row its COPY/INSERT statements loaded), and only then is the scratch
 //! database renamed into place and the old one dropped. A restore that fails at any step leaves
 //! the live database as it was.
 //!

@@ -169,6 +169,10 @@ fn main(name) {
     print(pg::restore(#{container: name, db: "from_plain", from: plain.path}).to_json());
     print(pg::restore(#{container: name, db: "from_custom", from: custom.path}).to_json());
     print(pg::restore(app + #{from: custom.path}).to_json());
+    try { pg::dump(#{container: name, db: "nope", to: "backups/nope.sql"}); } catch (e) { print(`nope: ${e}`); }
+    try { pg::dump(#{container: `${name}-gone`, db: "app", to: "backups/gone.sql"}); } catch (e) { print(`gone: ${e}`); }
+    try { pg::isready(#{container: `${name}-gone`, db: "app"}); } catch (e) { print(`isready gone: ${e}`); }
+    pg::dump(#{container: name, db: "app", to: "backups/schema.sql", args: ["--schema-only"]});
 }"#;
     let test = Test::new()
         .runbook("r", runbook)
@@ -199,6 +203,31 @@ fn main(name) {
     assert_eq!(container.fingerprint("from_custom"), original);
     assert_eq!(results[4]["replaced"], true);
     assert_eq!(container.fingerprint("app"), original);
+    // Failures inside the container are pg_dump's own words; a missing container is named.
+    assert!(
+        run.stderr.contains("nope: pg::dump container ")
+            && run.stderr.contains("database \"nope\" does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("gone: pg::dump container "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("No such container"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("isready gone: pg::isready container "),
+        "{}",
+        run.stderr
+    );
+    let mut names = files_in(&run.path().join("backups"));
+    names.retain(|n| !n.starts_with("app-"));
+    assert_eq!(names, ["schema.sql"], "failed dumps left files");
+    // `args` reach pg_dump: a schema-only dump has the tables but no data.
+    let schema = std::fs::read_to_string(run.path().join("backups/schema.sql")).unwrap();
+    assert!(schema.contains("CREATE TABLE public.customers"), "{schema}");
+    assert!(!schema.contains("COPY public.customers"), "{schema}");
 }
 
 #[test]
