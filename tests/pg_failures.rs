@@ -261,6 +261,10 @@ fn bad_options_and_missing_directory_change_nothing() {
             "pg::dump: cannot write nope/x.sql: directory nope does not exist",
         ),
         (
+            r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "nope/"})"#,
+            "pg::dump: directory nope/ does not exist",
+        ),
+        (
             r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", fromat: "custom"})"#,
             "pg::dump: unknown option `fromat`",
         ),

@@ -216,6 +216,9 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
             }
         },
     };
+    if to.ends_with('/') && !std::path::Path::new(&to).is_dir() {
+        return Err(fail(format!("pg::dump: directory {to} does not exist")));
+    }
     let mut to = PathBuf::from(to);
     if to.is_dir() {
         let name = pgbackups::file_name(
