@@ -18,6 +18,8 @@ mod http;
 mod journal;
 mod lock;
 mod output;
+mod pg;
+mod pg_failures;
 mod repl;
 mod secrets;
 mod state;

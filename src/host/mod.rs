@@ -20,6 +20,8 @@ pub mod json;
 pub mod log;
 pub mod operator;
 pub mod options;
+pub mod pg;
+pub mod pg_options;
 pub mod secret;
 pub mod state;
 pub mod time;
@@ -111,6 +113,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("http", http::module(context).into());
     engine.register_static_module("docker", docker::module(context).into());
     engine.register_static_module("compose", compose::module(context).into());
+    engine.register_static_module("pg", pg::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);

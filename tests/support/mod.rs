@@ -8,6 +8,8 @@
 pub mod demo;
 pub mod docker;
 pub mod http;
+pub mod pg_container;
+pub mod postgres;
 
 use std::{
     path::{Path, PathBuf},
