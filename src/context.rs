@@ -31,6 +31,7 @@ pub struct Context {
     /// What is running now: set by `cutover run` (and the REPL for each call).
     run: RwLock<RunInfo>,
     docker: OnceLock<bollard::Docker>,
+    http: OnceLock<reqwest::Client>,
 }
 
 /// The runbook being run, as the journal and the readonly guard need to know it.
@@ -57,6 +58,7 @@ impl Context {
             env_files: Mutex::new(EnvFile::default()),
             run: RwLock::new(RunInfo::default()),
             docker: OnceLock::new(),
+            http: OnceLock::new(),
         }
     }
 
@@ -77,6 +79,21 @@ impl Context {
             .block_on(crate::docker::connect())?
             .map_err(crate::host::fail)?;
         Ok(self.docker.get_or_init(|| docker).clone())
+    }
+
+    /// The one HTTP client of the process (health checks, the Caddy admin API), so connections
+    /// are pooled across calls. It ignores `HTTP_PROXY`: everything it talks to is part of the
+    /// stack, and a health check answered by a proxy would lie. Each request sets its timeout.
+    pub fn http(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .expect("the HTTP client builds with a static configuration")
+            })
+            .clone()
     }
 
     /// The one gate for every call that changes the world (docker run/stop/remove, compose

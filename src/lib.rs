@@ -16,6 +16,7 @@ pub mod docker;
 pub mod dotenv;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod host;
 pub mod interpolate;
 pub mod logging;

@@ -10,6 +10,7 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 use crate::context::Context;
 
 pub mod env;
+pub mod health;
 pub mod log;
 pub mod operator;
 pub mod time;
@@ -94,6 +95,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
     engine.register_static_module("env", env::module(context).into());
+    engine.register_static_module("health", health::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);
