@@ -197,9 +197,9 @@ async fn probe_http(
         .timeout(limit)
         .send()
         .await
-        .map_err(|e| describe_reqwest(&e))?;
+        .map_err(|e| describe_reqwest(&e, limit))?;
     let status = response.status().as_u16();
-    let body = read_body(response).await?;
+    let body = read_body(response, limit).await?;
     let excerpt = || excerpt(&body);
     match check.status {
         Some(want) if status != want => {
@@ -261,12 +261,12 @@ fn json_pointer(field: &str) -> String {
 }
 
 /// Reads at most [`MAX_BODY`] bytes of the body, streaming, so a huge answer is not held whole.
-async fn read_body(mut response: reqwest::Response) -> Result<String, String> {
+async fn read_body(mut response: reqwest::Response, limit: Duration) -> Result<String, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading the body: {}", describe_reqwest(&e)))?
+        .map_err(|e| format!("reading the body: {}", describe_reqwest(&e, limit)))?
     {
         let room = MAX_BODY - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -288,9 +288,9 @@ fn excerpt(body: &str) -> String {
 }
 
 /// A reqwest error as a short cause: "connection refused", not three layers of wrappers.
-fn describe_reqwest(error: &reqwest::Error) -> String {
+fn describe_reqwest(error: &reqwest::Error, limit: Duration) -> String {
     if error.is_timeout() {
-        return "timed out".to_string();
+        return format!("no answer within {} ms", limit.as_millis());
     }
     let root = root_cause(error);
     if error.is_connect() {

@@ -6,6 +6,7 @@
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
 pub mod atomic;
+pub mod caddy;
 pub mod cancel;
 pub mod catalog;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod redact;
 pub mod runbook;
 pub mod sources;
+pub mod upstream;
 
 use std::sync::Arc;
 

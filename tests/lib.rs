@@ -10,4 +10,5 @@ mod cli;
 mod discovery;
 mod env;
 mod errors;
+mod health;
 mod output;

@@ -9,6 +9,7 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 use crate::context::Context;
 
+pub mod caddy;
 pub mod env;
 pub mod health;
 pub mod log;
@@ -96,6 +97,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("time", time::module().into());
     engine.register_static_module("env", env::module(context).into());
     engine.register_static_module("health", health::module(context).into());
+    engine.register_static_module("caddy", caddy::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);

@@ -5,7 +5,10 @@
 
 #![allow(dead_code)] // Each test module uses the part of the support it needs.
 
+pub mod caddy;
 pub mod demo;
+pub mod load;
+pub mod pgcluster;
 
 use std::{
     path::{Path, PathBuf},
