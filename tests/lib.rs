@@ -5,6 +5,7 @@
 mod support;
 mod test;
 
+mod caddy;
 mod cancel;
 mod cli;
 mod discovery;

@@ -240,6 +240,7 @@ fn error(context: &Context, error: CaddyError) -> Box<rhai::EvalAltResult> {
 fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResult<()> {
     let admin = admin(context)?;
     let seen = reads.take(&admin, "/config/");
+    warn_if_admin_moves(&admin, &config);
     let detail = format!("{what} ({})", describe_config(&config));
     let result = context.change(
         "caddy::load",
@@ -258,7 +259,25 @@ fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResu
     result
 }
 
-/// "servers: main; ids: production, staging", for the journal.
+/// A config whose `admin` section names another address moves the admin API (Caddy's default
+/// is localhost:2019): later calls must follow it through `CADDY_ADMIN`.
+fn warn_if_admin_moves(admin: &Admin, config: &Value) {
+    let section = &config["admin"];
+    let listen = section["listen"].as_str().unwrap_or("localhost:2019");
+    let port = |address: &str| address.rsplit(':').next().map(str::to_string);
+    if section["disabled"] == true {
+        tracing::warn!(
+            "the new config disables Caddy's admin API: cutover cannot change it afterwards"
+        );
+    } else if listen.starts_with("unix") || port(listen) != port(admin.address()) {
+        tracing::warn!(
+            "the new config serves Caddy's admin API on {listen}, not {}: set CADDY_ADMIN to follow it",
+            admin.address()
+        );
+    }
+}
+
+/// "servers: main", for the journal.
 fn describe_config(config: &Value) -> String {
     let servers: Vec<&str> = config["apps"]["http"]["servers"]
         .as_object()

@@ -252,6 +252,11 @@ impl Load {
         self.started.elapsed()
     }
 
+    /// Waits until the duration or the request budget ends the load.
+    pub fn finish(self) -> Report {
+        self.thread.join().expect("the load generator panicked")
+    }
+
     /// Stops the clients (requests in flight finish) and returns what they saw.
     pub fn stop(self) -> Report {
         self.stop.store(true, Ordering::SeqCst);
