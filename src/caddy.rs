@@ -105,9 +105,12 @@ impl Admin {
         if_match: Option<&str>,
         what: &str,
     ) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+        // A fresh connection each time: every config change also restarts Caddy's admin
+        // server, which closes idle connections, so a pooled one would fail the next call.
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
+            .header("connection", "close")
             .timeout(REQUEST_TIMEOUT);
         if let Some((content_type, body)) = body {
             request = request.header("content-type", content_type).body(body);

@@ -13,3 +13,4 @@ mod env;
 mod errors;
 mod health;
 mod output;
+mod traffic;

@@ -327,6 +327,8 @@ struct Client {
 
 /// How an exchange on a connection failed.
 enum Broken {
+    /// No connection could be opened.
+    Connect,
     /// The connection ended (EOF or reset) before any byte of the response.
     NoResponse,
     /// It ended, or sent garbage, after part of the response.
@@ -446,7 +448,7 @@ impl Client {
                         let _ = stream.set_nodelay(true);
                         BufReader::new(stream)
                     }
-                    Ok(Err(_)) => return Err(Broken::NoResponse),
+                    Ok(Err(_)) => return Err(Broken::Connect),
                     Err(_) => return Err(Broken::Timeout),
                 }
             }
@@ -486,7 +488,8 @@ impl Client {
 fn describe(error: Broken, reused: bool) -> &'static str {
     match (error, reused) {
         (Broken::NoResponse, true) => "reused connection closed before any response byte",
-        (Broken::NoResponse, false) => "new connection refused or closed before any response byte",
+        (Broken::Connect, _) => "connection refused",
+        (Broken::NoResponse, false) => "new connection closed before any response byte",
         (Broken::MidResponse, _) => "connection broken mid-response",
         (Broken::Timeout, _) => "timed out",
     }
