@@ -5,6 +5,7 @@
 //! Start at [`main`]: it parses the command line ([`cli`]), resolves [`config::Settings`],
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
+pub mod address;
 pub mod atomic;
 pub mod caddy;
 pub mod cancel;

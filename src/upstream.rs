@@ -15,13 +15,8 @@
 //! that dials a file keeps the file among its weighted upstreams, so the switch that ends the
 //! canary can return it to the file alone.
 
-use std::{
-    net::Ipv6Addr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
-use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::caddy::{CaddyError, Result};
@@ -355,81 +350,6 @@ pub fn plan_weights(route: ProxyRoute, weights: Vec<(String, u64)>) -> Result<Sw
     })
 }
 
-/// Checks that `addr` is `host:port` with a port in 1–65535. Caddy accepts any dial string
-/// and then answers 502 to everyone, so this is checked before Caddy sees it.
-pub fn validate_address(addr: &str) -> Result<()> {
-    let bad = |reason: &str| CaddyError::BadAddress {
-        addr: addr.to_string(),
-        reason: format!("{reason}; expected host:port, e.g. 127.0.0.1:8080 or api-green:8080"),
-    };
-    if addr.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if addr.chars().any(char::is_whitespace) {
-        return Err(bad("it contains spaces"));
-    }
-    if addr.contains("://") || addr.contains('/') {
-        return Err(bad("an address has no scheme or path"));
-    }
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(bad("it has no port"));
-    };
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(&format!("port {port:?} is not a number")));
-    }
-    match port.parse::<u32>() {
-        Ok(1..=65535) => {}
-        _ => return Err(bad(&format!("port {port} is out of range 1–65535"))),
-    }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return inner
-            .parse::<Ipv6Addr>()
-            .map(drop)
-            .map_err(|_| bad(&format!("{host} is no IPv6 address")));
-    }
-    if host.is_empty() {
-        return Err(bad("the host is empty"));
-    }
-    if let Some(c) = host
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-    {
-        return Err(bad(&format!("the host contains {c:?}")));
-    }
-    Ok(())
-}
-
-/// Checks that every address accepts a TCP connection within `timeout`, all at once.
-pub async fn check_accepting(addrs: &[String], timeout: Duration) -> Result<()> {
-    let results = join_all(addrs.iter().map(|addr| async move {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr.as_str())).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some((addr.clone(), e.to_string())),
-            Err(_) => Some((
-                addr.clone(),
-                format!("no connection within {} ms", timeout.as_millis()),
-            )),
-        }
-    }))
-    .await;
-    let down: Vec<(String, String)> = results.into_iter().flatten().collect();
-    if down.is_empty() {
-        return Ok(());
-    }
-    Err(CaddyError::TargetDown {
-        addr: down
-            .iter()
-            .map(|(a, _)| a.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        detail: down
-            .iter()
-            .map(|(a, e)| format!("{a}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; "),
-    })
-}
-
 /// The address an upstream file holds.
 pub fn read_file(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| CaddyError::File {
@@ -465,26 +385,6 @@ mod tests {
             "\"/config/x 1\"".into(),
         )
         .unwrap()
-    }
-
-    #[test]
-    fn addresses() {
-        for good in ["127.0.0.1:8080", "api-green:80", "[::1]:65535", "a.b_c:1"] {
-            validate_address(good).unwrap();
-        }
-        for (bad, why) in [
-            ("not a host:port:x", "spaces"),
-            ("127.0.0.1:99999", "out of range"),
-            ("127.0.0.1:0", "out of range"),
-            ("a:b:1", "contains ':'"),
-            ("localhost", "no port"),
-            ("http://x:1", "scheme"),
-            (":80", "host is empty"),
-            ("x:", "not a number"),
-        ] {
-            let error = validate_address(bad).unwrap_err().to_string();
-            assert!(error.contains(why), "{bad}: {error}");
-        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::{HostResult, fail, function, health::refuse_unknown, health::take_ms};
 use crate::{
+    address,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
     context::Context,
     upstream::{self, Mode, ProxyRoute, SwitchPlan},
@@ -312,10 +313,10 @@ fn take_check(options: &mut Map) -> HostResult<Checked> {
 /// Validates every address, and with `checked.check` that each accepts a connection.
 fn check_targets(context: &Context, addrs: &[String], checked: &Checked) -> HostResult<()> {
     for addr in addrs {
-        upstream::validate_address(addr).map_err(|e| error(context, e))?;
+        address::validate(addr).map_err(|e| error(context, e))?;
     }
     if checked.check {
-        run(context, upstream::check_accepting(addrs, checked.timeout))?;
+        run(context, address::check_accepting(addrs, checked.timeout))?;
     }
     Ok(())
 }
@@ -404,7 +405,7 @@ fn set_weights(
         .map(|(a, _)| a.clone())
         .collect();
     for (addr, _) in &split {
-        upstream::validate_address(addr).map_err(|e| error(context, e))?;
+        address::validate(addr).map_err(|e| error(context, e))?;
     }
     check_targets(context, &live, &checked)?;
     let admin = admin(context)?;

@@ -221,8 +221,9 @@ fn clients(context: &Context, checks: &[Check]) -> HostResult<Clients> {
     } else {
         None
     };
+    let wants_http = checks.iter().any(|c| matches!(c.probe, Probe::Http(_)));
     Ok(Clients {
-        http: context.http(),
+        http: wants_http.then(|| context.http()),
         docker,
     })
 }
