@@ -15,7 +15,6 @@
 //! `cargo bench --bench switch` (needs Caddy on PATH; `SWITCHES=N` switches per way, default 100)
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::{

@@ -5,10 +5,7 @@
 //! run concurrently ([`all`]), so twelve 100 ms checks take about 100 ms, and [`wait`] retries the
 //! failing ones with backoff until they pass or time runs out.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::Value;
@@ -169,25 +166,19 @@ pub async fn wait(
     }
 }
 
-fn probe<'a>(
-    probe: &'a Probe,
-    clients: &'a Clients,
-    limit: Duration,
-) -> impl Future<Output = Result<String, String>> + 'a {
-    async move {
-        match probe {
-            Probe::Http(http) => match &clients.http {
-                Some(client) => probe_http(http, client, limit).await,
-                None => Err("no HTTP client".to_string()),
-            },
-            Probe::Tcp(addr) => probe_tcp(addr).await,
-            Probe::Postgres(url) => probe_postgres(url).await,
-            Probe::Container(name) => match &clients.docker {
-                Some(Ok(docker)) => probe_container(docker, name).await,
-                Some(Err(why)) => Err(why.clone()),
-                None => Err("no Docker client".to_string()),
-            },
-        }
+async fn probe(probe: &Probe, clients: &Clients, limit: Duration) -> Result<String, String> {
+    match probe {
+        Probe::Http(http) => match &clients.http {
+            Some(client) => probe_http(http, client, limit).await,
+            None => Err("no HTTP client".to_string()),
+        },
+        Probe::Tcp(addr) => probe_tcp(addr).await,
+        Probe::Postgres(url) => probe_postgres(url).await,
+        Probe::Container(name) => match &clients.docker {
+            Some(Ok(docker)) => probe_container(docker, name).await,
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("no Docker client".to_string()),
+        },
     }
 }
 
