@@ -85,6 +85,32 @@ pub fn write(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     file.commit()
 }
 
+/// Removes temporary files of `target` left by processes that died mid-write (a `kill -9`
+/// between create and rename). Files of live processes are left alone: they may be mid-write.
+pub fn remove_abandoned(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(parent(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !crate::identity::process_exists(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -112,5 +138,20 @@ mod tests {
         );
         write(&target, b"new", 0o600).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn abandoned_temp_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state");
+        let dead = dir.path().join(".state.tmp-2147483646-5");
+        let mine = dir
+            .path()
+            .join(format!(".state.tmp-{}-5", std::process::id()));
+        std::fs::write(&dead, "x").unwrap();
+        std::fs::write(&mine, "x").unwrap();
+        remove_abandoned(&target);
+        assert!(!dead.exists());
+        assert!(mine.exists());
     }
 }

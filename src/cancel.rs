@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -42,6 +42,8 @@ pub struct Cancel {
     state: AtomicU8,
     /// Signals received since the last reset; the second one exits at once.
     signals: AtomicUsize,
+    /// Set by the REPL: Ctrl-C only ever stops the running call, never the process.
+    interactive: AtomicBool,
     notify: Notify,
 }
 
@@ -75,6 +77,13 @@ impl Cancel {
         self.signals.store(0, Ordering::SeqCst);
     }
 
+    /// In the REPL a second Ctrl-C while a call is being cancelled must not end the session:
+    /// with `interactive` on, SIGINT only stops the running call. SIGTERM keeps its rule (the
+    /// second one exits at once), so a REPL can still be ended from outside.
+    pub fn set_interactive(&self, on: bool) {
+        self.interactive.store(on, Ordering::SeqCst);
+    }
+
     /// Resolves once the run is stopped.
     pub async fn stopped(&self) {
         loop {
@@ -89,7 +98,8 @@ impl Cancel {
     }
 
     /// Installs the Ctrl-C / SIGTERM handler on `runtime`: the first signal stops the run, a
-    /// second one exits the process at once with 130.
+    /// second one exits the process at once with 130 (except Ctrl-C in [`Cancel::set_interactive`]
+    /// mode, which only stops).
     pub fn handle_signals(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
         let cancel = Arc::clone(self);
         runtime.spawn(async move {
@@ -101,9 +111,13 @@ impl Cancel {
                 return;
             };
             loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
+                let interrupted = tokio::select! {
+                    _ = interrupt.recv() => true,
+                    _ = terminate.recv() => false,
+                };
+                if interrupted && cancel.interactive.load(Ordering::SeqCst) {
+                    cancel.stop(StopReason::Interrupted);
+                    continue;
                 }
                 if cancel.signals.fetch_add(1, Ordering::SeqCst) >= 1 {
                     eprintln!("interrupted again: exiting now");
@@ -121,5 +135,33 @@ impl Cancel {
             tokio::time::sleep(limit).await;
             cancel.stop(StopReason::TimedOut);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In the REPL, Ctrl-C pressed again and again while a call is being stopped must never
+    /// end the process (if it did, this test binary would exit with 130 and fail the run).
+    #[test]
+    fn interactive_ctrl_c_only_stops() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cancel = Arc::new(Cancel::default());
+        cancel.set_interactive(true);
+        cancel.handle_signals(runtime.handle());
+        // Let the handler task register before the signals arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            unsafe { libc::raise(libc::SIGINT) };
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(cancel.reason(), Some(StopReason::Interrupted));
+        cancel.reset();
+        assert_eq!(cancel.reason(), None);
     }
 }

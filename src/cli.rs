@@ -141,6 +141,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who holds the run lock (`lock status`); break a stuck one (`lock release --force`)
+    Lock {
+        #[command(subcommand)]
+        action: LockAction,
+    },
     /// Reference of every host function, generated from the registered metadata
     Docs {
         /// Write Rhai definition files for editors into DIR instead
@@ -152,6 +157,20 @@ pub enum Command {
     /// Run runbook NAME (shorthand for `cutover run NAME ARGS...`)
     #[command(external_subcommand)]
     External(Vec<String>),
+}
+
+/// `cutover lock ...`
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Show whether a run holds the lock, and who: user, host, pid, runbook, since when
+    Status,
+    /// Break the lock: the next run may start even though the holder has not finished
+    Release {
+        /// Required: a holder that is still running is not stopped, and two runs may then change
+        /// things at once
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Parses the command line, accepting global flags after a runbook's arguments.

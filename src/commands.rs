@@ -8,10 +8,12 @@ use rhai::Scope;
 
 use crate::{
     catalog::{Catalog, Origin, Script},
-    cli::{Cli, Command},
+    cli::{Cli, Command, LockAction},
     context::{Context, RunInfo},
     engine::ScriptEngine,
     error::{Failure, exit},
+    journal::{Filter, Outcome, RunRecord},
+    lock::{self, LockError, LockGuard, Status},
     runbook::{Header, Runbook},
 };
 
@@ -40,9 +42,10 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
             );
             Ok(exit::OK)
         }
-        Command::Repl | Command::History { .. } | Command::Docs { .. } => Err(Failure::Usage(
-            "this subcommand is not available yet in this build".to_string(),
-        )),
+        Command::History { kind, limit, json } => history(context, kind, limit, json),
+        Command::Lock { action } => lock_command(context, action),
+        Command::Repl => crate::repl::command(context),
+        Command::Docs { definitions } => crate::docs::command(context, definitions.as_deref()),
     }
 }
 
@@ -66,30 +69,133 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
         runbook: runbook.script.name.clone(),
         args: args.to_vec(),
         readonly: runbook.header.readonly,
+        kind: runbook.header.kind.clone().unwrap_or_default(),
     });
 
     context.cancel.handle_signals(context.runtime());
+    let _lock = run_lock(context)?;
+    let record = RunRecord::start(context).map_err(|e| Failure::Other(e.into()))?;
     if let Some(limit) = context.settings.timeout {
         context.cancel.stop_after(context.runtime(), limit);
     }
     let mut scope = Scope::new();
-    match runbook.run(&engine, &mut scope, args) {
-        Ok(_) => Ok(exit::OK),
+    let (outcome, failure) = match runbook.run(&engine, &mut scope, args) {
+        Ok(_) => (Outcome::Ok, None),
         Err(error) => {
             let rendered = engine.render(&runbook.script.display, &error);
             match context.cancel.reason() {
-                Some(reason) => Err(Failure::Stopped {
-                    message: rendered,
-                    code: reason.exit_code(),
-                }),
-                None => Err(Failure::Runtime(rendered)),
+                Some(reason) => (
+                    Outcome::Stopped(reason),
+                    Some(Failure::Stopped {
+                        message: rendered,
+                        code: reason.exit_code(),
+                    }),
+                ),
+                None => (Outcome::Failed, Some(Failure::Runtime(rendered))),
             }
         }
-    }
+    };
+    record.finish(outcome, failure.as_ref().map(|f| f.to_string()).as_deref());
+    failure.map_or(Ok(exit::OK), Err)
 }
 
-/// `cutover list`
-fn list(context: &Arc<Context>) -> Result<i32, Failure> {
+/// The run lock, held for the whole run of a runbook that may change things. Dry runs and
+/// readonly runbooks change nothing (the change gate refuses), so they run beside a holder.
+fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
+    if context.is_dry_run() || context.run_info().readonly {
+        return Ok(None);
+    }
+    lock::acquire(context)
+        .map(Some)
+        .map_err(|error| match error {
+            LockError::Stopped(reason) => Failure::Stopped {
+                message: format!("error: {error}"),
+                code: reason.exit_code(),
+            },
+            other => Failure::Other(other.into()),
+        })
+}
+
+/// `cutover history [--kind K] [-n N] [--json]`
+fn history(
+    context: &Arc<Context>,
+    kind: Option<String>,
+    limit: usize,
+    json: bool,
+) -> Result<i32, Failure> {
+    let journal = context.journal();
+    let filter = Filter {
+        kind: kind.clone(),
+        last: Some(limit),
+    };
+    let entries = journal
+        .read(&filter)
+        .map_err(|e| Failure::Other(e.into()))?;
+    if entries.is_empty() {
+        let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
+        eprintln!("no entries{of_kind} in {}", journal.path().display());
+        return Ok(exit::OK);
+    }
+    let text = if json {
+        entries
+            .iter()
+            .map(|e| serde_json::to_string(e).map(|line| line + "\n"))
+            .collect::<Result<String, _>>()
+            .map_err(|e| Failure::Other(e.into()))?
+    } else {
+        crate::history::table(&entries)
+    };
+    print!("{}", context.secrets.redact(&text));
+    Ok(exit::OK)
+}
+
+/// `cutover lock status` and `cutover lock release --force`
+fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failure> {
+    let state_dir = &context.settings.state_dir;
+    let text = match action {
+        LockAction::Status => {
+            match lock::status(state_dir).map_err(|e| Failure::Other(e.into()))? {
+                Status::Held(holder) => format!("held by {}", lock::describe(&holder)),
+                Status::Free { last: None } => "free".to_string(),
+                Status::Free { last: Some(last) } => format!(
+                    "free; its last holder ended without releasing it and the next run takes it \
+                 over: {}",
+                    last.describe()
+                ),
+            }
+        }
+        LockAction::Release { force: false } => {
+            return Err(Failure::Usage(
+                "`cutover lock release` lets another run start while the holder may still be \
+                 changing things; pass --force if the holder is stuck or gone \
+                 (see `cutover lock status`)"
+                    .to_string(),
+            ));
+        }
+        LockAction::Release { force: true } => {
+            context.set_run_info(RunInfo {
+                runbook: "cutover lock release --force".to_string(),
+                kind: "lock".to_string(),
+                ..RunInfo::default()
+            });
+            match lock::force_release(context).map_err(|e| Failure::Other(e.into()))? {
+                Status::Held(holder) => {
+                    format!("released the lock held by {}", lock::describe(&holder))
+                }
+                Status::Free { last: Some(last) } => format!(
+                    "the lock was free; cleared its last holder, which had not released it: {}",
+                    last.describe()
+                ),
+                Status::Free { last: None } => "the lock is not held".to_string(),
+            }
+        }
+    };
+    println!("{}", context.secrets.redact(&text));
+    Ok(exit::OK)
+}
+
+/// `cutover list` (and the REPL's `:runbooks`)
+pub fn list(context: &Arc<Context>) -> Result<i32, Failure> {
     let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
     let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
     let rows: Vec<(&str, Header, String)> = scripts

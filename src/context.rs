@@ -5,7 +5,7 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex, OnceLock, RwLock,
+        Arc, Mutex, OnceLock, RwLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -31,7 +31,15 @@ pub struct Context {
     /// What is running now: set by `cutover run` (and the REPL for each call).
     run: RwLock<RunInfo>,
     docker: OnceLock<bollard::Docker>,
+    /// One HTTP client (connection pool) for the whole process.
     http: OnceLock<reqwest::Client>,
+    /// The run lock while this process holds it (see [`crate::lock`]).
+    pub(crate) run_lock: Mutex<Weak<crate::lock::Held>>,
+    /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
+    /// held until the call ends.
+    pub(crate) change_lock: Mutex<Option<crate::lock::LockGuard>>,
+    /// Take the lock around each change instead of for a whole run (the REPL).
+    pub(crate) lock_each_change: AtomicBool,
 }
 
 /// The runbook being run, as the journal and the readonly guard need to know it.
@@ -41,6 +49,9 @@ pub struct RunInfo {
     pub args: Vec<String>,
     /// The runbook's header says `//! readonly`: every change is refused.
     pub readonly: bool,
+    /// What the journal files this run under (`promotion`, `rollback`, …): the header's
+    /// `//! kind: …`. Empty means the runbook's name.
+    pub kind: String,
 }
 
 impl Context {
@@ -59,6 +70,9 @@ impl Context {
             run: RwLock::new(RunInfo::default()),
             docker: OnceLock::new(),
             http: OnceLock::new(),
+            run_lock: Mutex::new(Weak::new()),
+            change_lock: Mutex::new(None),
+            lock_each_change: AtomicBool::new(false),
         }
     }
 
@@ -81,17 +95,15 @@ impl Context {
         Ok(self.docker.get_or_init(|| docker).clone())
     }
 
-    /// The one HTTP client of the process (health checks, the Caddy admin API), so connections
-    /// are pooled across calls. It ignores `HTTP_PROXY`: everything it talks to is part of the
-    /// stack, and a health check answered by a proxy would lie. Each request sets its timeout.
+    /// The HTTP client shared by every host call (connections are pooled and reused).
     pub fn http(&self) -> reqwest::Client {
         self.http
             .get_or_init(|| {
                 reqwest::Client::builder()
-                    .no_proxy()
                     .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(10))
                     .build()
-                    .expect("the HTTP client builds with a static configuration")
+                    .unwrap_or_default()
             })
             .clone()
     }
@@ -122,6 +134,7 @@ impl Context {
             tracing::info!("would {action} {detail}");
             return Ok(dry());
         }
+        let _lock = self.lock_for_change().map_err(crate::host::fail)?;
         let started = Instant::now();
         let result = apply();
         self.record_change(
@@ -133,12 +146,20 @@ impl Context {
         result
     }
 
-    /// Journals one change. The audit journal (issue: operations core) plugs in here.
+    /// Journals one change as a `change` entry (secrets masked), so no runbook can forget to.
     fn record_change(&self, action: &str, detail: &str, error: Option<String>, took: Duration) {
-        match error {
+        match &error {
             None => tracing::debug!("changed: {action} {detail} ({} ms)", took.as_millis()),
             Some(error) => tracing::debug!("change failed: {action} {detail}: {error}"),
         }
+        let mut entry = self.journal_entry(
+            crate::journal::Event::Change,
+            format!("{action} {detail}").trim_end(),
+        );
+        entry.outcome = Some(if error.is_none() { "ok" } else { "failed" }.to_string());
+        entry.duration_ms = Some(took.as_millis() as u64);
+        entry.error = error;
+        let _ = self.journal_append(&entry);
     }
 
     pub fn runtime(&self) -> &tokio::runtime::Handle {

@@ -13,7 +13,7 @@ use rhai::{AST, Dynamic, EvalAltResult, Module, ModuleResolver, Position, Scope,
 use crate::{
     catalog::{Catalog, Script},
     context::Context,
-    error::Diagnostic,
+    error::{Diagnostic, Failure},
     logging::SCRIPT_TARGET,
     sources::SourceMap,
 };
@@ -98,6 +98,19 @@ impl ScriptEngine {
     /// Renders a run-time error raised while running code from `source`, secrets masked.
     pub fn render(&self, source: &str, error: &EvalAltResult) -> String {
         self.redact(&Diagnostic::from_eval(source, error).render(&self.sources))
+    }
+
+    /// The [`Failure`] a run-time error in code from `source` ends a call with: stopped (130 or
+    /// 124) when Ctrl-C, SIGTERM or `--timeout` caused it, otherwise a runbook failure (1).
+    pub fn failure(&self, source: &str, error: &EvalAltResult) -> Failure {
+        let message = self.render(source, error);
+        match self.context.cancel.reason() {
+            Some(reason) => Failure::Stopped {
+                message,
+                code: reason.exit_code(),
+            },
+            None => Failure::Runtime(message),
+        }
     }
 
     pub fn redact(&self, text: &str) -> String {

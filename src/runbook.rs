@@ -1,7 +1,9 @@
 //! A runbook: a Rhai script whose leading `//!` lines are its help (the first line is the summary
 //! `cutover list` shows) and whose `fn main(...)` parameters are its positional arguments.
 //! Overloads of `main` with more parameters make the extra arguments optional. A header line
-//! `//! readonly` marks a runbook that only reads, so it runs without taking the lock.
+//! `//! readonly` marks a runbook that only reads, so it runs without taking the lock. A header
+//! line `//! kind: promotion` files the run's journal entries under that kind (`cutover history
+//! --kind promotion`); without it they are filed under the runbook's name.
 
 use rhai::{AST, CallFnOptions, Dynamic, EvalAltResult, Scope};
 
@@ -14,6 +16,8 @@ pub struct Header {
     pub lines: Vec<String>,
     /// True when the header has a `//! readonly` line.
     pub readonly: bool,
+    /// The journal kind from a `//! kind: NAME` line.
+    pub kind: Option<String>,
 }
 
 impl Header {
@@ -26,6 +30,10 @@ impl Header {
             let help = help.strip_prefix(' ').unwrap_or(help).trim_end();
             if help == "readonly" {
                 header.readonly = true;
+            } else if let Some(kind) = help.strip_prefix("kind:").map(str::trim)
+                && !kind.is_empty()
+            {
+                header.kind = Some(kind.to_string());
             } else {
                 header.lines.push(help.to_string());
             }
@@ -178,7 +186,11 @@ mod tests {
         );
         assert_eq!(header.lines, vec!["Show the stack.", "", "More."]);
         assert!(header.readonly);
+        assert_eq!(header.kind, None);
         assert_eq!(header.summary(), "Show the stack.");
+        let header = Header::parse("//! Promote.\n//! kind: promotion\n");
+        assert_eq!(header.kind.as_deref(), Some("promotion"));
+        assert_eq!(header.lines, vec!["Promote."]);
         assert_eq!(Header::parse("fn main() {}").summary(), "(no summary)");
     }
 }

@@ -204,6 +204,34 @@ impl Test {
         }
     }
 
+    /// One more run in this test's directory with `args` (after any set with `.args`), for
+    /// tests where several runs share state: a second run racing the first, `history` after.
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let output = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot start cutover");
+        Ran {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Starts one more run in this test's directory without waiting (output piped).
+    pub fn start(&self, args: &[&str]) -> Child {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start cutover")
+    }
+
     /// Starts the binary without waiting, for tests that signal it or race it.
     pub fn spawn(self) -> Running {
         let mut command = self.command();
@@ -238,6 +266,45 @@ impl Finished {
                 (found == level).then(|| message.trim_start().to_string())
             })
             .collect()
+    }
+}
+
+/// The outcome of [`Test::run`].
+#[derive(Debug)]
+pub struct Ran {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Checks the exit code, showing the output when it differs.
+    pub fn status(self, code: i32) -> Ran {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "cutover {:?} exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn success(self) -> Ran {
+        self.status(0)
+    }
+
+    /// The output of a child started with [`Test::start`].
+    pub fn of(child: Child) -> Ran {
+        let output = child.wait_with_output().unwrap();
+        Ran {
+            args: Vec::new(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 }
 

@@ -9,11 +9,17 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 use crate::context::Context;
 
+pub mod audit;
 pub mod caddy;
 pub mod env;
+pub mod exec;
 pub mod health;
+pub mod http;
+pub mod json;
 pub mod log;
 pub mod operator;
+pub mod secret;
+pub mod state;
 pub mod time;
 
 /// What a host function returns: a value, or an error Rhai positions at the call.
@@ -96,6 +102,11 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
     engine.register_static_module("env", env::module(context).into());
+    engine.register_static_module("state", state::module(context).into());
+    engine.register_static_module("audit", audit::module(context).into());
+    engine.register_static_module("secret", secret::module(context).into());
+    engine.register_static_module("exec", exec::module(context).into());
+    engine.register_static_module("http", http::module(context).into());
     engine.register_static_module("health", health::module(context).into());
     engine.register_static_module("caddy", caddy::module(context).into());
 

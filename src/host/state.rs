@@ -1,0 +1,95 @@
+//! `state::*`: what cutover remembers between runs. `state::active()` / `state::set_active(env)`
+//! read and write `.current-environment` (the old scripts' file); `state::get` / `state::set`
+//! any other key, kept in `cutover-state.json`. Both files live in the state directory and are
+//! replaced atomically; writes go through the change gate (dry run, readonly, journal).
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Module};
+
+use super::{
+    fail, function,
+    json::{from_json, preview, to_json},
+};
+use crate::{context::Context, state::StateStore};
+
+impl Context {
+    /// The state files of this process's state directory.
+    pub fn state(&self) -> StateStore {
+        StateStore::new(&self.settings.state_dir)
+    }
+}
+
+pub fn module(context: &Arc<Context>) -> Module {
+    let mut module = Module::new();
+    function!(&mut module,
+        /// The active environment recorded in `.current-environment`, or `()` when none was
+        /// recorded yet.
+        ///
+        /// ```rhai
+        /// let live = state::active() ?? "blue";
+        /// ```
+        fn active[context](call) -> Dynamic {
+            Ok(context.state().active().map_err(fail)?.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+        }
+    );
+    function!(&mut module,
+        /// Records `env` as the active environment (`.current-environment`, written atomically).
+        /// Names are letters, digits, `_`, `-` and `.`. A dry run only says what it would write.
+        ///
+        /// ```rhai
+        /// state::set_active("green");
+        /// ```
+        fn set_active[context](call, env: &str) -> () {
+            crate::state::check_environment(env).map_err(fail)?;
+            context.change("state::set_active", env, || (), || {
+                context.state().set_active(env).map_err(fail)
+            })
+        }
+    );
+    function!(&mut module,
+        /// The value stored under `key` (string, number, bool, array or map), or `()` when the
+        /// key is not set.
+        ///
+        /// ```rhai
+        /// let previous = state::get("previous_tag");
+        /// ```
+        fn get[context](call, key: &str) -> Dynamic {
+            match context.state().get(key).map_err(fail)? {
+                Some(value) => from_json(&value),
+                None => Ok(Dynamic::UNIT),
+            }
+        }
+    );
+    function!(&mut module,
+        /// The value stored under `key`, or `default` when the key is not set.
+        ///
+        /// ```rhai
+        /// let deploys = state::get("deploy_count", 0);
+        /// ```
+        fn get[context](call, key: &str, default: Dynamic) -> Dynamic {
+            match context.state().get(key).map_err(fail)? {
+                Some(value) => from_json(&value),
+                None => Ok(default),
+            }
+        }
+    );
+    function!(&mut module,
+        /// Stores `value` (string, number, bool, array or map) under `key`; `()` removes the key.
+        /// The file is replaced atomically; a dry run only says what it would store.
+        ///
+        /// ```rhai
+        /// state::set("previous_tag", "v1.4.1");
+        /// state::set("last_backup", #{ file: "db.dump", at: time::stamp() });
+        /// ```
+        fn set[context](call, key: &str, value: Dynamic) -> () {
+            crate::state::check_key(key).map_err(fail)?;
+            let json = to_json(&value)?;
+            let detail = format!("{key} = {}", preview(&json));
+            context.change("state::set", &detail, || (), || {
+                context.state().set(key, json).map_err(fail)
+            })
+        }
+    );
+    module
+}

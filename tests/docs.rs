@@ -1,0 +1,99 @@
+//! `cutover docs`: the reference is generated from what the engine registers, so it can never
+//! fall behind the code, and every host function must carry a doc comment with an example.
+
+use std::sync::Arc;
+
+use cutover::{
+    cli::GlobalArgs, config::Settings, context::Context, docs, engine::ScriptEngine,
+    redact::Redactor,
+};
+
+use crate::test::Test;
+
+/// Every function the real engine registers, built exactly as `cutover run` builds it, so a
+/// module added by anyone is covered the moment it is registered.
+fn registered_functions() -> Vec<docs::FunctionDoc> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = Settings::from_args(&GlobalArgs::default()).unwrap();
+    let context = Arc::new(Context::new(
+        settings,
+        runtime.handle().clone(),
+        Arc::new(Redactor::default()),
+    ));
+    docs::functions(&ScriptEngine::new(context).rhai)
+}
+
+#[test]
+fn every_host_function_has_a_doc_comment_with_an_example() {
+    let functions = registered_functions();
+    for expected in ["env::get", "sleep", "log::info"] {
+        assert!(
+            functions.iter().any(|f| f.path() == expected),
+            "{expected} is not among the registered functions: the check would prove nothing"
+        );
+    }
+    let undocumented: Vec<String> = functions
+        .iter()
+        .filter_map(|f| docs::missing_docs(f).map(|why| format!("{} {why}", f.signature())))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "every host function needs a `///` doc comment with a ```rhai example \
+         (register it with the `function!` macro):\n  {}",
+        undocumented.join("\n  ")
+    );
+}
+
+#[test]
+fn every_host_function_parameter_has_a_name_and_a_type() {
+    for function in registered_functions() {
+        for (name, ty) in &function.params {
+            assert!(
+                name != "_" && ty.is_some(),
+                "{}: parameter {name} has no name or no type (register it with `function!`)",
+                function.signature()
+            );
+        }
+    }
+}
+
+#[test]
+fn docs_prints_the_markdown_reference() {
+    let reference = Test::new().args(["docs"]).success();
+    for text in [
+        "# cutover host functions\n",
+        "## `env`\n",
+        "### `env::get(name: String) -> String`\n\nThe value of variable `name`",
+        "```rhai\nlet tag = env::get(\"GREEN_TAG\");\n```\n",
+        "### `env::get(name: String, default: String) -> String`\n",
+        "## Global functions\n",
+        "### `sleep(ms: int)`\n",
+    ] {
+        assert!(
+            reference.stdout.contains(text),
+            "lacks {text:?}:\n{}",
+            reference.stdout
+        );
+    }
+    assert!(!reference.stdout.contains("(undocumented)"));
+}
+
+#[test]
+fn docs_writes_definition_files() {
+    let written = Test::new()
+        .args(["docs", "--definitions", "defs"])
+        .stderr_contains("wrote Rhai definition files to defs")
+        .success();
+    let env = std::fs::read_to_string(written.path().join("defs/env.d.rhai")).unwrap();
+    assert!(env.starts_with("module env;"), "{env}");
+    assert!(
+        env.contains("/// let tag = env::get(\"GREEN_TAG\");"),
+        "{env}"
+    );
+    assert!(env.contains("fn get(name: String) -> String;"), "{env}");
+    let globals = std::fs::read_to_string(written.path().join("defs/__static__.d.rhai")).unwrap();
+    assert!(globals.contains("fn sleep(ms: int)"), "{globals}");
+}
