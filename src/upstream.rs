@@ -388,6 +388,33 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_is_found_in_subroutes_and_must_be_unique() {
+        let proxy = json!({"handler": "reverse_proxy", "upstreams": [{"dial": "a:1"}]});
+        let nested = json!({"@id": "production", "handle": [
+            {"handler": "headers"},
+            {"handler": "subroute", "routes": [{"handle": [proxy.clone()]}]}]});
+        let route = ProxyRoute::parse("production", nested, "\"e\"".into()).unwrap();
+        assert_eq!(
+            route.proxy_api_path(),
+            "/id/production/handle/1/routes/0/handle/0"
+        );
+        // The @id on the handler itself.
+        let own = ProxyRoute::parse("proxy", proxy.clone(), "\"e\"".into()).unwrap();
+        assert_eq!(own.proxy_api_path(), "/id/proxy");
+        let two = json!({"handle": [proxy.clone(), proxy]});
+        let error = ProxyRoute::parse("both", two, "\"e\"".into()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("holds 2 reverse_proxy handlers (at handle/0, handle/1)"),
+            "{error}"
+        );
+        let none = json!({"handle": [{"handler": "static_response"}]});
+        let error = ProxyRoute::parse("x", none, "\"e\"".into()).unwrap_err();
+        assert!(error.to_string().contains("holds no reverse_proxy handler"));
+    }
+
+    #[test]
     fn file_dials() {
         assert_eq!(
             Dial::parse("{file./srv/up}"),
