@@ -1,6 +1,8 @@
 //! `health::*` against real targets: demo-service processes (healthy, unhealthy, slow, late),
 //! a throwaway PostgreSQL cluster, Docker containers with and without healthchecks.
 
+use std::time::Duration;
+
 use crate::{
     support::{self, Service, demo::DemoProcess, pgcluster::PgCluster},
     test::Test,
@@ -176,6 +178,33 @@ fn wait_timeout_names_each_unhealthy_check_with_its_last_detail() {
         .stderr_lacks("api blue:")
         .stderr_lacks("not reached")
         .status(1);
+}
+
+#[test]
+fn wait_shows_what_still_fails_on_a_terminal() {
+    use expectrl::{Eof, Expect, Session};
+    let healthy = DemoProcess::start(support::free_port(), &[]);
+    let nothing = format!("127.0.0.1:{}", support::free_port());
+    let test = Test::new().runbook(
+        "h",
+        &runbook(
+            r#"health::wait(["http://HEALTHY/api/health", #{tcp: "NOTHING", name: "db"}], #{timeout: 3000, interval: 200});"#,
+        )
+        .replace("HEALTHY", &healthy.address())
+        .replace("NOTHING", &nothing),
+    );
+    let mut command = test.command();
+    command.arg("h").env("TERM", "xterm");
+    let mut session = Session::spawn(command).expect("cannot start cutover on a pty");
+    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    // The spinner names the one check still failing, and why.
+    session
+        .expect("waiting for 1 of 2: db (cannot connect: Connection refused")
+        .unwrap();
+    session
+        .expect("health::wait: 1 of 2 checks still unhealthy")
+        .unwrap();
+    session.expect(Eof).unwrap();
 }
 
 #[test]
