@@ -16,6 +16,9 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+// The support modules reach the test harness as `crate::test`.
+#[path = "../tests/test.rs"]
+mod test;
 
 use std::{
     path::Path,
@@ -176,7 +179,12 @@ fn measure(way: Way, switches: usize) -> Measured {
         request_timeout: Duration::from_secs(10),
     });
     std::thread::sleep(Duration::from_millis(500));
-    let target = |k: usize| format!("demo-{}", if k % 2 == 0 { "green" } else { "blue" });
+    let target = |k: usize| {
+        format!(
+            "demo-{}",
+            if k.is_multiple_of(2) { "green" } else { "blue" }
+        )
+    };
     let mut issued = Vec::new();
     let mut commands = Vec::new();
     if way == Way::FileCall || way == Way::PatchCall {
@@ -208,7 +216,7 @@ fn measure(way: Way, switches: usize) -> Measured {
         if way == Way::FileCall || way == Way::PatchCall {
             break;
         }
-        let (from, to) = if k % 2 == 0 {
+        let (from, to) = if k.is_multiple_of(2) {
             (&blue, &green)
         } else {
             (&green, &blue)

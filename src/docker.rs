@@ -13,12 +13,12 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerConnectError {
-    #[error("cannot use DOCKER_HOST={host}: {source}")]
+    #[error("cannot use the Docker Engine address {host}: {source}")]
     Address {
         host: String,
         source: bollard::errors::Error,
     },
-    #[error("cannot reach the Docker Engine at {host}: {source}")]
+    #[error("cannot reach the Docker Engine at {host}: {}", describe(.source))]
     Unreachable {
         host: String,
         source: bollard::errors::Error,
@@ -47,5 +47,60 @@ pub async fn connect() -> Result<Docker, DockerConnectError> {
         Ok(Ok(docker)) => Ok(docker),
         Ok(Err(source)) => Err(DockerConnectError::Unreachable { host, source }),
         Err(_) => Err(DockerConnectError::TimedOut { host }),
+    }
+}
+
+/// A failed engine call: what was being done, and the engine's own words for why.
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {}", describe(.source))]
+pub struct EngineError {
+    pub action: String,
+    pub source: bollard::errors::Error,
+}
+
+impl EngineError {
+    pub fn is_not_found(&self) -> bool {
+        is_status(&self.source, 404)
+    }
+}
+
+/// Names the action of a failed engine call: `docker.stop_container(..).await.doing("stop api")`.
+pub trait Doing<T> {
+    fn doing(self, action: impl Into<String>) -> Result<T, EngineError>;
+}
+
+impl<T> Doing<T> for Result<T, bollard::errors::Error> {
+    fn doing(self, action: impl Into<String>) -> Result<T, EngineError> {
+        self.map_err(|source| EngineError {
+            action: action.into(),
+            source,
+        })
+    }
+}
+
+/// True when the engine answered with HTTP `status` (404: no such thing; 304: already so).
+pub fn is_status(error: &bollard::errors::Error, status: u16) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code, .. } if *status_code == status)
+}
+
+/// The engine's message without bollard's wrapping.
+pub fn describe(error: &bollard::errors::Error) -> String {
+    use bollard::errors::Error;
+    match error {
+        Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        Error::DockerStreamError { error } => error.trim().to_string(),
+        other => {
+            // hyper's errors say "client error (Connect)"; the cause is further down the chain.
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(error) = cause {
+                let line = error.to_string();
+                if !text.contains(&line) {
+                    text = format!("{text}: {line}");
+                }
+                cause = error.source();
+            }
+            text
+        }
     }
 }

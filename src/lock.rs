@@ -265,10 +265,10 @@ fn take(context: &Context, mut file: File) -> io::Result<Held> {
 /// reads are tried before giving up.
 fn read_holder(path: &Path) -> Option<Holder> {
     for _ in 0..5 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(holder) = serde_json::from_str(text.trim()) {
-                return Some(holder);
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(holder) = serde_json::from_str(text.trim())
+        {
+            return Some(holder);
         }
         std::thread::sleep(Duration::from_millis(10));
     }

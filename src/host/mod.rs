@@ -11,6 +11,9 @@ use crate::context::Context;
 
 pub mod audit;
 pub mod caddy;
+pub mod compose;
+pub mod docker;
+pub mod docker_images;
 pub mod env;
 pub mod exec;
 pub mod health;
@@ -18,6 +21,7 @@ pub mod http;
 pub mod json;
 pub mod log;
 pub mod operator;
+pub mod options;
 pub mod secret;
 pub mod state;
 pub mod time;
@@ -109,6 +113,8 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("http", http::module(context).into());
     engine.register_static_module("health", health::module(context).into());
     engine.register_static_module("caddy", caddy::module(context).into());
+    engine.register_static_module("docker", docker::module(context).into());
+    engine.register_static_module("compose", compose::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);

@@ -7,6 +7,7 @@
 
 pub mod caddy;
 pub mod demo;
+pub mod docker;
 pub mod http;
 pub mod load;
 pub mod pgcluster;

@@ -14,7 +14,9 @@
 //! `CRASH_AFTER_MS` (exit 1 after this long), `LATENCY_MS` (delay every response).
 //!
 //! `demo-service check URL` fetches URL and exits 0 on a 2xx: the container's healthcheck, since
-//! a scratch image has no curl.
+//! a scratch image has no curl. `demo-service write BYTES [stderr]` writes BYTES bytes of text
+//! lines and exits, so tests can stream large `docker::exec` output from an image with no shell;
+//! `demo-service env` prints its environment, one `NAME=value` a line.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -50,6 +52,16 @@ fn main() {
             args.get(2)
                 .map_or("http://127.0.0.1:8080/api/health", |s| s),
         ));
+    }
+    match args.get(1).map(String::as_str) {
+        Some("write") => std::process::exit(write(&args[2..])),
+        Some("env") => {
+            for (name, value) in std::env::vars() {
+                println!("{name}={value}");
+            }
+            return;
+        }
+        _ => {}
     }
     let started = Instant::now();
     let config = Arc::new(Config {
@@ -255,4 +267,33 @@ fn check(url: &str) -> i32 {
         .nth(1)
         .is_some_and(|code| code.starts_with('2'));
     if healthy { 0 } else { 1 }
+}
+
+/// `demo-service write BYTES [stderr]`: BYTES bytes of 64-byte text lines on stdout (or stderr).
+fn write(args: &[String]) -> i32 {
+    let Some(total) = args.first().and_then(|n| n.parse::<u64>().ok()) else {
+        eprintln!("usage: demo-service write BYTES [stderr]");
+        return 2;
+    };
+    let line = b"cutover demo-service streaming test line: 0123456789abcdefghijk\n";
+    let block: Vec<u8> = line
+        .iter()
+        .copied()
+        .cycle()
+        .take(line.len() * 1024)
+        .collect();
+    let mut out: Box<dyn Write> = if args.get(1).is_some_and(|s| s == "stderr") {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        if out.write_all(&block[..n]).is_err() {
+            return 1;
+        }
+        left -= n as u64;
+    }
+    i32::from(out.flush().is_err())
 }

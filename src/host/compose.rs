@@ -1,0 +1,216 @@
+//! `compose::*`: a whole environment from a compose file, over the Engine API. `load` reads the
+//! file into a project map (what `docker compose config` would show, in cutover's terms:
+//! every service as a `docker::run` spec plus `depends_on`, `profiles` and `deploy.replicas`);
+//! `up`, `down` and `ps` act on such a map, which a runbook may adjust in between. `up` and
+//! `down` are changes: a dry run logs and returns their real plan, and changes nothing.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use rhai::{Array, Dynamic, Map, Module};
+
+use super::{
+    HostResult,
+    docker::{to_dynamic, wait},
+    fail, function,
+    options::Options,
+};
+use crate::{
+    compose::{self, LoadOptions, Project},
+    compose_down,
+    compose_up::{self, UpOptions},
+    context::Context,
+    progress::Progress,
+    yaml::Node,
+};
+
+pub fn module(context: &Arc<Context>) -> Module {
+    let mut module = Module::new();
+    function!(&mut module,
+        /// Reads a compose file into a project map `#{name, working_dir, config_file, profiles,
+        /// services, networks, volumes, warnings}`. `${VAR}`, `${VAR:-default}` and
+        /// `${VAR:?error}` are filled from the environment, then the `.env` file beside the
+        /// compose file. Relative paths are made absolute, `env_file`s merged into
+        /// `environment`, short syntax written long. A malformed file is an error naming the
+        /// line; each key cutover does not support is a warning naming its line.
+        ///
+        /// ```rhai
+        /// let project = compose::load("deploy/docker-compose.yml");
+        /// print(project.services.keys());
+        /// ```
+        fn load[context](call, path: &str) -> Map {
+            load(&context, path, Options::none("compose::load"))
+        }
+    );
+    function!(&mut module,
+        /// `load` with options: `env_file` (instead of `.env`), `profiles` (the active ones;
+        /// default `$COMPOSE_PROFILES`), `project_name` (default `$COMPOSE_PROJECT_NAME`, the
+        /// file's `name:`, then the directory's name).
+        ///
+        /// ```rhai
+        /// let project = compose::load("deploy/docker-compose.yml",
+        ///     #{env_file: "deploy/.env.blue-green", profiles: ["green"]});
+        /// ```
+        fn load[context](call, path: &str, options: Map) -> Map {
+            load(&context, path, Options::new("compose::load", options))
+        }
+    );
+    function!(&mut module,
+        /// Brings the project up: creates its networks and volumes, pulls missing images, and
+        /// starts every service its profiles enable, each as soon as what it `depends_on` is
+        /// started, healthy or completed (independent services start together). A container
+        /// whose configuration and image are unchanged is left alone; a changed one is
+        /// recreated. Returns `#{created, recreated, started, unchanged, removed, networks,
+        /// volumes, pulled}` (names).
+        ///
+        /// ```rhai
+        /// let done = compose::up(compose::load("deploy/docker-compose.yml"));
+        /// log::info(`${done.created.len()} created, ${done.unchanged.len()} unchanged`);
+        /// ```
+        fn up[context](call, project: Map) -> Map {
+            up(&context, project, Options::none("compose::up"))
+        }
+    );
+    function!(&mut module,
+        /// `up` with options: `services` (only these, and what they depend on, whatever their
+        /// profiles), `profiles` (instead of the project's), `scale` (`#{api: 3}`: replicas per
+        /// service, surplus ones removed).
+        ///
+        /// ```rhai
+        /// let project = compose::load("deploy/docker-compose.yml");
+        /// compose::up(project, #{services: ["api"], scale: #{api: 3}});
+        /// ```
+        fn up[context](call, project: Map, options: Map) -> Map {
+            up(&context, project, Options::new("compose::up", options))
+        }
+    );
+    function!(&mut module,
+        /// Stops and removes every container of the project (by its label, so replicas and
+        /// services no longer in the file go too) and its networks. Returns
+        /// `#{removed, networks, volumes}`.
+        ///
+        /// ```rhai
+        /// compose::down(compose::load("deploy/docker-compose.yml"));
+        /// ```
+        fn down[context](call, project: Map) -> Map {
+            down(&context, project, Options::none("compose::down"))
+        }
+    );
+    function!(&mut module,
+        /// `down` with options: `volumes: true` also removes the project's named volumes;
+        /// `timeout` (ms, default 10 000) is how long each container may take to stop.
+        ///
+        /// ```rhai
+        /// compose::down(compose::load("deploy/docker-compose.yml"), #{volumes: true, timeout: 5_000});
+        /// ```
+        fn down[context](call, project: Map, options: Map) -> Map {
+            down(&context, project, Options::new("compose::down", options))
+        }
+    );
+    function!(&mut module,
+        /// The project's containers, by service and replica number: maps `#{name, service,
+        /// number, state, status, health, id, image, ports}`.
+        ///
+        /// ```rhai
+        /// for c in compose::ps(compose::load("deploy/docker-compose.yml")) {
+        ///     print(`${c.name} ${c.state} ${c.health}`);
+        /// }
+        /// ```
+        fn ps[context](call, project: Map) -> Array {
+            let name = project_name(&project)?;
+            let docker = context.docker()?;
+            let found = wait(&context, compose_down::ps(&docker, &name))?;
+            found.into_iter().map(to_dynamic).collect()
+        }
+    );
+    module
+}
+
+fn load(context: &Context, path: &str, mut options: Options) -> HostResult<Map> {
+    let load_options = LoadOptions {
+        env_file: options.string("env_file")?.map(PathBuf::from),
+        profiles: options.strings("profiles")?,
+        project_name: options.string("project_name")?,
+        fallback: context.env_files.lock().unwrap().vars.clone(),
+    };
+    options.finish(&["env_file", "profiles", "project_name"])?;
+    let project = compose::load(std::path::Path::new(path), &load_options).map_err(fail)?;
+    for warning in &project.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(to_dynamic(&project)?.cast::<Map>())
+}
+
+fn project_name(project: &Map) -> HostResult<String> {
+    match project.get("name") {
+        Some(name) if name.is_string() => Ok(name.to_string()),
+        _ => Err(fail(
+            "expected a project map (as compose::load returns) with a `name`",
+        )),
+    }
+}
+
+fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> {
+    let mut scale = std::collections::BTreeMap::new();
+    for (service, count) in options.map("scale")?.unwrap_or_default() {
+        let count = count
+            .as_int()
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                fail(format!(
+                    "compose::up: scale of {service} must be a count, not `{count}`"
+                ))
+            })?;
+        scale.insert(service.to_string(), count);
+    }
+    let up_options = UpOptions {
+        services: options.strings("services")?.unwrap_or_default(),
+        profiles: options.strings("profiles")?,
+        scale,
+    };
+    options.finish(&["services", "profiles", "scale"])?;
+    let project = Project::from_node(&Node::from(&Dynamic::from_map(project))).map_err(fail)?;
+    let docker = context.docker()?;
+    let plan = wait(context, compose_up::plan(&docker, &project, &up_options))?;
+    let steps = plan.describe();
+    let detail = format!("project {} ({} changes)", project.name, steps.len());
+    let report = context.change(
+        "compose::up",
+        &detail,
+        || {
+            steps.iter().for_each(|step| tracing::info!("would {step}"));
+            plan.report()
+        },
+        || {
+            steps.iter().for_each(|step| tracing::info!("{step}"));
+            let progress = Progress::spinner(context, &format!("bringing {} up", project.name));
+            let report_progress = |message: &str| progress.set_message(message);
+            wait(context, plan.clone().apply(&docker, &report_progress))
+        },
+    )?;
+    Ok(to_dynamic(report)?.cast::<Map>())
+}
+
+fn down(context: &Context, project: Map, mut options: Options) -> HostResult<Map> {
+    let volumes = options.bool("volumes")?.unwrap_or(false);
+    let grace = options.count("timeout")?.map(Duration::from_millis);
+    options.finish(&["volumes", "timeout"])?;
+    let name = project_name(&project)?;
+    let docker = context.docker()?;
+    let plan = wait(context, compose_down::plan(&docker, &name, volumes))?;
+    let steps = plan.describe();
+    let detail = format!("project {name} ({} changes)", steps.len());
+    let done = context.change(
+        "compose::down",
+        &detail,
+        || {
+            steps.iter().for_each(|step| tracing::info!("would {step}"));
+            plan.clone()
+        },
+        || {
+            steps.iter().for_each(|step| tracing::info!("{step}"));
+            wait(context, plan.clone().apply(&docker, grace))
+        },
+    )?;
+    Ok(to_dynamic(done)?.cast::<Map>())
+}

@@ -1,0 +1,433 @@
+//! `docker::*`: containers over the Docker Engine API (never the `docker` CLI), on the one
+//! client of the run. Calls that change something (run, start, stop, restart, remove, exec,
+//! pull, build, network) go through the change gate: refused in a readonly runbook, described
+//! in a dry run. `exec` and `logs` stream their output to a file or the log as it arrives.
+//! Images and networks are in [`super::docker_images`].
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use rhai::{Array, Dynamic, Map, Module};
+
+use super::{HostResult, fail, function, options::Options};
+use crate::{
+    container_io::{self, ExecRequest, LogsRequest, LogsResult},
+    containers,
+    context::Context,
+    service::Placement,
+    service_parse::{self, Dialect, Reader},
+    yaml::Node,
+};
+
+/// Runs an engine call from the script thread; its error becomes the script's.
+pub(crate) fn wait<T, E: std::fmt::Display>(
+    context: &Context,
+    future: impl Future<Output = Result<T, E>>,
+) -> HostResult<T> {
+    context.block_on(future)?.map_err(fail)
+}
+
+pub(crate) fn to_dynamic(value: impl serde::Serialize) -> HostResult<Dynamic> {
+    rhai::serde::to_dynamic(value)
+}
+
+pub fn module(context: &Arc<Context>) -> Module {
+    let mut module = Module::new();
+    function!(&mut module,
+        /// Every container, running or not (as `docker ps -a`), as maps
+        /// `#{id, name, image, state, status, labels, created, ports}`; `created` is seconds
+        /// since the epoch, `ports` strings like `127.0.0.1:8080->80/tcp`.
+        ///
+        /// ```rhai
+        /// for c in docker::ps() { print(`${c.name}: ${c.status}`); }
+        /// ```
+        fn ps[context](call) -> Array {
+            ps(&context, Map::new())
+        }
+    );
+    function!(&mut module,
+        /// The containers matching Docker's `filters` (`label`, `name`, `status`, `ancestor`,
+        /// `network`…; each a string or an array of strings).
+        ///
+        /// ```rhai
+        /// let running = docker::ps(#{label: "com.docker.compose.project=stack", status: "running"});
+        /// ```
+        fn ps[context](call, filters: Map) -> Array {
+            ps(&context, filters)
+        }
+    );
+    function!(&mut module,
+        /// Everything the engine knows about a container, shaped as `docker inspect` prints it
+        /// (`State.Status`, `State.Health.Status`, `Config.Labels`, `HostConfig.Memory`…).
+        /// Fails if there is no such container.
+        ///
+        /// ```rhai
+        /// let info = docker::inspect("api-green");
+        /// if info.State.Status != "running" { throw "api-green is down"; }
+        /// ```
+        fn inspect[context](call, name: &str) -> Dynamic {
+            let docker = context.docker()?;
+            to_dynamic(wait(&context, containers::inspect(&docker, name))?)
+        }
+    );
+    function!(&mut module,
+        /// Creates and starts a container; returns its id. The spec uses compose's service keys,
+        /// so it reads like a compose file: `image` (required), `name`, `command` and
+        /// `entrypoint` (arrays, or strings split like a shell would, without one), `env` (or
+        /// `environment`: a map or `["K=V"]`), `env_file`, `ports` (`["8080:80",
+        /// "127.0.0.1:9000:9000/udp"]` or `#{target, published, host_ip}` maps), `expose`,
+        /// `network` (one name) or `networks` (names, or a map to `#{aliases}`), `aliases`,
+        /// `volumes` (`["data:/var/lib/data", "./conf:/etc/conf:ro"]`), `labels`,
+        /// `healthcheck` (`#{test: ["CMD", …], interval, timeout, start_period, retries}`,
+        /// durations in ms or like `"2s"`), `restart` (`no`, `always`, `unless-stopped`,
+        /// `on-failure[:N]`), `memory` (bytes or `"256m"`), `cpus` (`0.5`), `user`,
+        /// `working_dir`, `hostname`, `stop_grace_period`. An unknown key is an error. The image
+        /// must be here already: `docker::pull` or `docker::build` it first.
+        ///
+        /// ```rhai
+        /// docker::run(#{
+        ///     name: "api-green", image: "app:v2", env: #{VERSION: "v2"},
+        ///     ports: ["127.0.0.1:8082:8080"], network: "stack", aliases: ["api"],
+        ///     healthcheck: #{test: ["CMD", "/app", "check"], interval: 1_000, retries: 3},
+        ///     memory: "256m", cpus: 0.5, restart: "unless-stopped", labels: #{env: "green"},
+        /// });
+        /// ```
+        fn run[context](call, spec: Map) -> String {
+            run(&context, spec)
+        }
+    );
+    function!(&mut module,
+        /// Starts a stopped container. Starting a running one does nothing.
+        ///
+        /// ```rhai
+        /// docker::start("api-blue");
+        /// ```
+        fn start[context](call, name: &str) -> () {
+            let docker = context.docker()?;
+            context.change("docker::start", name, || (), || {
+                wait(&context, async {
+                    match docker.start_container(name, None).await {
+                        Err(e) if crate::docker::is_status(&e, 304) => Ok(()),
+                        other => crate::docker::Doing::doing(other, format!("start container {name}")),
+                    }
+                })
+            })
+        }
+    );
+    function!(&mut module,
+        /// Stops a container: SIGTERM, then SIGKILL after 10 s. Stopping a stopped container
+        /// does nothing.
+        ///
+        /// ```rhai
+        /// docker::stop("api-blue");
+        /// ```
+        fn stop[context](call, name: &str) -> () {
+            stop(&context, name, Options::none("docker::stop"))
+        }
+    );
+    function!(&mut module,
+        /// Stops a container, waiting `timeout` ms (default 10 000) before it is killed.
+        ///
+        /// ```rhai
+        /// docker::stop("api-blue", #{timeout: 30_000});
+        /// ```
+        fn stop[context](call, name: &str, options: Map) -> () {
+            stop(&context, name, Options::new("docker::stop", options))
+        }
+    );
+    function!(&mut module,
+        /// Restarts a container (stops it, waiting up to 10 s, and starts it again).
+        ///
+        /// ```rhai
+        /// docker::restart("api");
+        /// ```
+        fn restart[context](call, name: &str) -> () {
+            let docker = context.docker()?;
+            context.change("docker::restart", name, || (), || {
+                wait(&context, async {
+                    crate::docker::Doing::doing(
+                        docker.restart_container(name, None).await,
+                        format!("restart container {name}"),
+                    )
+                })
+            })
+        }
+    );
+    function!(&mut module,
+        /// Removes a stopped container. Fails if it runs or does not exist.
+        ///
+        /// ```rhai
+        /// docker::remove("api-old");
+        /// ```
+        fn remove[context](call, name: &str) -> () {
+            remove(&context, name, Options::none("docker::remove"))
+        }
+    );
+    function!(&mut module,
+        /// Removes a container. `force: true` kills it first if it runs and is content when
+        /// there is no such container; `volumes: true` also removes its anonymous volumes.
+        ///
+        /// ```rhai
+        /// docker::remove("api-old", #{force: true});
+        /// ```
+        fn remove[context](call, name: &str, options: Map) -> () {
+            remove(&context, name, Options::new("docker::remove", options))
+        }
+    );
+    function!(&mut module,
+        /// Runs a command (an array: program then arguments, no shell) in a running container
+        /// and returns `#{code, stdout, stderr}`. Output is streamed; the result keeps the first
+        /// 1 MiB of each stream.
+        ///
+        /// ```rhai
+        /// let r = docker::exec("db", ["pg_isready", "-U", "app"]);
+        /// if r.code != 0 { throw r.stderr; }
+        /// ```
+        fn exec[context](call, name: &str, command: Array) -> Map {
+            exec(&context, name, command, Options::none("docker::exec"))
+        }
+    );
+    function!(&mut module,
+        /// `exec` with options: `stdout_to` (a file that receives stdout as it arrives, of any
+        /// size; written as a whole, mode 0600, only if the command exits 0; the result's
+        /// `bytes` counts it), `env` (a map or `["K=V"]`), `user`, `working_dir`.
+        ///
+        /// ```rhai
+        /// let r = docker::exec("db", ["pg_dump", "-U", "app", "app"], #{stdout_to: "backups/app.sql"});
+        /// log::info(`dumped ${r.bytes} bytes`);
+        /// ```
+        fn exec[context](call, name: &str, command: Array, options: Map) -> Map {
+            exec(&context, name, command, Options::new("docker::exec", options))
+        }
+    );
+    function!(&mut module,
+        /// A container's logs (stdout and stderr as written); the last 1 MiB is returned.
+        ///
+        /// ```rhai
+        /// print(docker::logs("api-green"));
+        /// ```
+        fn logs[context](call, name: &str) -> Dynamic {
+            logs(&context, name, Options::none("docker::logs"))
+        }
+    );
+    function!(&mut module,
+        /// Logs with options: `tail` (lines from the end), `since` (ms since the epoch, as
+        /// `time::now()` gives), `timestamps`, `to` (a file that receives every byte as it
+        /// arrives; returns the byte count), `follow` (keep reading until the container stops,
+        /// or `timeout` ms pass; without `to` each line goes to the run's log as
+        /// `NAME | line`; returns the byte count).
+        ///
+        /// ```rhai
+        /// let recent = docker::logs("api", #{tail: 50, since: time::now() - 600_000});
+        /// docker::logs("api", #{to: "logs/api.log"});
+        /// docker::logs("api", #{follow: true, timeout: 30_000});
+        /// ```
+        fn logs[context](call, name: &str, options: Map) -> Dynamic {
+            logs(&context, name, Options::new("docker::logs", options))
+        }
+    );
+    function!(&mut module,
+        /// Resource use of a running container, measured over about a second as `docker stats`
+        /// does: `#{cpu_percent, memory_used, memory_limit, memory_percent, pids}` (bytes).
+        ///
+        /// ```rhai
+        /// let s = docker::stats("api");
+        /// if s.memory_percent > 90.0 { log::warn(`api uses ${s.memory_used} bytes`); }
+        /// ```
+        fn stats[context](call, name: &str) -> Map {
+            let docker = context.docker()?;
+            let info = wait(&context, containers::inspect(&docker, name))?;
+            if !info.state.and_then(|s| s.running).unwrap_or(false) {
+                return Err(fail(format!("docker::stats: container {name} is not running")));
+            }
+            let usage = wait(&context, containers::usage(&docker, name))?;
+            Ok(to_dynamic(usage)?.cast::<Map>())
+        }
+    );
+    super::docker_images::register(&mut module, context);
+    module
+}
+
+fn ps(context: &Context, filters: Map) -> HostResult<Array> {
+    let mut engine_filters: HashMap<String, Vec<String>> = HashMap::new();
+    for (key, value) in filters {
+        let values = Node::from(&value)
+            .strings(&key)
+            .map_err(|e| fail(format!("docker::ps: filter {e}")))?;
+        engine_filters.insert(key.to_string(), values);
+    }
+    let docker = context.docker()?;
+    let found = wait(context, containers::list(&docker, &engine_filters))?;
+    found
+        .iter()
+        .map(|summary| {
+            let mut ports: Vec<String> = summary
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let protocol = p.typ.map(|t| t.to_string()).unwrap_or_default();
+                    match p.public_port {
+                        Some(public) => format!(
+                            "{}:{public}->{}/{protocol}",
+                            p.ip.clone().unwrap_or_default(),
+                            p.private_port
+                        ),
+                        None => format!("{}/{protocol}", p.private_port),
+                    }
+                })
+                .collect();
+            ports.sort();
+            ports.dedup();
+            to_dynamic(serde_json::json!({
+                "id": summary.id,
+                "name": containers::summary_name(summary),
+                "image": summary.image,
+                "state": summary.state.map(|s| s.to_string()),
+                "status": summary.status,
+                "labels": summary.labels.clone().unwrap_or_default(),
+                "created": summary.created,
+                "ports": ports,
+            }))
+        })
+        .collect()
+}
+
+fn run(context: &Context, spec: Map) -> HostResult<String> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let lookup = |name: &str| context.env_var(name);
+    let mut warnings = Vec::new();
+    let mut reader = Reader {
+        dialect: Dialect::Run,
+        base_dir: &cwd,
+        lookup: &lookup,
+        warnings: &mut warnings,
+    };
+    let node = Node::from(&Dynamic::from_map(spec));
+    let service = service_parse::service(&node, "", &mut reader)
+        .map_err(|e| fail(e.in_source("docker::run")))?;
+    let name = service.container_name.clone().unwrap_or_default();
+    let placement = Placement {
+        name: name.clone(),
+        labels: Default::default(),
+        networks: service
+            .networks
+            .iter()
+            .map(|(network, a)| (network.clone(), a.aliases.clone()))
+            .collect(),
+    };
+    let body = service.create_body(&placement);
+    let detail = format!("{} {}", service.image, name).trim_end().to_string();
+    let docker = context.docker()?;
+    context.change(
+        "docker::run",
+        &detail,
+        || format!("dry-run-{name}"),
+        || {
+            let more: Vec<_> = placement.networks.iter().skip(1).cloned().collect();
+            wait(
+                context,
+                containers::create_and_start(&docker, &name, body.clone(), &more),
+            )
+        },
+    )
+}
+
+fn stop(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
+    let timeout = options.count("timeout")?.map(Duration::from_millis);
+    options.finish(&["timeout"])?;
+    let docker = context.docker()?;
+    context.change(
+        "docker::stop",
+        name,
+        || (),
+        || wait(context, containers::stop(&docker, name, timeout)),
+    )
+}
+
+fn remove(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
+    let force = options.bool("force")?.unwrap_or(false);
+    let volumes = options.bool("volumes")?.unwrap_or(false);
+    options.finish(&["force", "volumes"])?;
+    let docker = context.docker()?;
+    context.change(
+        "docker::remove",
+        name,
+        || (),
+        || {
+            wait(context, async {
+                match containers::remove(&docker, name, force, volumes).await {
+                    Err(error) if force && error.is_not_found() => Ok(()),
+                    other => other,
+                }
+            })
+        },
+    )
+}
+
+fn exec(context: &Context, name: &str, command: Array, mut options: Options) -> HostResult<Map> {
+    let command = command
+        .iter()
+        .map(|word| match word.is_string() {
+            true => Ok(word.to_string()),
+            false => Err(fail(format!(
+                "docker::exec: the command is an array of strings; `{word}` is a {}",
+                word.type_name()
+            ))),
+        })
+        .collect::<HostResult<Vec<String>>>()?;
+    if command.is_empty() {
+        return Err(fail("docker::exec: the command is empty"));
+    }
+    let request = ExecRequest {
+        container: name.to_string(),
+        command,
+        env: options
+            .pairs("env")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        user: options.string("user")?,
+        working_dir: options.string("working_dir")?,
+        stdout_to: options.string("stdout_to")?.map(PathBuf::from),
+    };
+    options.finish(&["stdout_to", "env", "user", "working_dir"])?;
+    let docker = context.docker()?;
+    let detail = format!("{name} {:?}", request.command);
+    let result = context.change(
+        "docker::exec",
+        &detail,
+        || None,
+        || wait(context, container_io::exec(&docker, &request)).map(Some),
+    )?;
+    let mut map = Map::new();
+    let (code, stdout, stderr, bytes) = match result {
+        Some(r) => (r.code, r.stdout, r.stderr, r.stdout_bytes),
+        None => (0, String::new(), String::new(), 0),
+    };
+    map.insert("code".into(), code.into());
+    map.insert("stdout".into(), stdout.into());
+    map.insert("stderr".into(), stderr.into());
+    map.insert("bytes".into(), (bytes as i64).into());
+    Ok(map)
+}
+
+fn logs(context: &Context, name: &str, mut options: Options) -> HostResult<Dynamic> {
+    let request = LogsRequest {
+        container: name.to_string(),
+        tail: options.count("tail")?,
+        since: options.count("since")?.map(|ms| (ms / 1000) as i64),
+        follow: options.bool("follow")?.unwrap_or(false),
+        follow_for: options.count("timeout")?.map(Duration::from_millis),
+        timestamps: options.bool("timestamps")?.unwrap_or(false),
+        to: options.string("to")?.map(PathBuf::from),
+    };
+    options.finish(&["tail", "since", "follow", "timeout", "timestamps", "to"])?;
+    let docker = context.docker()?;
+    Ok(
+        match wait(context, container_io::logs(&docker, &request))? {
+            LogsResult::Text(text) => text.into(),
+            LogsResult::Streamed(bytes) => (bytes as i64).into(),
+        },
+    )
+}
