@@ -118,8 +118,8 @@ impl ScriptEngine {
     }
 }
 
-/// Lets `log::debug(...)` parse. `debug` is a Rhai keyword, so the tokenizer marks it reserved
-/// even after `log::`; a reserved word right after `::` is turned back into a plain name.
+/// Lets `log::debug(...)` and `caddy::switch(...)` parse. `debug` is reserved and `switch` a
+/// keyword in Rhai; either right after `::` is turned back into a plain name.
 #[allow(deprecated)] // `on_parse_token` is marked volatile, not deprecated.
 fn allow_keyword_names_after_namespace(rhai: &mut rhai::Engine) {
     use std::cell::Cell;
@@ -130,6 +130,13 @@ fn allow_keyword_names_after_namespace(rhai: &mut rhai::Engine) {
         let token = match token {
             Token::Reserved(word) if after_namespace.get() && rhai::is_valid_identifier(&word) => {
                 Token::Identifier(word)
+            }
+            // `caddy::switch`: a keyword right after `::` is a function name too.
+            keyword
+                if after_namespace.get()
+                    && (keyword.is_standard_keyword() || matches!(keyword, Token::Switch)) =>
+            {
+                Token::Identifier(Box::new(keyword.literal_syntax().into()))
             }
             token => token,
         };

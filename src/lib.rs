@@ -5,7 +5,9 @@
 //! Start at [`main`]: it parses the command line ([`cli`]), resolves [`config::Settings`],
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
+pub mod address;
 pub mod atomic;
+pub mod caddy;
 pub mod cancel;
 pub mod catalog;
 pub mod cli;
@@ -25,6 +27,7 @@ pub mod dotenv;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod health;
 pub mod history;
 pub mod host;
 pub mod identity;
@@ -56,6 +59,7 @@ pub mod session;
 pub mod sources;
 pub mod state;
 pub mod units;
+pub mod upstream;
 pub mod yaml;
 
 use std::sync::Arc;

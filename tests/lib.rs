@@ -5,6 +5,7 @@
 mod support;
 mod test;
 
+mod caddy;
 mod cancel;
 mod cli;
 mod compose;
@@ -14,6 +15,7 @@ mod docs;
 mod env;
 mod errors;
 mod exec;
+mod health;
 mod http;
 mod journal;
 mod lock;
@@ -23,3 +25,4 @@ mod pg_failures;
 mod repl;
 mod secrets;
 mod state;
+mod traffic;

@@ -10,11 +10,13 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 use crate::context::Context;
 
 pub mod audit;
+pub mod caddy;
 pub mod compose;
 pub mod docker;
 pub mod docker_images;
 pub mod env;
 pub mod exec;
+pub mod health;
 pub mod http;
 pub mod json;
 pub mod log;
@@ -111,6 +113,8 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("secret", secret::module(context).into());
     engine.register_static_module("exec", exec::module(context).into());
     engine.register_static_module("http", http::module(context).into());
+    engine.register_static_module("health", health::module(context).into());
+    engine.register_static_module("caddy", caddy::module(context).into());
     engine.register_static_module("docker", docker::module(context).into());
     engine.register_static_module("compose", compose::module(context).into());
     engine.register_static_module("pg", pg::module(context).into());

@@ -5,9 +5,11 @@
 
 #![allow(dead_code)] // Each test module uses the part of the support it needs.
 
+pub mod caddy;
 pub mod demo;
 pub mod docker;
 pub mod http;
+pub mod load;
 pub mod pg_container;
 pub mod postgres;
 

@@ -1,0 +1,403 @@
+//! Health checks: is an HTTP endpoint answering as expected, does a port accept connections,
+//! does PostgreSQL answer `SELECT 1`, is a container running and healthy. A check never fails
+//! with an error for an unhealthy target: it returns an [`Outcome`] whose `detail` says what was
+//! wrong, because "not healthy yet" is the normal state of a target being waited for. Many checks
+//! run concurrently ([`all`]), so twelve 100 ms checks take about 100 ms, and [`wait`] retries the
+//! failing ones with backoff until they pass or time runs out.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::Value;
+
+/// The timeout of a check that sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most of a response body an HTTP check reads (for `contains`, `body` and `json`).
+const MAX_BODY: usize = 1 << 20;
+
+/// One check: what to probe, under which name, within how long.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub probe: Probe,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Http(HttpProbe),
+    /// `host:port` accepts a TCP connection.
+    Tcp(String),
+    /// The server at this URL accepts a session and answers `SELECT 1`.
+    Postgres(String),
+    /// The container is running and, if it has a healthcheck, healthy.
+    Container(String),
+}
+
+/// An HTTP GET and what its answer must be.
+#[derive(Debug, Clone, Default)]
+pub struct HttpProbe {
+    pub url: String,
+    /// The status wanted; any 2xx when unset.
+    pub status: Option<u16>,
+    /// Text the body must contain.
+    pub contains: Option<String>,
+    /// The whole body, surrounding whitespace aside (e.g. `/version` answering `green`).
+    pub body: Option<String>,
+    /// Fields of a JSON body and the values they must have; a field is a dotted path
+    /// (`checks.db`) or a JSON pointer (`/checks/db`).
+    pub json: Vec<(String, Value)>,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+    pub name: String,
+    pub ms: u64,
+    pub detail: String,
+}
+
+/// What the probes need: the HTTP client when an HTTP check is among them (building one costs
+/// tens of milliseconds of TLS setup, which a TCP check should not pay), and the Docker client
+/// when a container check is (or why there is none).
+pub struct Clients {
+    pub http: Option<reqwest::Client>,
+    pub docker: Option<Result<bollard::Docker, String>>,
+}
+
+/// Runs one check. Never fails: an unhealthy target is an outcome with `ok: false`.
+pub async fn run(check: &Check, clients: &Clients) -> Outcome {
+    run_within(check, clients, check.timeout).await
+}
+
+async fn run_within(check: &Check, clients: &Clients, limit: Duration) -> Outcome {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(limit, probe(&check.probe, clients, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    };
+    let (ok, detail) = match result {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Outcome {
+        ok,
+        name: check.name.clone(),
+        ms: started.elapsed().as_millis() as u64,
+        detail,
+    }
+}
+
+/// Runs every check at once; the outcomes are in the order of `checks`.
+pub async fn all(checks: &[Check], clients: &Clients) -> Vec<Outcome> {
+    join_all(checks.iter().map(|check| run(check, clients))).await
+}
+
+/// Why [`wait`] gave up: the checks that were still failing, with their last outcome.
+#[derive(Debug)]
+pub struct StillUnhealthy {
+    pub waited: Duration,
+    pub total: usize,
+    pub failing: Vec<Outcome>,
+}
+
+impl std::fmt::Display for StillUnhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} checks still unhealthy after {} ms:",
+            self.failing.len(),
+            self.total,
+            self.waited.as_millis()
+        )?;
+        for outcome in &self.failing {
+            write!(f, "\n  {}: {}", outcome.name, outcome.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the checks until every one has passed, re-running only those still failing, with a
+/// pause that starts short and doubles up to `interval`. `on_round` sees the outcomes still
+/// failing after each round (for progress). Gives up after `timeout`; each attempt's timeout is
+/// cut to the time left, so the wait never overruns it by more than a scheduling tick.
+pub async fn wait(
+    checks: &[Check],
+    clients: &Clients,
+    timeout: Duration,
+    interval: Duration,
+    mut on_round: impl FnMut(&[Outcome]),
+) -> Result<Vec<Outcome>, StillUnhealthy> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut passed: Vec<Option<Outcome>> = vec![None; checks.len()];
+    let mut pause = (interval / 8).max(Duration::from_millis(50)).min(interval);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let pending: Vec<usize> = (0..checks.len()).filter(|&i| passed[i].is_none()).collect();
+        let outcomes = join_all(pending.iter().map(|&i| {
+            let limit = checks[i].timeout.min(left).max(Duration::from_millis(1));
+            run_within(&checks[i], clients, limit)
+        }))
+        .await;
+        let mut failing = Vec::new();
+        for (i, outcome) in pending.into_iter().zip(outcomes) {
+            if outcome.ok {
+                passed[i] = Some(outcome);
+            } else {
+                failing.push(outcome);
+            }
+        }
+        if failing.is_empty() {
+            return Ok(passed.into_iter().flatten().collect());
+        }
+        on_round(&failing);
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StillUnhealthy {
+                waited: started.elapsed(),
+                total: checks.len(),
+                failing,
+            });
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(interval);
+    }
+}
+
+async fn probe(probe: &Probe, clients: &Clients, limit: Duration) -> Result<String, String> {
+    match probe {
+        Probe::Http(http) => match &clients.http {
+            Some(client) => probe_http(http, client, limit).await,
+            None => Err("no HTTP client".to_string()),
+        },
+        Probe::Tcp(addr) => probe_tcp(addr).await,
+        Probe::Postgres(url) => probe_postgres(url).await,
+        Probe::Container(name) => match &clients.docker {
+            Some(Ok(docker)) => probe_container(docker, name).await,
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("no Docker client".to_string()),
+        },
+    }
+}
+
+async fn probe_http(
+    check: &HttpProbe,
+    client: &reqwest::Client,
+    limit: Duration,
+) -> Result<String, String> {
+    let response = client
+        .get(&check.url)
+        .timeout(limit)
+        .send()
+        .await
+        .map_err(|e| describe_reqwest(&e, limit))?;
+    let status = response.status().as_u16();
+    let body = read_body(response, limit).await?;
+    let excerpt = || excerpt(&body);
+    match check.status {
+        Some(want) if status != want => {
+            return Err(format!("HTTP {status} (expected {want}): {}", excerpt()));
+        }
+        None if !(200..300).contains(&status) => {
+            return Err(format!("HTTP {status} (expected 2xx): {}", excerpt()));
+        }
+        _ => {}
+    }
+    if let Some(want) = &check.contains
+        && !body.contains(want.as_str())
+    {
+        return Err(format!(
+            "HTTP {status} but the body lacks {want:?}: {}",
+            excerpt()
+        ));
+    }
+    if let Some(want) = &check.body
+        && body.trim() != want.trim()
+    {
+        return Err(format!(
+            "HTTP {status} but the body is {:?}, expected {want:?}",
+            excerpt()
+        ));
+    }
+    if !check.json.is_empty() {
+        let json: Value = serde_json::from_str(&body).map_err(|e| {
+            format!(
+                "HTTP {status} but the body is not JSON ({e}): {}",
+                excerpt()
+            )
+        })?;
+        for (field, want) in &check.json {
+            match json.pointer(&json_pointer(field)) {
+                Some(found) if found == want => {}
+                Some(found) => {
+                    return Err(format!(
+                        "HTTP {status} but JSON {field} is {found}, expected {want}"
+                    ));
+                }
+                None => return Err(format!("HTTP {status} but the JSON has no {field}")),
+            }
+        }
+    }
+    Ok(format!("HTTP {status}"))
+}
+
+/// `checks.db` → `/checks/db`; a field already written as a pointer is kept.
+fn json_pointer(field: &str) -> String {
+    if field.starts_with('/') {
+        field.to_string()
+    } else {
+        field
+            .split('.')
+            .map(|part| format!("/{}", part.replace('~', "~0").replace('/', "~1")))
+            .collect()
+    }
+}
+
+/// Reads at most [`MAX_BODY`] bytes of the body, streaming, so a huge answer is not held whole.
+async fn read_body(mut response: reqwest::Response, limit: Duration) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the body: {}", describe_reqwest(&e, limit)))?
+    {
+        let room = MAX_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_BODY {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The start of a body, on one line, for a detail message.
+fn excerpt(body: &str) -> String {
+    let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(120) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None if line.is_empty() => "(empty body)".to_string(),
+        None => line,
+    }
+}
+
+/// A reqwest error as a short cause: "connection refused", not three layers of wrappers.
+fn describe_reqwest(error: &reqwest::Error, limit: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {} ms", limit.as_millis());
+    }
+    let root = root_cause(error);
+    if error.is_connect() {
+        format!("cannot connect: {root}")
+    } else if error.is_builder() {
+        format!("invalid request: {root}")
+    } else {
+        root
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+async fn probe_tcp(addr: &str) -> Result<String, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+    Ok(format!("connected to {peer}"))
+}
+
+async fn probe_postgres(url: &str) -> Result<String, String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| describe_postgres(&e))?;
+    let connection = tokio::spawn(connection);
+    let answer = client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| describe_postgres(&e));
+    drop(client);
+    let _ = connection.await;
+    answer.map(|_| "SELECT 1 answered".to_string())
+}
+
+fn describe_postgres(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {}", root_cause(source)),
+            None => error.to_string(),
+        },
+    }
+}
+
+async fn probe_container(docker: &bollard::Docker, name: &str) -> Result<String, String> {
+    use bollard::models::HealthStatusEnum;
+    let inspected = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|error| match error {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => "no such container".to_string(),
+            other => format!("cannot inspect: {other}"),
+        })?;
+    let state = inspected.state.unwrap_or_default();
+    if state.running != Some(true) {
+        let status = state
+            .status
+            .map_or("not running".to_string(), |s| s.to_string());
+        return Err(match state.exit_code {
+            Some(code) if status == "exited" => format!("exited (code {code})"),
+            _ => status,
+        });
+    }
+    let Some(health) = state.health else {
+        return Ok("running (no healthcheck)".to_string());
+    };
+    match health.status {
+        Some(HealthStatusEnum::HEALTHY) => Ok("running, healthy".to_string()),
+        None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) => {
+            Ok("running (no healthcheck)".to_string())
+        }
+        Some(status) => {
+            let last = health
+                .log
+                .unwrap_or_default()
+                .pop()
+                .and_then(|result| result.output)
+                .map(|output| format!(": {}", excerpt(&output)))
+                .filter(|text| text != ": (empty body)")
+                .unwrap_or_default();
+            Err(format!("running, {status}{last}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fields_as_pointers() {
+        assert_eq!(json_pointer("status"), "/status");
+        assert_eq!(json_pointer("checks.db"), "/checks/db");
+        assert_eq!(json_pointer("/checks/0"), "/checks/0");
+        assert_eq!(json_pointer("a/b"), "/a~1b");
+    }
+
+    #[test]
+    fn excerpts_are_short_single_lines() {
+        assert_eq!(excerpt(""), "(empty body)");
+        assert_eq!(excerpt("a\n  b"), "a b");
+        assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 121);
+    }
+}

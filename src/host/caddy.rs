@@ -1,0 +1,449 @@
+//! `caddy::*`: traffic control through Caddy's admin API ([`crate::caddy`]) for scripts.
+//!
+//! Reads are remembered: when a run has read the config (`caddy::config`) or a route
+//! (`caddy::upstreams`), a later edit of the same thing is refused if Caddy's copy changed in
+//! between, so a runbook that decided on what it read never overwrites an edit it did not see.
+//! `switch` and `weights` check every address (and, unless told not to, that it accepts
+//! connections) before Caddy sees it, since Caddy takes any dial string and would then answer
+//! 502 to everyone.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rhai::{Array, Dynamic, Map, Module};
+use serde_json::Value;
+
+use super::{HostResult, fail, function, health::refuse_unknown, health::take_ms};
+use crate::{
+    address,
+    caddy::{Admin, CaddyError, DEFAULT_ADMIN},
+    context::Context,
+    upstream::{self, Mode, ProxyRoute, SwitchPlan},
+};
+
+/// How long a target gets to accept the connection that proves it is there.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What this run has read from Caddy, by admin address and path: the ETag, and for a route the
+/// addresses it sent traffic to.
+#[derive(Default)]
+struct Reads {
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+#[derive(Clone)]
+struct Seen {
+    etag: Option<String>,
+    targets: Option<Vec<String>>,
+}
+
+impl Reads {
+    fn key(admin: &Admin, path: &str) -> String {
+        format!("{} {path}", admin.address())
+    }
+
+    fn remember(&self, admin: &Admin, path: &str, seen: Seen) {
+        self.seen
+            .lock()
+            .unwrap()
+            .insert(Self::key(admin, path), seen);
+    }
+
+    fn take(&self, admin: &Admin, path: &str) -> Option<Seen> {
+        self.seen.lock().unwrap().remove(&Self::key(admin, path))
+    }
+
+    /// After a load every route may have changed: forget what was read from this Caddy.
+    fn forget_all(&self, admin: &Admin) {
+        let prefix = format!("{} ", admin.address());
+        self.seen
+            .lock()
+            .unwrap()
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// Fails if the route changed since this run read it.
+    fn verify(&self, admin: &Admin, route: &ProxyRoute) -> Result<(), CaddyError> {
+        let Some(seen) = self.take(admin, &route_path(&route.id)) else {
+            return Ok(());
+        };
+        let conflict = || CaddyError::Conflict {
+            what: format!("route {:?}", route.id),
+        };
+        if seen.etag.as_deref().is_some_and(|etag| etag != route.etag) {
+            return Err(conflict());
+        }
+        match seen.targets {
+            Some(targets) if targets != route.targets()? => Err(conflict()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn route_path(id: &str) -> String {
+    format!("/id/{id}")
+}
+
+pub fn module(context: &Arc<Context>) -> Module {
+    let mut module = Module::new();
+    let reads = &Arc::new(Reads::default());
+    function!(&mut module,
+        /// Caddy's whole running config as a map (`()` when it runs none). A later
+        /// `caddy::load` in this run is refused if the config changed in between.
+        ///
+        /// ```rhai
+        /// let config = caddy::config();
+        /// print(config.apps.http.servers.keys());
+        /// ```
+        fn config[context, reads](call) -> Dynamic {
+            let admin = admin(&context)?;
+            let read = run(&context, admin.config())?;
+            reads.remember(&admin, "/config/", Seen { etag: read.etag, targets: None });
+            rhai::serde::to_dynamic(read.value)
+        }
+    );
+    function!(&mut module,
+        /// Replaces Caddy's config with `config` (a map of Caddy JSON) in one step. A config
+        /// Caddy cannot run is an error carrying Caddy's message, and the running config stays.
+        /// Refused if the config changed since this run's `caddy::config()`.
+        ///
+        /// ```rhai
+        /// let config = caddy::config();
+        /// config.apps.http.grace_period = "30s";
+        /// caddy::load(config);
+        /// ```
+        fn load[context, reads](call, config: Map) -> () {
+            let value = rhai::serde::from_dynamic::<Value>(&Dynamic::from_map(config))?;
+            load(&context, &reads, value, "JSON config")
+        }
+    );
+    function!(&mut module,
+        /// Replaces Caddy's config with a Caddyfile (adapted by Caddy itself) or JSON text.
+        /// Adapter warnings are logged; errors name the line.
+        ///
+        /// ```rhai
+        /// caddy::load(":8080 {\n\treverse_proxy 127.0.0.1:8081\n}\n");
+        /// ```
+        fn load[context, reads](call, text: &str) -> () {
+            let admin = admin(&context)?;
+            let (value, what) = match serde_json::from_str::<Value>(text) {
+                Ok(value) if value.is_object() => (value, "JSON config"),
+                _ => {
+                    let (value, warnings) = run(&context, admin.adapt(text))?;
+                    for warning in warnings {
+                        tracing::warn!("Caddyfile: {warning}");
+                    }
+                    (value, "Caddyfile")
+                }
+            };
+            load(&context, &reads, value, what)
+        }
+    );
+    function!(&mut module,
+        /// The addresses route `route_id` (an `@id` in Caddy's config) sends traffic to now; for
+        /// a route that dials a file, the address in the file. A later `caddy::switch` or
+        /// `caddy::weights` of this route is refused if it changed in between.
+        ///
+        /// ```rhai
+        /// let live = caddy::upstreams("production");   // ["127.0.0.1:8081"]
+        /// ```
+        fn upstreams[context, reads](call, route_id: &str) -> Array {
+            let admin = admin(&context)?;
+            let route = run(&context, admin.route(route_id))?;
+            let targets = route.targets().map_err(|e| error(&context, e))?;
+            reads.remember(&admin, &route_path(route_id), Seen {
+                etag: Some(route.etag.clone()),
+                targets: Some(targets.clone()),
+            });
+            Ok(targets.into_iter().map(Dynamic::from).collect())
+        }
+    );
+    function!(&mut module,
+        /// Sends all of route `route_id`'s traffic to `addrs` (`host:port` each) in one atomic
+        /// step, once each address is valid and accepts a connection. A route that dials a file
+        /// (`{file.PATH}`) is switched by replacing the file: no config reload, so no keep-alive
+        /// connection is closed. Otherwise one If-Match PATCH of its handler. Returns
+        /// `#{route, from, to, mode}`.
+        ///
+        /// ```rhai
+        /// let moved = caddy::switch("production", ["127.0.0.1:8082"]);
+        /// log::info(`production: ${moved.from} -> ${moved.to} (${moved.mode})`);
+        /// ```
+        fn switch[context, reads](call, route_id: &str, addrs: Array) -> Map {
+            switch(&context, &reads, route_id, addrs, Map::new())
+        }
+    );
+    function!(&mut module,
+        /// `caddy::switch` with options: `mode` (`"auto"` default: by the file when the route
+        /// dials one; `"file"`: make the route dial `file` and switch by it; `"patch"`: literal
+        /// addresses by PATCH, a reload), `file` (path, for mode file), `check` (false: skip the
+        /// connection check, e.g. when Caddy reaches targets cutover cannot), `check_timeout` (ms).
+        ///
+        /// ```rhai
+        /// caddy::switch("production", ["api-green:8080"],
+        ///     #{mode: "file", file: "deploy/caddy/upstreams/production", check: false});
+        /// ```
+        fn switch[context, reads](call, route_id: &str, addrs: Array, options: Map) -> Map {
+            switch(&context, &reads, route_id, addrs, options)
+        }
+    );
+    function!(&mut module,
+        /// Splits route `route_id`'s traffic by weight (a canary): `#{addr: weight}`, integers,
+        /// 0 for none. Needs Caddy ≥ 2.7 (`weighted_round_robin`); an older Caddy is a clear
+        /// error. Always a config change (reload). Returns `#{route, from, to, mode}`.
+        ///
+        /// ```rhai
+        /// caddy::weights("production", #{"127.0.0.1:8081": 90, "127.0.0.1:8082": 10});
+        /// ```
+        fn weights[context, reads](call, route_id: &str, weights: Map) -> Map {
+            set_weights(&context, &reads, route_id, weights, Map::new())
+        }
+    );
+    function!(&mut module,
+        /// `caddy::weights` with options: `check` (false: skip the connection check),
+        /// `check_timeout` (ms).
+        ///
+        /// ```rhai
+        /// caddy::weights("production", #{"api-blue:8080": 50, "api-green:8080": 50}, #{check: false});
+        /// ```
+        fn weights[context, reads](call, route_id: &str, weights: Map, options: Map) -> Map {
+            set_weights(&context, &reads, route_id, weights, options)
+        }
+    );
+    module
+}
+
+/// The admin API named by `CADDY_ADMIN` (environment or `.env`), or the default.
+fn admin(context: &Context) -> HostResult<Admin> {
+    let address = context
+        .env_var("CADDY_ADMIN")
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+    Admin::new(&address, context.http()).map_err(|e| error(context, e))
+}
+
+/// Runs an admin call, turning its error into a script error.
+fn run<T>(
+    context: &Context,
+    call: impl std::future::Future<Output = Result<T, CaddyError>>,
+) -> HostResult<T> {
+    context.block_on(call)?.map_err(|e| error(context, e))
+}
+
+fn error(context: &Context, error: CaddyError) -> Box<rhai::EvalAltResult> {
+    fail(context.secrets.redact(&error.to_string()))
+}
+
+fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResult<()> {
+    let admin = admin(context)?;
+    let seen = reads.take(&admin, "/config/");
+    warn_if_admin_moves(&admin, &config);
+    let detail = format!("{what} ({})", describe_config(&config));
+    let result = context.change(
+        "caddy::load",
+        &detail,
+        || (),
+        || {
+            run(
+                context,
+                admin.load(&config, seen.as_ref().and_then(|s| s.etag.as_deref())),
+            )
+        },
+    );
+    if result.is_ok() {
+        reads.forget_all(&admin);
+    }
+    result
+}
+
+/// A config whose `admin` section names another address moves the admin API (Caddy's default
+/// is localhost:2019): later calls must follow it through `CADDY_ADMIN`.
+fn warn_if_admin_moves(admin: &Admin, config: &Value) {
+    let section = &config["admin"];
+    let listen = section["listen"].as_str().unwrap_or("localhost:2019");
+    let port = |address: &str| address.rsplit(':').next().map(str::to_string);
+    if section["disabled"] == true {
+        tracing::warn!(
+            "the new config disables Caddy's admin API: cutover cannot change it afterwards"
+        );
+    } else if listen.starts_with("unix") || port(listen) != port(admin.address()) {
+        tracing::warn!(
+            "the new config serves Caddy's admin API on {listen}, not {}: set CADDY_ADMIN to follow it",
+            admin.address()
+        );
+    }
+}
+
+/// "servers: main", for the journal.
+fn describe_config(config: &Value) -> String {
+    let servers: Vec<&str> = config["apps"]["http"]["servers"]
+        .as_object()
+        .map(|s| s.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "servers: {}",
+        if servers.is_empty() {
+            "none".to_string()
+        } else {
+            servers.join(", ")
+        }
+    )
+}
+
+struct Checked {
+    check: bool,
+    timeout: Duration,
+}
+
+fn take_check(options: &mut Map) -> HostResult<Checked> {
+    let check = match options.remove("check") {
+        None => true,
+        Some(value) => value
+            .as_bool()
+            .map_err(|found| fail(format!("`check` must be true or false, not {found}")))?,
+    };
+    let timeout = take_ms(options, "check_timeout")?.unwrap_or(CHECK_TIMEOUT);
+    Ok(Checked { check, timeout })
+}
+
+/// Validates every address, and with `checked.check` that each accepts a connection.
+fn check_targets(context: &Context, addrs: &[String], checked: &Checked) -> HostResult<()> {
+    for addr in addrs {
+        address::validate(addr).map_err(|e| error(context, e))?;
+    }
+    if checked.check {
+        run(context, address::check_accepting(addrs, checked.timeout))?;
+    }
+    Ok(())
+}
+
+fn switch(
+    context: &Context,
+    reads: &Reads,
+    route_id: &str,
+    addrs: Array,
+    mut options: Map,
+) -> HostResult<Map> {
+    let mut to = Vec::new();
+    for addr in addrs {
+        let text = addr.into_string().map_err(|found| {
+            fail(format!(
+                "caddy::switch: addresses are strings like \"127.0.0.1:8080\", not {found}"
+            ))
+        })?;
+        if to.contains(&text) {
+            return Err(fail(format!("caddy::switch: {text} is listed twice")));
+        }
+        to.push(text);
+    }
+    if to.is_empty() {
+        return Err(fail("caddy::switch: no address to switch to"));
+    }
+    let file = match options.remove("file") {
+        None => None,
+        Some(path) => {
+            Some(PathBuf::from(path.into_string().map_err(|found| {
+                fail(format!("`file` must be a path, not {found}"))
+            })?))
+        }
+    };
+    let mode = match options.remove("mode").map(|m| m.to_string()).as_deref() {
+        None | Some("auto") if file.is_none() => Mode::Auto,
+        None | Some("auto") | Some("file") => Mode::File(file),
+        Some("patch") if file.is_none() => Mode::Patch,
+        Some(other) => {
+            return Err(fail(format!(
+                "caddy::switch: mode {other:?} is not one of \"auto\", \"file\", \"patch\" \
+                 (and `file` goes with mode file)"
+            )));
+        }
+    };
+    let checked = take_check(&mut options)?;
+    refuse_unknown(&options, "caddy::switch options")?;
+    check_targets(context, &to, &checked)?;
+    let admin = admin(context)?;
+    let route = run(context, admin.route(route_id))?;
+    reads
+        .verify(&admin, &route)
+        .map_err(|e| error(context, e))?;
+    let plan = upstream::plan_switch(route, to, mode).map_err(|e| error(context, e))?;
+    apply(context, &admin, "caddy::switch", plan)
+}
+
+fn set_weights(
+    context: &Context,
+    reads: &Reads,
+    route_id: &str,
+    weights: Map,
+    mut options: Map,
+) -> HostResult<Map> {
+    let mut split = Vec::new();
+    for (addr, weight) in weights {
+        let weight = weight
+            .as_int()
+            .ok()
+            .and_then(|w| u64::try_from(w).ok())
+            .ok_or_else(|| {
+                fail(format!(
+                    "caddy::weights: the weight of {addr} must be an integer ≥ 0"
+                ))
+            })?;
+        split.push((addr.to_string(), weight));
+    }
+    if split.is_empty() {
+        return Err(fail("caddy::weights: no address to send traffic to"));
+    }
+    let checked = take_check(&mut options)?;
+    refuse_unknown(&options, "caddy::weights options")?;
+    let live: Vec<String> = split
+        .iter()
+        .filter(|(_, w)| *w > 0)
+        .map(|(a, _)| a.clone())
+        .collect();
+    for (addr, _) in &split {
+        address::validate(addr).map_err(|e| error(context, e))?;
+    }
+    check_targets(context, &live, &checked)?;
+    let admin = admin(context)?;
+    run(context, admin.check_weights_supported())?;
+    let route = run(context, admin.route(route_id))?;
+    reads
+        .verify(&admin, &route)
+        .map_err(|e| error(context, e))?;
+    let plan = upstream::plan_weights(route, split).map_err(|e| error(context, e))?;
+    apply(context, &admin, "caddy::weights", plan)
+}
+
+/// Carries out a plan through the change gate (dry run, readonly, journal).
+fn apply(context: &Context, admin: &Admin, action: &str, plan: SwitchPlan) -> HostResult<Map> {
+    let mut summary = Map::new();
+    summary.insert("route".into(), plan.route.id.clone().into());
+    summary.insert("from".into(), strings(&plan.from));
+    summary.insert("to".into(), strings(&plan.to));
+    summary.insert("mode".into(), plan.mode.into());
+    let detail = format!(
+        "{}: {} -> {} ({})",
+        plan.route.id,
+        plan.from.join(", "),
+        plan.to.join(", "),
+        plan.mode
+    );
+    context.change(
+        action,
+        &detail,
+        || summary.clone(),
+        || {
+            run(context, admin.apply(&plan))?;
+            tracing::info!("{action} {detail}");
+            Ok(summary.clone())
+        },
+    )
+}
+
+fn strings(items: &[String]) -> Dynamic {
+    Dynamic::from_array(items.iter().cloned().map(Dynamic::from).collect())
+}
