@@ -196,7 +196,7 @@ fn read_sections(
     for entry in section("services").map("services")? {
         let path = join("services", &entry.key);
         let mut service = service_parse::service(&entry.value, &path, reader)?;
-        if service.networks.is_empty() {
+        if service.networks.is_empty() && service.network_mode.is_none() {
             service
                 .networks
                 .insert("default".into(), Default::default());

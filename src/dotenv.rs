@@ -63,14 +63,71 @@ impl EnvFile {
 /// Parses `.env` text; `path` names the file in errors. `${VAR}` references see the process
 /// environment first (as compose does), then variables defined earlier in the file.
 pub fn parse(text: &str, path: &str) -> Result<EnvFile, DotenvError> {
+    Ok(parse_with_spans(text, path)?.0)
+}
+
+/// Each entry's name and the bytes its definition spans, for [`update`].
+type Spans = Vec<(String, std::ops::Range<usize>)>;
+
+fn parse_with_spans(text: &str, path: &str) -> Result<(EnvFile, Spans), DotenvError> {
     let mut parser = Parser {
         text,
         pos: 0,
         path,
         file: EnvFile::default(),
+        spans: Vec::new(),
     };
     parser.entries()?;
-    Ok(parser.file)
+    Ok((parser.file, parser.spans))
+}
+
+/// `text` (the content of `.env` file `path`) with each of `vars` set: a variable already
+/// defined keeps its place (its last definition is rewritten), a new one is appended; comments
+/// and every other line stay as they are. Values are quoted so they read back unchanged.
+pub fn update(text: &str, path: &str, vars: &[(String, String)]) -> Result<String, DotenvError> {
+    let (_, spans) = parse_with_spans(text, path)?;
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut appended = String::new();
+    for (name, value) in vars {
+        let line = definition(name, value);
+        match spans.iter().rev().find(|(n, _)| n == name) {
+            Some((_, span)) => edits.push((span.clone(), line)),
+            None => {
+                appended.push_str(&line);
+                appended.push('\n');
+            }
+        }
+    }
+    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+    let mut text = text.to_string();
+    for (span, line) in edits {
+        text.replace_range(span, &line);
+    }
+    if !appended.is_empty() && !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&appended);
+    Ok(text)
+}
+
+/// `NAME=value`, quoted when needed: bare for plain words, single quotes (literal) when the
+/// value has no `'` or line break, else double quotes with escapes (`$` doubled, so nothing
+/// in it is interpolated when read back).
+fn definition(name: &str, value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@%+,-".contains(c);
+    if value.chars().all(plain) {
+        format!("{name}={value}")
+    } else if !value.contains(['\'', '\n', '\r']) {
+        format!("{name}='{value}'")
+    } else {
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+            .replace('$', "$$");
+        format!("{name}=\"{escaped}\"")
+    }
 }
 
 struct Parser<'a> {
@@ -78,6 +135,7 @@ struct Parser<'a> {
     pos: usize,
     path: &'a str,
     file: EnvFile,
+    spans: Spans,
 }
 
 impl Parser<'_> {
@@ -160,6 +218,7 @@ impl Parser<'_> {
             }
         };
         self.file.vars.retain(|(n, _)| *n != name);
+        self.spans.push((name.clone(), start..self.pos));
         self.file.vars.push((name, value));
         Ok(())
     }
@@ -248,6 +307,34 @@ mod tests {
             vars("K=\"line1\nline2\"\nN=1"),
             pairs(&[("K", "line1\nline2"), ("N", "1")])
         );
+    }
+
+    #[test]
+    fn update_keeps_comments_and_order() {
+        let text = "# tags\nBLUE_TAG=v1 # live\nGREEN_TAG=\"v1\"\nNOTE='a\nb'\n";
+        let vars = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let updated = update(
+            text,
+            ".env",
+            &vars(&[
+                ("GREEN_TAG", "v2.0.1"),
+                ("NEW", "it's $HOME\n"),
+                ("NOTE", "x y"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            updated,
+            "# tags\nBLUE_TAG=v1 # live\nGREEN_TAG=v2.0.1\nNOTE='x y'\nNEW=\"it's $$HOME\\n\"\n"
+        );
+        let read = parse(&updated, ".env").unwrap();
+        assert_eq!(read.get("NEW"), Some("it's $HOME\n"));
+        assert_eq!(read.get("NOTE"), Some("x y"));
+        assert_eq!(update("", ".env", &vars(&[("A", "1")])).unwrap(), "A=1\n");
     }
 
     #[test]

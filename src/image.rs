@@ -208,7 +208,8 @@ pub async fn build(
 }
 
 /// Writes `dir` and `files` as a tar archive into `sender`, chunk by chunk. Symlinks in `dir`
-/// stay links.
+/// (and in directories named in `files`) stay links; a file named in `files` is read through
+/// its links, so a library's versioned name can be copied from its symlink.
 fn pack(dir: &Path, files: &[(String, PathBuf)], sender: mpsc::Sender<Bytes>) -> io::Result<()> {
     let mut writer = ChunkWriter {
         sender,
@@ -220,9 +221,13 @@ fn pack(dir: &Path, files: &[(String, PathBuf)], sender: mpsc::Sender<Bytes>) ->
         archive.mode(tar::HeaderMode::Deterministic);
         archive.append_dir_all(".", dir)?;
         for (name, path) in files {
-            let mut file = std::fs::File::open(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            archive.append_file(name, &mut file)?;
+            let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+            if path.is_dir() {
+                archive.append_dir_all(name, path).map_err(named)?;
+            } else {
+                let mut file = std::fs::File::open(path).map_err(named)?;
+                archive.append_file(name, &mut file)?;
+            }
         }
         archive.finish()?;
     }

@@ -34,6 +34,9 @@ pub struct Service {
     /// settings.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub networks: BTreeMap<String, Attachment>,
+    /// `host`, `none` or `bridge`: the engine's network mode instead of project networks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Mount>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -190,7 +193,10 @@ impl Service {
             restart_policy: self.restart.as_deref().map(restart_policy),
             memory: limits.memory,
             nano_cpus: limits.cpus.map(|cpus| (cpus * 1e9).round() as i64),
-            network_mode: placement.networks.first().map(|(name, _)| name.clone()),
+            network_mode: self
+                .network_mode
+                .clone()
+                .or_else(|| placement.networks.first().map(|(name, _)| name.clone())),
             ..Default::default()
         };
         let networking_config =

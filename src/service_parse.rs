@@ -120,6 +120,7 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
                 }
             }
             "networks" => service.networks = networks(value, &at, reader)?,
+            "network_mode" => service.network_mode = Some(network_mode(value, &at)?),
             "network" if run => {
                 service
                     .networks
@@ -154,6 +155,12 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
         }
     }
     service.image = image.ok_or_else(|| node.error(path, "no `image`: every service needs one"))?;
+    if service.network_mode.is_some() && !service.networks.is_empty() {
+        return Err(node.error(
+            path,
+            "`network_mode` and `networks` cannot be used together",
+        ));
+    }
     for (name, value) in env_files.into_iter().chain(environment) {
         match value.or_else(|| (reader.lookup)(&name)) {
             Some(value) => service.environment.insert(name, value),
@@ -442,5 +449,18 @@ mod tests {
         assert_eq!(service.unwrap_err().message, "unknown key");
         let (service, _) = read("command: x\n", Dialect::Run);
         assert!(service.unwrap_err().message.contains("image"));
+    }
+}
+
+/// `network_mode`: the engine's own modes. Joining another container's namespace
+/// (`service:…`, `container:…`) is not supported.
+fn network_mode(value: &Node, at: &str) -> Result<String, SpecError> {
+    let mode = value.str(at)?;
+    match mode.as_str() {
+        "host" | "none" | "bridge" => Ok(mode),
+        other => Err(value.error(
+            at,
+            format!("network_mode {other:?} is not supported (host, none or bridge)"),
+        )),
     }
 }

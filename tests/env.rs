@@ -136,3 +136,58 @@ fn confirm_with_yes() {
         .stderr_contains("answer=true")
         .success();
 }
+
+#[test]
+fn env_save_rewrites_in_place_and_reads_back() {
+    let saved = Test::new()
+        .file(
+            "deploy/.env.blue-green",
+            "# tags\nBLUE_TAG=v1.0.0\nGREEN_TAG=v1.0.0 # green\n",
+        )
+        .runbook(
+            "tag",
+            r#"fn main(tag) {
+                env::load("deploy/.env.blue-green");
+                env::save("deploy/.env.blue-green", #{GREEN_TAG: tag, NOTE: "two words"});
+                print(`now ${env::get("GREEN_TAG")}`);
+            }"#,
+        )
+        .args(["tag", "v2.0.1"])
+        .stderr_contains("now v2.0.1")
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(saved.path().join("deploy/.env.blue-green")).unwrap(),
+        "# tags\nBLUE_TAG=v1.0.0\nGREEN_TAG=v2.0.1\nNOTE='two words'\n"
+    );
+}
+
+#[test]
+fn env_save_changes_nothing_in_a_dry_run_and_refuses_bad_names() {
+    let text = "GREEN_TAG=v1\n";
+    let dry = Test::new()
+        .file("stack.env", text)
+        .runbook(
+            "tag",
+            r#"fn main() { env::save("stack.env", #{GREEN_TAG: "v2"}); }"#,
+        )
+        .args(["--dry-run", "tag"])
+        .stderr_contains("would env::save stack.env GREEN_TAG")
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(dry.path().join("stack.env")).unwrap(),
+        text
+    );
+    let bad = Test::new()
+        .file("stack.env", text)
+        .runbook(
+            "tag",
+            r#"fn main() { env::save("stack.env", #{"A=B": "v2"}); }"#,
+        )
+        .args(["tag"])
+        .stderr_contains(r#"env::save: "A=B" is not a variable name"#)
+        .status(1);
+    assert_eq!(
+        std::fs::read_to_string(bad.path().join("stack.env")).unwrap(),
+        text
+    );
+}

@@ -59,7 +59,8 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
     function!(module,
         /// `build` with options: `dockerfile` (relative to the directory), `args` (build
         /// arguments) and `labels` (maps), `files` (a map from a name in the context to a file
-        /// elsewhere, added to the context: a binary built outside the directory).
+        /// or directory elsewhere, added to the context: a binary built outside the directory,
+        /// a tree of the host's own files for an image built without a registry).
         ///
         /// ```rhai
         /// docker::build("app", "app:v2", #{dockerfile: "Dockerfile.prod", args: #{VERSION: "v2"}});

@@ -29,6 +29,31 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Sets `vars` in the `.env` file at `path` (created with mode 0600 if missing, its mode
+    /// kept otherwise), written whole or not at all, and makes them visible to `env::get`.
+    pub fn save_env_file(&self, path: &Path, vars: Vec<(String, String)>) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let shown = path.display().to_string();
+        let (text, mode) = match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777);
+                (text, mode.unwrap_or(0o600))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), 0o600),
+            Err(e) => return Err(format!("cannot read {shown}: {e}")),
+        };
+        let updated = crate::dotenv::update(&text, &shown, &vars).map_err(|e| e.to_string())?;
+        crate::atomic::write(path, updated.as_bytes(), mode)
+            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        for (name, value) in &vars {
+            self.secrets.add_if_secret_name(name, value);
+        }
+        self.env_files.lock().unwrap().merge(EnvFile { vars });
+        Ok(())
+    }
+}
+
 /// True for the spellings of "yes" that `env::flag` accepts.
 pub fn is_truthy(value: &str) -> bool {
     matches!(
@@ -89,6 +114,39 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn load[context](call, path: &str) -> Map {
             let file = context.load_env_file(Path::new(path)).map_err(fail)?;
             Ok(file.vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        }
+    );
+    function!(&mut module,
+        /// Sets variables in a `.env` file, as `prepare` records an environment's tag in
+        /// `.env.blue-green`: a variable already there is rewritten in place, a new one appended,
+        /// comments and other lines kept; values are quoted so they read back unchanged. The
+        /// file is replaced whole (a missing one is created with mode 0600), and `env::get`
+        /// sees the new values. A change: refused in a readonly run, only logged in a dry run.
+        ///
+        /// ```rhai
+        /// env::save("deploy/.env.blue-green", #{GREEN_TAG: "v1.4.2"});
+        /// ```
+        fn save[context](call, path: &str, vars: Map) -> () {
+            let mut pairs = Vec::new();
+            for (name, value) in vars {
+                let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(fail(format!("env::save: {name:?} is not a variable name")));
+                }
+                if !value.is_string() && !value.is_int() && !value.is_bool() && !value.is_float() {
+                    return Err(fail(format!(
+                        "env::save: {name} must be a string or a number, not {}",
+                        value.type_name()
+                    )));
+                }
+                pairs.push((name.to_string(), value.to_string()));
+            }
+            let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            let detail = format!("{path} {}", names.join(" "));
+            context.change("env::save", &detail, || (), || {
+                context.save_env_file(Path::new(path), pairs.clone()).map_err(fail)
+            })
         }
     );
     module
