@@ -382,6 +382,19 @@ fn deploy(
     Ok(())
 }
 
+/// `network_mode`: the engine's own modes. Joining another container's namespace
+/// (`service:…`, `container:…`) is not supported.
+fn network_mode(value: &Node, at: &str) -> Result<String, SpecError> {
+    let mode = value.str(at)?;
+    match mode.as_str() {
+        "host" | "none" | "bridge" => Ok(mode),
+        other => Err(value.error(
+            at,
+            format!("network_mode {other:?} is not supported (host, none or bridge)"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,18 +462,5 @@ mod tests {
         assert_eq!(service.unwrap_err().message, "unknown key");
         let (service, _) = read("command: x\n", Dialect::Run);
         assert!(service.unwrap_err().message.contains("image"));
-    }
-}
-
-/// `network_mode`: the engine's own modes. Joining another container's namespace
-/// (`service:…`, `container:…`) is not supported.
-fn network_mode(value: &Node, at: &str) -> Result<String, SpecError> {
-    let mode = value.str(at)?;
-    match mode.as_str() {
-        "host" | "none" | "bridge" => Ok(mode),
-        other => Err(value.error(
-            at,
-            format!("network_mode {other:?} is not supported (host, none or bridge)"),
-        )),
     }
 }
