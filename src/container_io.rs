@@ -218,6 +218,8 @@ pub struct LogsRequest {
     pub timestamps: bool,
     /// Write everything to this file instead of keeping it.
     pub to: Option<PathBuf>,
+    /// Add to the end of `to` instead of replacing it (an archive of several containers).
+    pub append: bool,
 }
 
 /// Where the logs went.
@@ -256,7 +258,13 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
     };
     let mut bytes = 0u64;
     if let Some(path) = &request.to {
-        let mut file = std::fs::File::create(path).map_err(|e| write_error(path, e))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(request.append)
+            .truncate(!request.append)
+            .open(path)
+            .map_err(|e| write_error(path, e))?;
         while let Some(chunk) = chunks.next().await? {
             bytes += chunk.len() as u64;
             file.write_all(&chunk).map_err(|e| write_error(path, e))?;

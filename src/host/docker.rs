@@ -212,7 +212,8 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Logs with options: `tail` (lines from the end), `since` (ms since the epoch, as
         /// `time::now()` gives), `timestamps`, `to` (a file that receives every byte as it
-        /// arrives; returns the byte count), `follow` (keep reading until the container stops,
+        /// arrives; returns the byte count), `append` (add to the end of `to` instead of
+        /// replacing it), `follow` (keep reading until the container stops,
         /// or `timeout` ms pass; without `to` each line goes to the run's log as
         /// `NAME | line`; returns the byte count).
         ///
@@ -421,8 +422,9 @@ fn logs(context: &Context, name: &str, mut options: Options) -> HostResult<Dynam
         follow_for: options.count("timeout")?.map(Duration::from_millis),
         timestamps: options.bool("timestamps")?.unwrap_or(false),
         to: options.string("to")?.map(PathBuf::from),
+        append: options.bool("append")?.unwrap_or(false),
     };
-    options.finish(&["tail", "since", "follow", "timeout", "timestamps", "to"])?;
+    options.finish(&["tail", "since", "follow", "timeout", "timestamps", "to", "append"])?;
     let docker = context.docker()?;
     Ok(
         match wait(context, container_io::logs(&docker, &request))? {
