@@ -84,37 +84,43 @@ impl Capture {
     }
 }
 
-/// Log lines from a byte stream: complete lines are logged as they end, with `prefix`.
-struct LineLogger {
-    prefix: String,
+/// Splits a byte stream into lines (a line over 64 KiB is cut) and hands each to `sink`: the
+/// run's log for `follow`, an archive file for `to` with `prefix`.
+struct Lines<F: FnMut(&[u8]) -> std::io::Result<()>> {
     pending: Vec<u8>,
+    sink: F,
 }
 
-impl LineLogger {
+impl<F: FnMut(&[u8]) -> std::io::Result<()>> Lines<F> {
     const LONGEST: usize = 64 << 10;
 
-    fn push(&mut self, bytes: &[u8]) {
+    fn new(sink: F) -> Self {
+        Lines {
+            pending: Vec::new(),
+            sink,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.pending.extend_from_slice(bytes);
         while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.emit(&line[..line.len() - 1]);
+            let line = &line[..line.len() - 1];
+            (self.sink)(line.strip_suffix(b"\r").unwrap_or(line))?;
         }
         if self.pending.len() > Self::LONGEST {
             let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
+            (self.sink)(&line)?;
         }
+        Ok(())
     }
 
-    fn emit(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        tracing::info!("{} | {}", self.prefix, line.trim_end_matches('\r'));
-    }
-
-    fn finish(mut self) {
+    fn finish(mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
+            (self.sink)(&line)?;
         }
+        Ok(())
     }
 }
 
@@ -220,6 +226,8 @@ pub struct LogsRequest {
     pub to: Option<PathBuf>,
     /// Add to the end of `to` instead of replacing it (an archive of several containers).
     pub append: bool,
+    /// Start each line written to `to` with `NAME | `, as the log shows followed lines.
+    pub prefix: bool,
 }
 
 /// Where the logs went.
@@ -257,6 +265,7 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
         source,
     };
     let mut bytes = 0u64;
+    let prefix = request.container.as_str();
     if let Some(path) = &request.to {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -265,23 +274,37 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
             .truncate(!request.append)
             .open(path)
             .map_err(|e| write_error(path, e))?;
-        while let Some(chunk) = chunks.next().await? {
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk).map_err(|e| write_error(path, e))?;
+        if request.prefix {
+            let mut lines = Lines::new(|line| {
+                file.write_all(format!("{prefix} | ").as_bytes())?;
+                file.write_all(line)?;
+                file.write_all(b"\n")
+            });
+            while let Some(chunk) = chunks.next().await? {
+                bytes += chunk.len() as u64;
+                lines.push(&chunk).map_err(|e| write_error(path, e))?;
+            }
+            lines.finish().map_err(|e| write_error(path, e))?;
+        } else {
+            while let Some(chunk) = chunks.next().await? {
+                bytes += chunk.len() as u64;
+                file.write_all(&chunk).map_err(|e| write_error(path, e))?;
+            }
         }
         file.flush().map_err(|e| write_error(path, e))?;
         return Ok(LogsResult::Streamed(bytes));
     }
     if request.follow {
-        let mut lines = LineLogger {
-            prefix: request.container.clone(),
-            pending: Vec::new(),
-        };
+        let mut lines = Lines::new(|line| {
+            let line = String::from_utf8_lossy(line);
+            tracing::info!("{prefix} | {line}");
+            Ok(())
+        });
         while let Some(chunk) = chunks.next().await? {
             bytes += chunk.len() as u64;
-            lines.push(&chunk);
+            let _ = lines.push(&chunk);
         }
-        lines.finish();
+        let _ = lines.finish();
         return Ok(LogsResult::Streamed(bytes));
     }
     let mut kept = Capture::last();

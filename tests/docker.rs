@@ -211,6 +211,8 @@ fn logs_tail_to_a_file_and_followed_until_the_container_stops() {
                 print(`tail: [${docker::logs(writer, #{tail: 1})}]`);
                 print(`followed: ${docker::logs(crasher, #{follow: true}) > 0}`);
                 print(`since the future: [${docker::logs(crasher, #{since: time::now() + 60_000})}]`);
+                docker::logs(crasher, #{to: "archive.log", prefix: true});
+                docker::logs(crasher, #{to: "archive.log", prefix: true, append: true});
             }"#,
         )
         .args(["r", &demo_image(), &writer, &crasher, &cleanup.id])
@@ -223,6 +225,15 @@ fn logs_tail_to_a_file_and_followed_until_the_container_stops() {
         .success();
     let log = std::fs::read(finished.path().join("writer.log")).unwrap();
     assert_eq!(log.len(), 320_000);
+    let archive = std::fs::read_to_string(finished.path().join("archive.log")).unwrap();
+    let crashed = format!("{crasher} | crashing as asked (CRASH_AFTER_MS)\n");
+    assert_eq!(archive.matches(&crashed).count(), 2, "{archive}");
+    assert!(
+        archive
+            .lines()
+            .all(|l| l.starts_with(&format!("{crasher} | "))),
+        "{archive}"
+    );
 }
 
 #[test]

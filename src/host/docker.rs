@@ -213,7 +213,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// Logs with options: `tail` (lines from the end), `since` (ms since the epoch, as
         /// `time::now()` gives), `timestamps`, `to` (a file that receives every byte as it
         /// arrives; returns the byte count), `append` (add to the end of `to` instead of
-        /// replacing it), `follow` (keep reading until the container stops,
+        /// replacing it), `prefix` (start each line written to `to` with `NAME | `), `follow` (keep reading until the container stops,
         /// or `timeout` ms pass; without `to` each line goes to the run's log as
         /// `NAME | line`; returns the byte count).
         ///
@@ -423,8 +423,18 @@ fn logs(context: &Context, name: &str, mut options: Options) -> HostResult<Dynam
         timestamps: options.bool("timestamps")?.unwrap_or(false),
         to: options.string("to")?.map(PathBuf::from),
         append: options.bool("append")?.unwrap_or(false),
+        prefix: options.bool("prefix")?.unwrap_or(false),
     };
-    options.finish(&["tail", "since", "follow", "timeout", "timestamps", "to", "append"])?;
+    options.finish(&[
+        "tail",
+        "since",
+        "follow",
+        "timeout",
+        "timestamps",
+        "to",
+        "append",
+        "prefix",
+    ])?;
     let docker = context.docker()?;
     Ok(
         match wait(context, container_io::logs(&docker, &request))? {
