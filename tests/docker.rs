@@ -47,6 +47,8 @@ fn main(name, label) {
     print(`ps: ${found.len()} ${found[0].name} ${found[0].state} ${found[0].ports}`);
     let s = docker::stats(name);
     print(`stats: limit=${s.memory_limit} used>0=${s.memory_used > 0} cpu>=0=${s.cpu_percent >= 0.0} pids=${s.pids}`);
+    let both = docker::stats([name]);
+    print(`stats of several: ${both.keys()} limit=${both[name].memory_limit}`);
     docker::stop(name, #{timeout: 5_000});
     print(`after stop: ${docker::inspect(name).State.Status}`);
     docker::stop(name);
@@ -96,6 +98,7 @@ fn run_inspect_exec_logs_stats_stop_remove() {
             "ps: 1 {name} running [\"127.0.0.1:{port}->8080/tcp\"]"
         ))
         .stderr_contains("stats: limit=67108864 used>0=true cpu>=0=true")
+        .stderr_contains("\"] limit=67108864")
         .stderr_contains("after stop: exited")
         .stderr_contains("after restart: running")
         .stderr_contains("after remove: 0")

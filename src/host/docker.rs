@@ -236,12 +236,28 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// ```
         fn stats[context](call, name: &str) -> Map {
             let docker = context.docker()?;
-            let info = wait(&context, containers::inspect(&docker, name))?;
-            if !info.state.and_then(|s| s.running).unwrap_or(false) {
-                return Err(fail(format!("docker::stats: container {name} is not running")));
+            context.block_on(usage_of(&docker, name.to_string()))?
+        }
+    );
+    function!(&mut module,
+        /// The resource use of several running containers, measured together (in the second
+        /// one takes): a map from each name to its `stats`.
+        ///
+        /// ```rhai
+        /// let all = docker::stats(["api-blue", "auth-blue"]);
+        /// print(all["api-blue"].cpu_percent);
+        /// ```
+        fn stats[context](call, names: Array) -> Map {
+            let names: Vec<String> = names.into_iter().map(|n| n.to_string()).collect();
+            let docker = context.docker()?;
+            let measured = context.block_on(futures_util::future::join_all(
+                names.iter().map(|n| usage_of(&docker, n.clone())),
+            ))?;
+            let mut all = Map::new();
+            for (name, usage) in names.into_iter().zip(measured) {
+                all.insert(name.into(), usage?.into());
             }
-            let usage = wait(&context, containers::usage(&docker, name))?;
-            Ok(to_dynamic(usage)?.cast::<Map>())
+            Ok(all)
         }
     );
     super::docker_images::register(&mut module, context);
@@ -442,4 +458,16 @@ fn logs(context: &Context, name: &str, mut options: Options) -> HostResult<Dynam
             LogsResult::Streamed(bytes) => (bytes as i64).into(),
         },
     )
+}
+
+/// `docker::stats` of one container, which must be running.
+async fn usage_of(docker: &bollard::Docker, name: String) -> HostResult<Map> {
+    let info = containers::inspect(docker, &name).await.map_err(fail)?;
+    if !info.state.and_then(|s| s.running).unwrap_or(false) {
+        return Err(fail(format!(
+            "docker::stats: container {name} is not running"
+        )));
+    }
+    let usage = containers::usage(docker, &name).await.map_err(fail)?;
+    Ok(to_dynamic(usage)?.cast::<Map>())
 }
