@@ -74,6 +74,9 @@ pub enum ComposeError {
 pub struct LoadOptions {
     /// Variables for interpolation; default `.env` beside the compose file, if present.
     pub env_file: Option<PathBuf>,
+    /// The env file's variables when the caller has read it already (with a dry run's pending
+    /// `env::save`s, which the file on disk lacks).
+    pub env_file_vars: Option<EnvFile>,
     /// Active profiles; default `$COMPOSE_PROFILES`.
     pub profiles: Option<Vec<String>>,
     /// Default `$COMPOSE_PROJECT_NAME`, the file's `name:`, then its directory's name.
@@ -92,10 +95,11 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
     })?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let env_file = match &options.env_file {
-        Some(file) => EnvFile::load(file)?,
-        None if dir.join(".env").is_file() => EnvFile::load(&dir.join(".env"))?,
-        None => EnvFile::default(),
+    let env_file = match (&options.env_file, &options.env_file_vars) {
+        (Some(_), Some(vars)) => vars.clone(),
+        (Some(file), None) => EnvFile::load(file)?,
+        (None, _) if dir.join(".env").is_file() => EnvFile::load(&dir.join(".env"))?,
+        (None, _) => EnvFile::default(),
     };
     let lookup = |name: &str| {
         std::env::var(name)

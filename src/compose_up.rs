@@ -351,6 +351,7 @@ fn service_plan(
             name: container_name.clone(),
             labels,
             networks: networks.clone(),
+            number,
         };
         let current = found
             .iter()

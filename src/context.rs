@@ -28,6 +28,9 @@ pub struct Context {
     pub secrets: Arc<Redactor>,
     /// Variables loaded from `--env-file` and `env::load`, below the process environment.
     pub env_files: Mutex<EnvFile>,
+    /// What `env::save` would have written, by file, in a dry run: later reads of those files
+    /// in the same run see it, so the plan shown is the plan a real run would follow.
+    pub dry_saves: Mutex<std::collections::HashMap<std::path::PathBuf, EnvFile>>,
     /// What is running now: set by `cutover run` (and the REPL for each call).
     run: RwLock<RunInfo>,
     docker: OnceLock<bollard::Docker>,
@@ -67,6 +70,7 @@ impl Context {
             cancel: Arc::new(Cancel::default()),
             secrets,
             env_files: Mutex::new(EnvFile::default()),
+            dry_saves: Mutex::default(),
             run: RwLock::new(RunInfo::default()),
             docker: OnceLock::new(),
             http: OnceLock::new(),

@@ -68,9 +68,34 @@ pub struct Port {
     /// The host port; `None` lets the engine pick one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published: Option<u16>,
+    /// With `published`, a host port range the engine picks a free port from
+    /// (`127.0.0.1:4100-4109:4000`), so each replica of a service gets its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_end: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
     pub protocol: String,
+}
+
+impl Port {
+    /// The host port replica `number` publishes on. From a range, each replica gets its own
+    /// port for good, (`4100-4109`: replica 2 on 4101): were the engine to pick, a restarted
+    /// container could come back on another port than the one the proxy sends traffic to.
+    /// Replicas beyond the range let the engine pick from it.
+    pub fn host_port(&self, number: u32) -> String {
+        match (self.published, self.published_end) {
+            (Some(first), Some(last)) => {
+                let own = u32::from(first) + number.saturating_sub(1);
+                if number >= 1 && own <= u32::from(last) {
+                    own.to_string()
+                } else {
+                    format!("{first}-{last}")
+                }
+            }
+            (Some(port), None) => port.to_string(),
+            (None, _) => String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -162,6 +187,9 @@ pub struct Placement {
     pub labels: BTreeMap<String, String>,
     /// (engine network name, aliases), the first one given at create time.
     pub networks: Vec<(String, Vec<String>)>,
+    /// The replica's number (1 for a lone container): replica N of a service publishing a host
+    /// port range gets the range's Nth port.
+    pub number: u32,
 }
 
 impl Service {
@@ -182,7 +210,7 @@ impl Service {
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding {
                     host_ip: port.host_ip.clone(),
-                    host_port: Some(port.published.map(|p| p.to_string()).unwrap_or_default()),
+                    host_port: Some(port.host_port(placement.number)),
                 });
         }
         let limits = &self.deploy.resources.limits;
@@ -297,6 +325,20 @@ fn health_config(check: &Healthcheck) -> HealthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_replica_keeps_its_own_port_of_a_range() {
+        let port = Port {
+            target: 4000,
+            published: Some(4100),
+            published_end: Some(4102),
+            host_ip: None,
+            protocol: "tcp".into(),
+        };
+        assert_eq!(port.host_port(1), "4100");
+        assert_eq!(port.host_port(3), "4102");
+        assert_eq!(port.host_port(4), "4100-4102");
+    }
 
     #[test]
     fn hash_ignores_replicas_and_sees_env() {

@@ -418,7 +418,7 @@ mod tests {
     fn short_and_long_syntax() {
         let (service, warnings) = read(
             "image: demo:1\ncommand: serve --port \"8 0\"\nenvironment: [A=1, FROM_ENV, MISSING]\n\
-             ports: [\"8080:80\", \"127.0.0.1:9000-9001:90-91/udp\", 7000, {target: 5, published: 6}]\n\
+             ports: [\"8080:80\", \"127.0.0.1:9000-9001:90-91/udp\", 7000, {target: 5, published: 6}, \"127.0.0.1:4100-4109:4000\"]\n\
              volumes: [data:/data:ro, ./conf:/etc/conf, /anon]\n\
              healthcheck: {test: demo check, interval: 1s, retries: 3}\n\
              deploy: {replicas: 2, resources: {limits: {memory: 64m, cpus: '0.5'}}}\nulimits: {}\n",
@@ -428,13 +428,22 @@ mod tests {
         assert_eq!(service.command.unwrap(), ["serve", "--port", "8 0"]);
         assert_eq!(service.environment.len(), 2);
         assert_eq!(service.environment["FROM_ENV"], "yes");
-        assert_eq!(service.ports.len(), 5);
+        assert_eq!(service.ports.len(), 6);
         assert_eq!(service.ports[2].host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(
             (service.ports[2].published, service.ports[2].target),
             (Some(9001), 91)
         );
         assert_eq!(service.ports[4].published, Some(6));
+        // A host range for one container port: the engine picks one port of it per replica.
+        assert_eq!(
+            (
+                service.ports[5].published,
+                service.ports[5].published_end,
+                service.ports[5].target
+            ),
+            (Some(4100), Some(4109), 4000)
+        );
         assert_eq!(service.volumes[0].kind, "volume");
         assert!(service.volumes[0].read_only);
         assert_eq!(service.volumes[1].source.as_deref(), Some("/stack/conf"));

@@ -63,6 +63,7 @@ pub fn ports(node: &Node, path: &str) -> Result<Vec<Port>, SpecError> {
         let mut port = Port {
             target: 0,
             published: None,
+            published_end: None,
             host_ip: None,
             protocol: "tcp".into(),
         };
@@ -75,6 +76,10 @@ pub fn ports(node: &Node, path: &str) -> Result<Vec<Port>, SpecError> {
                     port.published = Some(port_number(value, &at, &value.str(&at)?)?)
                 }
                 "published" => {}
+                // The end of a host port range, as `compose::load` returns a `4100-4109:4000`.
+                "published_end" => {
+                    port.published_end = Some(port_number(value, &at, &value.str(&at)?)?)
+                }
                 "host_ip" => port.host_ip = Some(value.str(&at)?),
                 "protocol" => port.protocol = value.str(&at)?,
                 "mode" | "name" | "app_protocol" => {}
@@ -112,6 +117,16 @@ pub fn ports(node: &Node, path: &str) -> Result<Vec<Port>, SpecError> {
             .map(Some)
             .collect()
     };
+    if targets.len() == 1 && published.len() > 1 {
+        // Many host ports for one container port: the engine picks a free one of them.
+        return Ok(vec![Port {
+            target: targets[0],
+            published: published[0],
+            published_end: published[published.len() - 1],
+            host_ip: host_ip.filter(|ip| !ip.is_empty()),
+            protocol: protocol.to_string(),
+        }]);
+    }
     if published.len() != targets.len() {
         return Err(node.error(
             path,
@@ -124,6 +139,7 @@ pub fn ports(node: &Node, path: &str) -> Result<Vec<Port>, SpecError> {
         .map(|(target, published)| Port {
             target,
             published,
+            published_end: None,
             host_ip: host_ip.clone().filter(|ip| !ip.is_empty()),
             protocol: protocol.to_string(),
         })

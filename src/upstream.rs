@@ -155,16 +155,19 @@ impl ProxyRoute {
     }
 
     /// The addresses that receive traffic now (upstreams of weight 0 are left out), with the
-    /// content of a dialed file read.
+    /// content of a dialed file read. A dialed file not written yet (before a stack's first
+    /// switch) sends traffic nowhere.
     pub fn targets(&self) -> Result<Vec<String>> {
-        self.upstreams()?
-            .into_iter()
-            .filter(|u| u.weight != Some(0))
-            .map(|u| match u.dial {
-                Dial::Address(addr) => Ok(addr),
-                Dial::File(path) => read_file(&path),
-            })
-            .collect()
+        let mut targets = Vec::new();
+        for upstream in self.upstreams()? {
+            match upstream.dial {
+                _ if upstream.weight == Some(0) => {}
+                Dial::Address(addr) => targets.push(addr),
+                Dial::File(path) if !path.exists() => {}
+                Dial::File(path) => targets.push(read_file(&path)?),
+            }
+        }
+        Ok(targets)
     }
 
     fn problem(&self, problem: &str) -> CaddyError {

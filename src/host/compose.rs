@@ -126,8 +126,14 @@ pub fn module(context: &Arc<Context>) -> Module {
 }
 
 fn load(context: &Context, path: &str, mut options: Options) -> HostResult<Map> {
+    let env_file = options.string("env_file")?.map(PathBuf::from);
+    let env_file_vars = match &env_file {
+        Some(path) => Some(context.read_env_file(path).map_err(fail)?),
+        None => None,
+    };
     let load_options = LoadOptions {
-        env_file: options.string("env_file")?.map(PathBuf::from),
+        env_file,
+        env_file_vars,
         profiles: options.strings("profiles")?,
         project_name: options.string("project_name")?,
         fallback: context.env_files.lock().unwrap().vars.clone(),

@@ -331,6 +331,7 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
             .iter()
             .map(|(network, a)| (network.clone(), a.aliases.clone()))
             .collect(),
+        number: 1,
     };
     let body = service.create_body(&placement);
     let detail = format!("{} {}", service.image, name).trim_end().to_string();

@@ -20,7 +20,7 @@ impl Context {
 
     /// Parses `path` and makes its variables visible to `env::get`.
     pub fn load_env_file(&self, path: &Path) -> Result<EnvFile, crate::dotenv::DotenvError> {
-        let file = EnvFile::load(path)?;
+        let file = self.read_env_file(path)?;
         for (name, value) in &file.vars {
             self.secrets.add_if_secret_name(name, value);
         }
@@ -30,6 +30,36 @@ impl Context {
 }
 
 impl Context {
+    /// Reads `path`, with what a dry run's `env::save` would have written to it. A file that
+    /// only a dry run would have created reads as those variables.
+    pub fn read_env_file(&self, path: &Path) -> Result<EnvFile, crate::dotenv::DotenvError> {
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let pending = self.dry_saves.lock().unwrap().get(&key).cloned();
+        let mut file = match (EnvFile::load(path), &pending) {
+            (Ok(file), _) => file,
+            (Err(crate::dotenv::DotenvError::Read { .. }), Some(_)) => EnvFile::default(),
+            (Err(error), _) => return Err(error),
+        };
+        if let Some(pending) = pending {
+            file.merge(pending);
+        }
+        Ok(file)
+    }
+
+    /// Remembers, in a dry run, what `env::save` would set in `path` (see [`Context::read_env_file`]).
+    pub fn save_env_file_dry(&self, path: &Path, vars: Vec<(String, String)>) {
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        for (name, value) in &vars {
+            self.secrets.add_if_secret_name(name, value);
+        }
+        let mut saves = self.dry_saves.lock().unwrap();
+        saves
+            .entry(key)
+            .or_default()
+            .merge(EnvFile { vars: vars.clone() });
+        self.env_files.lock().unwrap().merge(EnvFile { vars });
+    }
+
     /// Sets `vars` in the `.env` file at `path` (created with mode 0600 if missing, its mode
     /// kept otherwise), written whole or not at all, and makes them visible to `env::get`.
     pub fn save_env_file(&self, path: &Path, vars: Vec<(String, String)>) -> Result<(), String> {
@@ -144,9 +174,12 @@ pub fn module(context: &Arc<Context>) -> Module {
             }
             let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
             let detail = format!("{path} {}", names.join(" "));
-            context.change("env::save", &detail, || (), || {
-                context.save_env_file(Path::new(path), pairs.clone()).map_err(fail)
-            })
+            context.change(
+                "env::save",
+                &detail,
+                || context.save_env_file_dry(Path::new(path), pairs.clone()),
+                || context.save_env_file(Path::new(path), pairs.clone()).map_err(fail),
+            )
         }
     );
     module
