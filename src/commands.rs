@@ -82,7 +82,11 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     let (outcome, failure) = match runbook.run(&engine, &mut scope, args) {
         Ok(_) => (Outcome::Ok, None),
         Err(error) => {
-            let rendered = engine.render(&runbook.script.display, &error);
+            let mut rendered = engine.render(&runbook.script.display, &error);
+            if !context.is_dry_run() && !runbook.header.readonly {
+                rendered.push_str(&engine.redact(&context.changes_summary()));
+                rendered.push('\n');
+            }
             match context.cancel.reason() {
                 Some(reason) => (
                     Outcome::Stopped(reason),

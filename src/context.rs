@@ -31,6 +31,8 @@ pub struct Context {
     /// What `env::save` would have written, by file, in a dry run: later reads of those files
     /// in the same run see it, so the plan shown is the plan a real run would follow.
     pub dry_saves: Mutex<std::collections::HashMap<std::path::PathBuf, EnvFile>>,
+    /// Every change this process made, in order, for the summary printed when a run fails.
+    changes_made: Mutex<Vec<String>>,
     /// What is running now: set by `cutover run` (and the REPL for each call).
     run: RwLock<RunInfo>,
     docker: OnceLock<bollard::Docker>,
@@ -71,6 +73,7 @@ impl Context {
             secrets,
             env_files: Mutex::new(EnvFile::default()),
             dry_saves: Mutex::default(),
+            changes_made: Mutex::default(),
             run: RwLock::new(RunInfo::default()),
             docker: OnceLock::new(),
             http: OnceLock::new(),
@@ -150,8 +153,30 @@ impl Context {
         result
     }
 
+    /// What a run that failed or was stopped leaves behind: each change it made, or that it
+    /// changed nothing, so an operator knows where things stand without reading the journal.
+    pub fn changes_summary(&self) -> String {
+        let changes = self.changes_made.lock().unwrap();
+        if changes.is_empty() {
+            return "This run changed nothing.".to_string();
+        }
+        let mut text = format!(
+            "This run made {} change(s) before it ended:\n",
+            changes.len()
+        );
+        for change in changes.iter() {
+            text.push_str(&format!("  - {change}\n"));
+        }
+        text.push_str("(`cutover history` has them; `cutover status` shows where things stand)");
+        text
+    }
+
     /// Journals one change as a `change` entry (secrets masked), so no runbook can forget to.
     fn record_change(&self, action: &str, detail: &str, error: Option<String>, took: Duration) {
+        self.changes_made.lock().unwrap().push(match &error {
+            None => format!("{action} {detail}"),
+            Some(_) => format!("{action} {detail} (failed)"),
+        });
         match &error {
             None => tracing::debug!("changed: {action} {detail} ({} ms)", took.as_millis()),
             Some(error) => tracing::debug!("change failed: {action} {detail}: {error}"),

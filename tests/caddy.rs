@@ -566,9 +566,23 @@ fn shipped_config_switches_production_by_its_upstream_file() {
     let port = support::free_port();
     let mut config: Value =
         serde_json::from_str(include_str!("../deploy/caddy/caddy.json")).unwrap();
-    let server = &mut config["apps"]["http"]["servers"]["stack"];
-    assert_eq!(server["routes"][0]["@id"], "production");
-    server["listen"] = json!([format!("127.0.0.1:{port}")]);
+    // Each environment's route has its own server (listening on a port from the environment)
+    // and dials its own upstream file; the test gives them ports of its own.
+    let servers = &mut config["apps"]["http"]["servers"];
+    for name in ["production", "staging", "blue", "green"] {
+        let server = &mut servers[name];
+        assert_eq!(server["routes"][0]["@id"], name);
+        assert_eq!(
+            server["routes"][0]["handle"][0]["upstreams"][0]["dial"],
+            format!("{{file.deploy/caddy/upstreams/{name}}}")
+        );
+        let listen = if name == "production" {
+            port
+        } else {
+            support::free_port()
+        };
+        server["listen"] = json!([format!("127.0.0.1:{listen}")]);
+    }
     // Caddy and cutover both run from the project root: relative paths agree.
     let test = Test::new().file("deploy/caddy/upstreams/production", &blue.address());
     let caddy = CaddyProcess::start_in(config, Some(test.path()));

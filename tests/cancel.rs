@@ -70,7 +70,7 @@ fn timeout_stops_with_124() {
     Test::new()
         .runbook("r", "fn main() {\n  sleep(600000);\n}\n")
         .args(["--timeout", "0.5", "r"])
-        .stderr("runbooks/r.rhai:2:3: stopped by --timeout\n  |\n2 |   sleep(600000);\n  |   ^\n")
+        .stderr("runbooks/r.rhai:2:3: stopped by --timeout\n  |\n2 |   sleep(600000);\n  |   ^\nThis run changed nothing.\n")
         .status(124);
     assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -32,7 +32,7 @@ fn flag_dir_beats_env_dir_beats_local_beats_embedded() {
         .success();
     Test::new()
         .args(["doctor"])
-        .stderr_contains("SETTING")
+        .stderr_contains("CHECK")
         .success();
 }
 
@@ -47,18 +47,46 @@ fn list_shows_summaries_and_origins() {
         .runbook("bare", "fn main() {}")
         .args(["list"])
         .success();
-    let lines: Vec<&str> = listed.stdout.lines().collect();
-    assert!(
-        lines.contains(&"bare    (no summary)       [runbooks/bare.rhai]"),
-        "{lines:?}"
+    // Columns are aligned: a row's words, split on runs of spaces, are name, summary, origin.
+    let rows: Vec<Vec<String>> = listed
+        .stdout
+        .lines()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("bare"),
+        ["bare", "(no summary)", "[runbooks/bare.rhai]"]
     );
-    assert!(
-        lines.contains(&"doctor  My own doctor.     [runbooks/doctor.rhai]"),
-        "{lines:?}"
+    assert_eq!(
+        row("doctor"),
+        ["doctor", "My own doctor.", "[runbooks/doctor.rhai]"]
     );
+    assert_eq!(
+        row("zeta"),
+        ["zeta", "Does zeta things.", "[runbooks/zeta.rhai]"]
+    );
+    assert_eq!(row("promote")[2], "[embedded]");
+    let widths: Vec<usize> = listed
+        .stdout
+        .lines()
+        .map(|l| l.chars().position(|c| c == '[').unwrap())
+        .collect();
     assert!(
-        lines.contains(&"zeta    Does zeta things.  [runbooks/zeta.rhai]"),
-        "{lines:?}"
+        widths.windows(2).all(|w| w[0] == w[1]),
+        "origins not aligned:\n{}",
+        listed.stdout
     );
 }
 

@@ -28,7 +28,7 @@ fn thrown_error_in_a_runbook() {
   |
 3 |         throw `unknown environment ${env}`;
   |         ^
-",
+This run changed nothing.\n",
         )
         .status(1);
 }
@@ -51,7 +51,7 @@ fn error_inside_a_stdlib_function_shows_the_chain() {
 3 |     services[env] / 0
   |                   ^
   = in `check`, called from runbooks/promote.rhai:4:12
-",
+This run changed nothing.\n",
         )
         .status(1);
 }
@@ -68,7 +68,7 @@ fn error_in_a_nested_script_function() {
   |   ^
   = in `inner`, called from runbooks/nest.rhai:4:14
   = in `outer`, called from runbooks/nest.rhai:6:3
-",
+This run changed nothing.\n",
         )
         .status(1);
 }
@@ -83,7 +83,7 @@ fn error_raised_by_a_host_function_points_at_the_call() {
   |
 2 |     let tag = env::get(\"CUTOVER_TEST_UNSET_VARIABLE\");
   |                    ^
-",
+This run changed nothing.\n",
         )
         .status(1);
 }
