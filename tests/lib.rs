@@ -24,5 +24,6 @@ mod pg;
 mod pg_failures;
 mod repl;
 mod secrets;
+mod stack;
 mod state;
 mod traffic;

@@ -15,6 +15,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,7 +23,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
 /// One run of the binary, described before it happens.
 pub struct Test {
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<String>,
@@ -64,11 +65,17 @@ impl Default for Test {
 
 impl Test {
     pub fn new() -> Test {
+        let dir = tempfile::Builder::new()
+            .prefix("cutover-test-")
+            .tempdir()
+            .unwrap();
+        Test::within(Arc::new(dir))
+    }
+
+    /// A run in a directory several runs share (a stack the tests of a module act on in turn).
+    pub fn within(dir: Arc<tempfile::TempDir>) -> Test {
         Test {
-            dir: tempfile::Builder::new()
-                .prefix("cutover-test-")
-                .tempdir()
-                .unwrap(),
+            dir,
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
@@ -246,7 +253,7 @@ impl Test {
 
 /// A finished run: its output, and its directory for checking files it left.
 pub struct Finished {
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
     pub stdout: String,
     pub stderr: String,
 }

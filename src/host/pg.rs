@@ -239,8 +239,12 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
         "pg::restore",
         &detail,
         || {
+            // The shape of a real result, with nothing restored, so a runbook reads it alike.
             let mut map = base(0);
             map.insert("dry_run".into(), true.into());
+            map.insert("tables".into(), Map::new().into());
+            map.insert("rows".into(), 0_i64.into());
+            map.insert("replaced".into(), false.into());
             map
         },
         || {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod load;
 pub mod pg_container;
 pub mod postgres;
+pub mod stack;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,0 +1,374 @@
+//! The runbooks end to end on a real stack (Docker, Caddy and PostgreSQL in containers, images
+//! built here): the whole lifecycle with load running through every switch, and the faults an
+//! operator meets — an image that never gets healthy, an unhealthy standby, a second run, Ctrl-C
+//! mid-deploy — and dry runs that change nothing. Stacks are heavy for two cores, so these
+//! tests take turns.
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    support::{
+        self, Service,
+        load::{Group, Load, Method, Plan, Retry},
+        stack::Stack,
+    },
+    test::Finished,
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The services a stack needs, or `None` (the test returns) when one is missing; then the
+/// turn of this test among the stack tests.
+fn turn() -> Option<MutexGuard<'static, ()>> {
+    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
+        if !support::require(service) {
+            return None;
+        }
+    }
+    Some(
+        SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
+
+/// Keep-alive clients on the proxy: browser-like GETs, and GETs and POSTs that never retry.
+fn load_on(stack: &Stack) -> Load {
+    Load::start(Plan {
+        target: format!("127.0.0.1:{}", stack.ports.proxy).parse().unwrap(),
+        groups: vec![
+            Group::new("browser", Retry::Browser, Method::Get, 4, 60.0),
+            Group::new("never-retry GET", Retry::Never, Method::Get, 2, 20.0),
+            Group::new("never-retry POST", Retry::Never, Method::Post, 2, 20.0),
+        ],
+        duration: Duration::from_secs(300),
+        max_requests: 200_000,
+        request_timeout: Duration::from_secs(10),
+    })
+}
+
+fn finished_runs(stack: &Stack, runbook: &str) -> Vec<String> {
+    stack
+        .journal()
+        .into_iter()
+        .filter(|e| e["runbook"] == runbook && e["event"] == "finish")
+        .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::new("lifecycle");
+    stack.cutover(&["prepare", "blue", "v1"]).success();
+    stack
+        .cutover(&["promote", "blue"])
+        .stderr_contains("production: none -> blue (v1)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    stack.cutover(&["prepare", "green", "v2"]).success();
+    let settings = std::fs::read_to_string(stack.path().join("deploy/.env.blue-green")).unwrap();
+    assert!(settings.contains("\nGREEN_TAG=v2\n"), "{settings}");
+    stack
+        .cutover(&["validate", "green"])
+        .stderr_contains("green through the proxy")
+        .stderr_contains("green is healthy")
+        .success();
+    stack
+        .cutover(&["promote", "green"])
+        .stderr_contains("production: blue -> green (v2)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
+    stack
+        .cutover(&["rollback", "--yes"])
+        .stderr_contains("rolled back: production green -> blue (v1)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    for group in ["browser", "never-retry GET", "never-retry POST"] {
+        let seen = report.group(group);
+        assert!(seen.requests > 100, "{}", report.describe());
+        assert_eq!(seen.failures(), 0, "{}", report.describe());
+    }
+    assert_eq!(finished_runs(&stack, "promote"), ["ok", "ok"]);
+    assert_eq!(finished_runs(&stack, "rollback"), ["ok"]);
+    let switches: Vec<String> = stack
+        .journal()
+        .iter()
+        .filter(|e| {
+            e["event"] == "change"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("caddy::switch production")
+        })
+        .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(switches, ["promotion", "promotion", "rollback"]);
+    stack
+        .cutover(&["status"])
+        .stderr_contains("ACTIVE since")
+        .stderr_contains("standby")
+        .success();
+
+    // Backup, damage, restore: the data comes back, production serves again.
+    stack.psql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'kept')",
+    );
+    let backup = stack.cutover(&["backup"]).success();
+    let path = backup_path(&backup);
+    let mode = std::fs::metadata(stack.path().join(&path)).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    stack.psql("UPDATE notes SET body = 'corrupted'; INSERT INTO notes VALUES (2, 'junk')");
+    stack
+        .cutover(&["restore-db", &path, "--yes"])
+        .stderr_contains("restored flappyjournal")
+        .success();
+    assert_eq!(
+        stack.psql("SELECT string_agg(id || ':' || body, ',') FROM notes"),
+        "1:kept"
+    );
+    assert_eq!(stack.version(), "v1");
+
+    // The active environment dies: the failover moves production to the standby.
+    stack.docker(&["stop", &stack.container("blue-api-gateway")]);
+    stack
+        .cutover(&["emergency-failover"])
+        .stderr_contains("failed over: production blue -> green (v2)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
+    stack
+        .cutover(&["emergency-failover"])
+        .stderr_contains("production (green, v2) is healthy: no failover needed")
+        .success();
+}
+
+fn backup_path(run: &Finished) -> String {
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("backed up flappyjournal: "))
+        .unwrap_or_else(|| panic!("no backup line:\n{}", run.stderr));
+    let after = line.split("backed up flappyjournal: ").nth(1).unwrap();
+    after.split(" (").next().unwrap().to_string()
+}
+
+#[test]
+fn a_build_that_never_gets_healthy_stops_before_promotion() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("unhealthy");
+    let workspace = env!("CARGO_MANIFEST_DIR");
+    let build = format!(
+        r#"fn main() {{
+            docker::build("{workspace}/deploy/demo-service/image", "cutover-demo:broken",
+                #{{args: #{{UNHEALTHY: "1"}},
+                   files: #{{"demo-service": "{workspace}/target/demo/x86_64-unknown-linux-gnu/release/demo-service"}}}});
+        }}"#
+    );
+    stack
+        .cutover(&["run", "build-broken.rhai"])
+        .file("build-broken.rhai", &build)
+        .success();
+    let started = Instant::now();
+    stack
+        .cutover(&["deploy", "blue-only"])
+        .env("GREEN_TAG", "broken")
+        .env("TIMEOUT", "5")
+        .stderr_contains("health::wait: ")
+        .stderr_contains("green-api-gateway#1")
+        .stderr_contains("This run made")
+        .stderr_lacks("caddy::switch production")
+        .status(1);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+    assert_eq!(finished_runs(&stack, "deploy"), ["failed"]);
+}
+
+#[test]
+fn rollback_refuses_an_unhealthy_standby_unless_forced_and_says_what_it_did() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("rollback");
+    stack.docker(&["stop", &stack.container("green-auth-service")]);
+    stack
+        .cutover(&["rollback", "--yes"])
+        .stderr_contains(
+            "refusing to roll back: the standby green is unhealthy (green-auth-service#1: ",
+        )
+        .stderr_contains("Production stays on blue.")
+        .stderr_contains("This run changed nothing.")
+        .status(1);
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+    stack
+        .cutover(&["rollback"])
+        .env("FORCE_ROLLBACK", "true")
+        .stderr_contains("FORCE_ROLLBACK=true: switching production to green although it is unhealthy: green-auth-service#1")
+        .stderr_contains("rolled back: production blue -> green (v2)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
+}
+
+#[test]
+fn a_second_run_during_a_deploy_fails_naming_the_holder() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("lock");
+    let deploy = stack.cutover(&["deploy", "staging-only"]).spawn();
+    let holder = wait_for_lock(&stack);
+    assert!(holder.contains("running `deploy staging-only`"), "{holder}");
+    stack
+        .cutover(&["rollback", "--yes"])
+        .stderr_contains("another run holds the lock")
+        .stderr_contains("running `deploy staging-only`")
+        .status(1);
+    deploy.finish(0, Instant::now());
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+}
+
+fn wait_for_lock(stack: &Stack) -> String {
+    let started = Instant::now();
+    loop {
+        let status = stack.cutover(&["lock", "status"]).success();
+        if status.stdout.starts_with("held by") {
+            return status.stdout;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the lock was never taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_mid_deploy_leaves_traffic_on_a_healthy_environment_and_says_what_changed() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("interrupt");
+    let deploy = stack.cutover(&["deploy"]).env("STAGING_TAG", "v2").spawn();
+    wait_for_lock(&stack);
+    std::thread::sleep(Duration::from_millis(1500));
+    deploy.signal(libc::SIGINT);
+    let sent = Instant::now();
+    let (stopped, lived) = deploy.finish(130, sent);
+    assert!(lived < Duration::from_secs(2), "stopped after {lived:?}");
+    assert!(
+        stopped.stderr.contains("interrupted (Ctrl-C or SIGTERM)"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped.stderr.contains("This run made"),
+        "{}",
+        stopped.stderr
+    );
+    // Wherever it stopped, production is served by the environment recorded as active, healthy.
+    let active = stack.active();
+    let tag = if active == "blue" { "v1" } else { "v2" };
+    assert_eq!(
+        stack.version(),
+        tag,
+        "production does not serve {active}'s build"
+    );
+    stack.cutover(&["validate", &active]).success();
+}
+
+/// Everything a runbook could change: containers, the proxy's routes, state and settings files.
+fn snapshot(stack: &Stack) -> String {
+    let containers = stack.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", stack.name),
+        "--format",
+        "{{.Names}} {{.ID}} {{.State}}",
+    ]);
+    let mut lines: Vec<&str> = containers.lines().collect();
+    lines.sort();
+    let mut text = lines.join("\n");
+    text.push_str(&support::stack::get(stack.ports.admin, "/config/"));
+    for file in [
+        "deploy/.current-environment",
+        "deploy/cutover-state.json",
+        "deploy/.env.blue-green",
+        "deploy/cutover-journal.jsonl",
+        "deploy/caddy/upstreams/production",
+        "deploy/caddy/upstreams/blue",
+        "deploy/caddy/upstreams/green",
+        "deploy/caddy/upstreams/staging",
+    ] {
+        text.push_str(&std::fs::read_to_string(stack.path().join(file)).unwrap_or_default());
+    }
+    let backups = std::fs::read_dir(stack.path().join("deploy/backups"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    text.push_str(&format!("backups: {backups}"));
+    text
+}
+
+#[test]
+fn dry_runs_show_the_plan_and_change_nothing() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("dry");
+    let backup = backup_path(&stack.cutover(&["backup"]).success());
+    let before = snapshot(&stack);
+    // Each runbook's plan as a dry run shows it (a healthy production needs no failover).
+    for (args, plan) in [
+        (vec!["deploy"], "would caddy::switch production"),
+        (vec!["deploy", "staging-only"], "would compose::up"),
+        (vec!["prepare", "green", "v3"], "would env::save"),
+        (vec!["promote", "green"], "would caddy::switch production"),
+        (vec!["rollback"], "would caddy::switch production"),
+        (vec!["emergency-failover"], "no failover needed"),
+        (vec!["backup"], "would pg::dump"),
+        (vec!["restore-db", &backup], "would pg::restore"),
+        (vec!["archive-logs"], "would append the logs"),
+        (vec!["scale", "api-gateway", "2"], "would compose::up"),
+        (vec!["teardown", "volumes"], "would compose::down"),
+    ] {
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let run = stack.cutover(&dry).success();
+        assert!(
+            run.stderr.contains(plan),
+            "{args:?} did not show {plan:?}:\n{}",
+            run.stderr
+        );
+        assert_eq!(snapshot(&stack), before, "{args:?} changed something");
+    }
+    stack
+        .cutover(&["prepare", "green", "v3", "--dry-run"])
+        .stderr_contains("would recreate container")
+        .success();
+}
