@@ -506,7 +506,7 @@ fn unknown_route_and_bad_options_are_named() {
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{chek: false}})"),
-            "caddy::switch options: unknown option `chek`",
+            "caddy::switch: unknown option `chek` (known: mode, file, check, check_timeout)",
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{mode: \"file\"}})"),

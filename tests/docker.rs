@@ -403,6 +403,6 @@ fn bad_run_spec_is_an_error_naming_the_key() {
     Test::new()
         .runbook("r", r#"fn main() { docker::stop("x", #{timout: 5}) }"#)
         .args(["r"])
-        .stderr_contains("docker::stop: unknown option `timout` (it takes timeout)")
+        .stderr_contains("docker::stop: unknown option `timout` (known: timeout)")
         .status(1);
 }

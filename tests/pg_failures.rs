@@ -266,7 +266,7 @@ fn bad_options_and_missing_directory_change_nothing() {
         ),
         (
             r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", fromat: "custom"})"#,
-            "pg::dump: unknown option `fromat`",
+            "pg::dump: unknown option `fromat` (known: url, password, container, db, user, connect_timeout, to, format, gzip, args)",
         ),
         (
             r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", format: "tar"})"#,
@@ -294,7 +294,7 @@ fn bad_options_and_missing_directory_change_nothing() {
         ),
         (
             r#"pg::prune(#{dir: "b", db: "app", keep: 0})"#,
-            "keep must be at least 1",
+            "pg::prune: option `keep` must be at least 1 (delete the last backup by hand), not i64 `0`",
         ),
         (
             r#"pg::prune(#{dir: "nope", db: "app", keep: 1})"#,

@@ -17,7 +17,7 @@ use std::{
 use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
-use super::{HostResult, fail, function, health::refuse_unknown, health::take_ms};
+use super::{HostResult, fail, function, options::Options};
 use crate::{
     address,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
@@ -294,20 +294,20 @@ fn describe_config(config: &Value) -> String {
     )
 }
 
+/// Whether and how long to check that targets accept connections (`check`, `check_timeout`).
 struct Checked {
     check: bool,
     timeout: Duration,
 }
 
-fn take_check(options: &mut Map) -> HostResult<Checked> {
-    let check = match options.remove("check") {
-        None => true,
-        Some(value) => value
-            .as_bool()
-            .map_err(|found| fail(format!("`check` must be true or false, not {found}")))?,
-    };
-    let timeout = take_ms(options, "check_timeout")?.unwrap_or(CHECK_TIMEOUT);
-    Ok(Checked { check, timeout })
+/// The options every traffic change takes.
+const CHECK_KEYS: [&str; 2] = ["check", "check_timeout"];
+
+fn read_check(options: &Options) -> HostResult<Checked> {
+    Ok(Checked {
+        check: options.bool("check")?.unwrap_or(true),
+        timeout: options.millis("check_timeout")?.unwrap_or(CHECK_TIMEOUT),
+    })
 }
 
 /// Validates every address, and with `checked.check` that each accepts a connection.
@@ -326,8 +326,13 @@ fn switch(
     reads: &Reads,
     route_id: &str,
     addrs: Array,
-    mut options: Map,
+    options: Map,
 ) -> HostResult<Map> {
+    let options = Options::new(
+        "caddy::switch",
+        options,
+        &[&["mode", "file"][..], &CHECK_KEYS].concat(),
+    )?;
     let mut to = Vec::new();
     for addr in addrs {
         let text = addr.into_string().map_err(|found| {
@@ -343,27 +348,19 @@ fn switch(
     if to.is_empty() {
         return Err(fail("caddy::switch: no address to switch to"));
     }
-    let file = match options.remove("file") {
-        None => None,
-        Some(path) => {
-            Some(PathBuf::from(path.into_string().map_err(|found| {
-                fail(format!("`file` must be a path, not {found}"))
-            })?))
-        }
-    };
-    let mode = match options.remove("mode").map(|m| m.to_string()).as_deref() {
+    let file = options.string("file")?.map(PathBuf::from);
+    let mode = match options.string("mode")?.as_deref() {
         None | Some("auto") if file.is_none() => Mode::Auto,
         None | Some("auto") | Some("file") => Mode::File(file),
         Some("patch") if file.is_none() => Mode::Patch,
         Some(other) => {
-            return Err(fail(format!(
-                "caddy::switch: mode {other:?} is not one of \"auto\", \"file\", \"patch\" \
+            return Err(options.error(format!(
+                "mode {other:?} is not one of \"auto\", \"file\", \"patch\" \
                  (and `file` goes with mode file)"
             )));
         }
     };
-    let checked = take_check(&mut options)?;
-    refuse_unknown(&options, "caddy::switch options")?;
+    let checked = read_check(&options)?;
     check_targets(context, &to, &checked)?;
     let admin = admin(context)?;
     let route = run(context, admin.route(route_id))?;
@@ -379,8 +376,9 @@ fn set_weights(
     reads: &Reads,
     route_id: &str,
     weights: Map,
-    mut options: Map,
+    options: Map,
 ) -> HostResult<Map> {
+    let options = Options::new("caddy::weights", options, &CHECK_KEYS)?;
     let mut split = Vec::new();
     for (addr, weight) in weights {
         let weight = weight
@@ -397,8 +395,7 @@ fn set_weights(
     if split.is_empty() {
         return Err(fail("caddy::weights: no address to send traffic to"));
     }
-    let checked = take_check(&mut options)?;
-    refuse_unknown(&options, "caddy::weights options")?;
+    let checked = read_check(&options)?;
     let live: Vec<String> = split
         .iter()
         .filter(|(_, w)| *w > 0)

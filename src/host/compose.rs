@@ -4,7 +4,7 @@
 //! `up`, `down` and `ps` act on such a map, which a runbook may adjust in between. `up` and
 //! `down` are changes: a dry run logs and returns their real plan, and changes nothing.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
@@ -38,7 +38,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// print(project.services.keys());
         /// ```
         fn load[context](call, path: &str) -> Map {
-            load(&context, path, Options::none("compose::load"))
+            load(&context, path, Map::new())
         }
     );
     function!(&mut module,
@@ -51,7 +51,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         ///     #{env_file: "deploy/.env.blue-green", profiles: ["green"]});
         /// ```
         fn load[context](call, path: &str, options: Map) -> Map {
-            load(&context, path, Options::new("compose::load", options))
+            load(&context, path, options)
         }
     );
     function!(&mut module,
@@ -67,7 +67,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// log::info(`${done.created.len()} created, ${done.unchanged.len()} unchanged`);
         /// ```
         fn up[context](call, project: Map) -> Map {
-            up(&context, project, Options::none("compose::up"))
+            up(&context, project, Map::new())
         }
     );
     function!(&mut module,
@@ -80,7 +80,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// compose::up(project, #{services: ["api"], scale: #{api: 3}});
         /// ```
         fn up[context](call, project: Map, options: Map) -> Map {
-            up(&context, project, Options::new("compose::up", options))
+            up(&context, project, options)
         }
     );
     function!(&mut module,
@@ -92,7 +92,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// compose::down(compose::load("deploy/docker-compose.yml"));
         /// ```
         fn down[context](call, project: Map) -> Map {
-            down(&context, project, Options::none("compose::down"))
+            down(&context, project, Map::new())
         }
     );
     function!(&mut module,
@@ -103,7 +103,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// compose::down(compose::load("deploy/docker-compose.yml"), #{volumes: true, timeout: 5_000});
         /// ```
         fn down[context](call, project: Map, options: Map) -> Map {
-            down(&context, project, Options::new("compose::down", options))
+            down(&context, project, options)
         }
     );
     function!(&mut module,
@@ -125,14 +125,18 @@ pub fn module(context: &Arc<Context>) -> Module {
     module
 }
 
-fn load(context: &Context, path: &str, mut options: Options) -> HostResult<Map> {
+fn load(context: &Context, path: &str, options: Map) -> HostResult<Map> {
+    let options = Options::new(
+        "compose::load",
+        options,
+        &["env_file", "profiles", "project_name"],
+    )?;
     let load_options = LoadOptions {
         env_file: options.string("env_file")?.map(PathBuf::from),
         profiles: options.strings("profiles")?,
         project_name: options.string("project_name")?,
         fallback: context.env_files.lock().unwrap().vars.clone(),
     };
-    options.finish(&["env_file", "profiles", "project_name"])?;
     let project = compose::load(std::path::Path::new(path), &load_options).map_err(fail)?;
     for warning in &project.warnings {
         tracing::warn!("{warning}");
@@ -149,7 +153,8 @@ fn project_name(project: &Map) -> HostResult<String> {
     }
 }
 
-fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> {
+fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
+    let options = Options::new("compose::up", options, &["services", "profiles", "scale"])?;
     let mut scale = std::collections::BTreeMap::new();
     for (service, count) in options.map("scale")?.unwrap_or_default() {
         let count = count
@@ -157,8 +162,9 @@ fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> 
             .ok()
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| {
-                fail(format!(
-                    "compose::up: scale of {service} must be a count, not `{count}`"
+                options.error(format!(
+                    "the scale of {service} must be a count, not {} `{count}`",
+                    count.type_name()
                 ))
             })?;
         scale.insert(service.to_string(), count);
@@ -168,7 +174,6 @@ fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> 
         profiles: options.strings("profiles")?,
         scale,
     };
-    options.finish(&["services", "profiles", "scale"])?;
     let project = Project::from_node(&Node::from(&Dynamic::from_map(project))).map_err(fail)?;
     let docker = context.docker()?;
     let plan = wait(context, compose_up::plan(&docker, &project, &up_options))?;
@@ -191,10 +196,10 @@ fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> 
     Ok(to_dynamic(report)?.cast::<Map>())
 }
 
-fn down(context: &Context, project: Map, mut options: Options) -> HostResult<Map> {
+fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
+    let options = Options::new("compose::down", options, &["volumes", "timeout"])?;
     let volumes = options.bool("volumes")?.unwrap_or(false);
-    let grace = options.count("timeout")?.map(Duration::from_millis);
-    options.finish(&["volumes", "timeout"])?;
+    let grace = options.millis("timeout")?;
     let name = project_name(&project)?;
     let docker = context.docker()?;
     let plan = wait(context, compose_down::plan(&docker, &name, volumes))?;

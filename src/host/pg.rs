@@ -10,7 +10,8 @@ use rhai::{Array, Dynamic, Map, Module};
 
 use super::{
     HostResult, fail, function,
-    pg_options::{Options, dump_request, restore_request, target_of},
+    options::Options,
+    pg_options::{dump_request, restore_request, target_of},
 };
 use crate::{
     context::Context,
@@ -308,18 +309,12 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
     let keep = match options.int("keep")? {
         Some(keep) if keep >= 1 => keep as usize,
         Some(keep) => {
-            return Err(fail(format!(
-                "pg::prune: keep must be at least 1 (it is {keep}); delete the last backup by hand"
-            )));
+            let wanted = "at least 1 (delete the last backup by hand)";
+            return Err(options.invalid("keep", wanted, &keep.into()));
         }
-        None => {
-            return Err(fail(
-                "pg::prune: option `keep` (how many backups to keep) is missing",
-            ));
-        }
+        None => return Err(options.missing("keep", "how many backups to keep")),
     };
-    let (kept, deleted) =
-        pgbackups::plan_prune(&dir, &db, keep).map_err(|e| fail(format!("pg::prune: {e}")))?;
+    let (kept, deleted) = pgbackups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
     let mut gone = Array::new();
     for backup in &deleted {
         let path = backup.path.display().to_string();

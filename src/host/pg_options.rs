@@ -1,13 +1,14 @@
-//! The option maps of `pg::*` read into typed requests. Every key is checked: an unknown key (a
-//! typo like `fromat`) or a value of the wrong type is an error naming the function, the key and
-//! what was expected, raised before anything runs. Passwords met here (a `password` option or one
-//! inside a URL) are registered for masking at once, before any message could show them.
+//! The option maps of `pg::*` read into typed requests, with the shared reader of
+//! [`super::options`]: an unknown key (a typo like `fromat`) or a value of the wrong type is an
+//! error naming the function, the key and what was expected, raised before anything runs.
+//! Passwords met here (a `password` option or one inside a URL) are registered for masking at
+//! once, before any message could show them.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use rhai::{Dynamic, Map};
 
-use super::{HostResult, fail};
+use super::{HostResult, fail, options::Options};
 use crate::{
     context::Context,
     pgbackups,
@@ -26,198 +27,81 @@ const TARGET_KEYS: [&str; 6] = [
     "connect_timeout",
 ];
 
-/// An option map being read: each key is looked up once, and unknown keys are refused.
-pub struct Options {
-    function: &'static str,
-    map: Map,
+/// The keys of a function that reaches a database: the target's and its own.
+fn keys(own: &[&'static str]) -> Vec<&'static str> {
+    [&TARGET_KEYS[..], own].concat()
 }
 
-impl Options {
-    pub fn new(function: &'static str, map: Map, known: &[&str]) -> HostResult<Options> {
-        let mut unknown: Vec<&str> = map
-            .keys()
-            .map(|k| k.as_str())
-            .filter(|k| !known.contains(k))
-            .collect();
-        if let Some(first) = unknown.pop() {
-            return Err(fail(format!(
-                "{function}: unknown option `{first}`; the options are: {}",
-                known.join(", ")
-            )));
-        }
-        Ok(Options { function, map })
+/// The database these options name: `url` (with an optional `password`), or `container` with
+/// `db` and `user` (default `postgres`). Its password is registered for masking.
+fn target(options: &Options, context: &Context) -> HostResult<Target> {
+    let password = options.string("password")?;
+    if let Some(password) = &password {
+        context.secrets.add(password);
     }
-
-    fn get(&self, key: &str) -> Option<&Dynamic> {
-        self.map.get(key).filter(|v| !v.is_unit())
+    let url = options.string("url")?;
+    if let Some(url) = &url
+        && let Some(raw) = crate::pgtarget::url_password_as_written(url)
+    {
+        context.secrets.add(raw);
     }
-
-    fn wrong(&self, key: &str, want: &str, value: &Dynamic) -> Box<rhai::EvalAltResult> {
-        fail(format!(
-            "{}: option `{key}` must be {want}, not {}",
-            self.function,
-            value.type_name()
-        ))
-    }
-
-    pub fn string(&self, key: &str) -> HostResult<Option<String>> {
-        self.get(key)
-            .map(|v| {
-                v.clone()
-                    .into_string()
-                    .map_err(|_| self.wrong(key, "a string", v))
-            })
-            .transpose()
-    }
-
-    pub fn required(&self, key: &str, what: &str) -> HostResult<String> {
-        self.string(key)?.ok_or_else(|| {
-            fail(format!(
-                "{}: option `{key}` ({what}) is missing",
-                self.function
-            ))
-        })
-    }
-
-    pub fn bool(&self, key: &str) -> HostResult<Option<bool>> {
-        self.get(key)
-            .map(|v| v.as_bool().map_err(|_| self.wrong(key, "true or false", v)))
-            .transpose()
-    }
-
-    pub fn int(&self, key: &str) -> HostResult<Option<i64>> {
-        self.get(key)
-            .map(|v| v.as_int().map_err(|_| self.wrong(key, "an integer", v)))
-            .transpose()
-    }
-
-    pub fn strings(&self, key: &str) -> HostResult<Vec<String>> {
-        let Some(value) = self.get(key) else {
-            return Ok(Vec::new());
-        };
-        let array = value
-            .clone()
-            .into_array()
-            .map_err(|_| self.wrong(key, "an array of strings", value))?;
-        array
-            .into_iter()
-            .map(|item| {
-                let shown = item.clone();
-                item.into_string()
-                    .map_err(|_| self.wrong(key, "an array of strings", &shown))
-            })
-            .collect()
-    }
-
-    /// Milliseconds as a duration; must be positive.
-    pub fn millis(&self, key: &str) -> HostResult<Option<Duration>> {
-        match self.int(key)? {
-            None => Ok(None),
-            Some(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms as u64))),
-            Some(ms) => Err(fail(format!(
-                "{}: option `{key}` is in milliseconds and must be > 0, not {ms}",
-                self.function
-            ))),
-        }
-    }
-
-    /// The database these options name: `url` (with an optional `password`), or `container` with
-    /// `db` and `user` (default `postgres`). Its password is registered for masking.
-    pub fn target(&self, context: &Context) -> HostResult<Target> {
-        let password = self.string("password")?;
-        if let Some(password) = &password {
-            context.secrets.add(password);
-        }
-        let url = self.string("url")?;
-        if let Some(url) = &url
-            && let Some(raw) = crate::pgtarget::url_password_as_written(url)
-        {
-            context.secrets.add(raw);
-        }
-        let container = self.string("container")?;
-        let mut target = match (url, container) {
-            (Some(url), None) => {
-                if let Some(key) = ["db", "user"].into_iter().find(|k| self.get(k).is_some()) {
-                    return Err(fail(format!(
-                        "{}: option `{key}` goes with `container`; with `url` the URL names the \
-                         database and user",
-                        self.function
-                    )));
-                }
-                Target::server(&url, password)
-            }
-            (None, Some(container)) => {
-                let db = self.required("db", "the database in the container")?;
-                let user = self.string("user")?.unwrap_or_else(|| "postgres".into());
-                Target::container(&container, &db, &user, password)
-            }
-            (Some(_), Some(_)) => {
-                return Err(fail(format!(
-                    "{}: give either `url` or `container`, not both",
-                    self.function
+    let container = options.string("container")?;
+    let mut target = match (url, container) {
+        (Some(url), None) => {
+            if let Some(key) = ["db", "user"].into_iter().find(|k| options.has(k)) {
+                return Err(options.error(format!(
+                    "option `{key}` goes with `container`; with `url` the URL names the \
+                     database and user"
                 )));
             }
-            (None, None) => {
-                return Err(fail(format!(
-                    "{}: say where the database is: `url` (postgres://user@host:port/db) or \
-                     `container` with `db`",
-                    self.function
-                )));
-            }
+            Target::server(&url, password)
         }
-        .map_err(|e| fail(format!("{}: {e}", self.function)))?;
-        for secret in target.secrets() {
-            context.secrets.add(&secret);
+        (None, Some(container)) => {
+            let db = options.required("db", "the database in the container")?;
+            let user = options.string("user")?.unwrap_or_else(|| "postgres".into());
+            Target::container(&container, &db, &user, password)
         }
-        if let Some(timeout) = self.millis("connect_timeout")? {
-            target.connect_timeout = timeout;
+        (Some(_), Some(_)) => {
+            return Err(options.error("give either `url` or `container`, not both"));
         }
-        Ok(target)
+        (None, None) => {
+            return Err(options.error(
+                "say where the database is: `url` (postgres://user@host:port/db) or \
+                 `container` with `db`",
+            ));
+        }
     }
+    .map_err(|e| options.error(e))?;
+    for secret in target.secrets() {
+        context.secrets.add(&secret);
+    }
+    if let Some(timeout) = options.positive_millis("connect_timeout")? {
+        target.connect_timeout = timeout;
+    }
+    Ok(target)
 }
-
-/// The keys of `pg::dump`.
-pub const DUMP_KEYS: [&str; 10] = [
-    "url",
-    "password",
-    "container",
-    "db",
-    "user",
-    "connect_timeout",
-    "to",
-    "format",
-    "gzip",
-    "args",
-];
 
 /// A dump request from `pg::dump`'s options. `to` may name a directory: the file is then named by
 /// the backup convention (see [`pgbackups`]).
 pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
-    let options = Options::new("pg::dump", map, &DUMP_KEYS)?;
-    let target = options.target(context)?;
+    let options = Options::new("pg::dump", map, &keys(&["to", "format", "gzip", "args"]))?;
+    let target = target(&options, context)?;
     let format = match options.string("format")? {
         None => Format::Plain,
-        Some(name) => Format::parse(&name).ok_or_else(|| {
-            fail(format!(
-                "pg::dump: format {name:?} is not one of plain, custom"
-            ))
-        })?,
+        Some(name) => Format::parse(&name)
+            .ok_or_else(|| options.error(format!("format {name:?} is not one of plain, custom")))?,
     };
     let to = options.required("to", "the backup file, or a directory")?;
-    let gzip = match options.get("gzip") {
+    let gzip = match options.value("gzip") {
         None => (format == Format::Plain && to.ends_with(".gz")).then_some(DEFAULT_GZIP_LEVEL),
         Some(value) => match (value.as_bool(), value.as_int()) {
             (Ok(on), _) => on.then_some(DEFAULT_GZIP_LEVEL),
             (_, Ok(level @ 1..=9)) => Some(level as u32),
-            _ => {
-                return Err(fail(format!(
-                    "pg::dump: option `gzip` must be true, false or a level 1–9, not {value}"
-                )));
-            }
+            _ => return Err(options.invalid("gzip", "true, false or a level 1–9", value)),
         },
     };
     if to.ends_with('/') && !std::path::Path::new(&to).is_dir() {
-        return Err(fail(format!("pg::dump: directory {to} does not exist")));
+        return Err(options.error(format!("directory {to} does not exist")));
     }
     let mut to = PathBuf::from(to);
     if to.is_dir() {
@@ -227,7 +111,7 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
             gzip.is_some(),
             jiff::Timestamp::now(),
         )
-        .map_err(|e| fail(format!("pg::dump: {e}")))?;
+        .map_err(|e| options.error(e))?;
         to.push(name);
     }
     Ok(DumpRequest {
@@ -235,27 +119,14 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
         to,
         format,
         gzip,
-        extra_args: options.strings("args")?,
+        extra_args: options.strings("args")?.unwrap_or_default(),
     })
 }
 
-/// The keys of `pg::restore`.
-pub const RESTORE_KEYS: [&str; 10] = [
-    "url",
-    "password",
-    "container",
-    "db",
-    "user",
-    "connect_timeout",
-    "from",
-    "sha256",
-    "terminate_sessions",
-    "maintenance_db",
-];
-
 pub fn restore_request(context: &Context, map: Map) -> HostResult<RestoreRequest> {
-    let options = Options::new("pg::restore", map, &RESTORE_KEYS)?;
-    let target = options.target(context)?;
+    let own = ["from", "sha256", "terminate_sessions", "maintenance_db"];
+    let options = Options::new("pg::restore", map, &keys(&own))?;
+    let target = target(&options, context)?;
     let scratch = scratch_name(&target.database());
     Ok(RestoreRequest {
         from: options.required("from", "the dump file")?.into(),
@@ -283,5 +154,5 @@ pub fn target_of(context: &Context, function: &'static str, value: Dynamic) -> H
             ))
         })?
     };
-    Options::new(function, map, &TARGET_KEYS)?.target(context)
+    target(&Options::new(function, map, &TARGET_KEYS)?, context)
 }
