@@ -50,15 +50,10 @@ fn child_named(parent: u32, name: &str) -> Option<i32> {
         })
 }
 
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    let every = Duration::from_millis(2);
+    let what = || format!("timed out waiting for {what}");
+    crate::support::wait_for(Duration::from_secs(30), every, what, probe)
 }
 
 /// Starts a dump of the big database into `backups/big.sql` and waits until pg_dump's output is
