@@ -178,22 +178,18 @@ fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     let docker = context.docker()?;
     let plan = wait(context, compose_up::plan(&docker, &project, &up_options))?;
     let steps = plan.describe();
-    let detail = format!("project {} ({} changes)", project.name, steps.len());
-    let report = context.change(
+    carry_out(
+        context,
         "compose::up",
-        &detail,
+        &project.name,
+        &steps,
+        || plan.report(),
         || {
-            steps.iter().for_each(|step| tracing::info!("would {step}"));
-            plan.report()
-        },
-        || {
-            steps.iter().for_each(|step| tracing::info!("{step}"));
             let progress = Progress::spinner(context, &format!("bringing {} up", project.name));
             let report_progress = |message: &str| progress.set_message(message);
             wait(context, plan.clone().apply(&docker, &report_progress))
         },
-    )?;
-    Ok(to_dynamic(report)?.cast::<Map>())
+    )
 }
 
 fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
@@ -204,17 +200,37 @@ fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     let docker = context.docker()?;
     let plan = wait(context, compose_down::plan(&docker, &name, volumes))?;
     let steps = plan.describe();
+    carry_out(
+        context,
+        "compose::down",
+        &name,
+        &steps,
+        || plan.clone(),
+        || wait(context, plan.clone().apply(&docker, grace)),
+    )
+}
+
+/// Carries out a plan of `steps` on project `name` through the change gate, logging each step
+/// (as `would …` in a dry run, which returns `dry()`); returns what was done as a map.
+fn carry_out<T: serde::Serialize>(
+    context: &Context,
+    action: &str,
+    name: &str,
+    steps: &[String],
+    dry: impl FnOnce() -> T,
+    apply: impl FnOnce() -> HostResult<T>,
+) -> HostResult<Map> {
     let detail = format!("project {name} ({} changes)", steps.len());
     let done = context.change(
-        "compose::down",
+        action,
         &detail,
         || {
             steps.iter().for_each(|step| tracing::info!("would {step}"));
-            plan.clone()
+            dry()
         },
         || {
             steps.iter().for_each(|step| tracing::info!("{step}"));
-            wait(context, plan.clone().apply(&docker, grace))
+            apply()
         },
     )?;
     Ok(to_dynamic(done)?.cast::<Map>())
