@@ -4,7 +4,7 @@
 //! absent, the database must be left as it was, and no password may show anywhere.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -79,6 +79,23 @@ fn dump_in_progress(app_name: &str) -> (crate::test::Running, PathBuf, i32) {
     (running, backups, pg_dump)
 }
 
+/// The dump of [`dump_in_progress`] fails (exit 1) with an error saying each of `why` and that
+/// nothing was written, and leaves neither a backup nor a temporary file.
+fn dump_failed_leaving_nothing(running: crate::test::Running, backups: &Path, why: &[&str]) {
+    let (finished, _) = running.finish(1, Instant::now());
+    for said in why
+        .iter()
+        .chain(&["nothing was written to backups/big.sql"])
+    {
+        assert!(finished.stderr.contains(said), "{}", finished.stderr);
+    }
+    assert_eq!(
+        files_in(backups),
+        Vec::<String>::new(),
+        "no backup and no temporary file"
+    );
+}
+
 #[test]
 fn killed_pg_dump_leaves_no_file() {
     if !support::require(Service::Postgres) {
@@ -100,24 +117,7 @@ fn killed_pg_dump_leaves_no_file() {
     );
 
     unsafe { libc::kill(pg_dump, libc::SIGKILL) };
-    let (finished, _) = running.finish(1, Instant::now());
-    assert!(
-        finished.stderr.contains("pg_dump was killed by signal 9"),
-        "{}",
-        finished.stderr
-    );
-    assert!(
-        finished
-            .stderr
-            .contains("nothing was written to backups/big.sql"),
-        "{}",
-        finished.stderr
-    );
-    assert_eq!(
-        files_in(&backups),
-        Vec::<String>::new(),
-        "no backup and no temporary file"
-    );
+    dump_failed_leaving_nothing(running, &backups, &["pg_dump was killed by signal 9"]);
 }
 
 #[test]
@@ -135,21 +135,8 @@ fn server_ending_the_dump_leaves_no_file() {
     );
     unsafe { libc::kill(pg_dump, libc::SIGCONT) };
     assert_eq!(ended, "1");
-    let (finished, _) = running.finish(1, Instant::now());
-    assert!(
-        finished.stderr.contains("pg_dump exited with code 1"),
-        "{}",
-        finished.stderr
-    );
-    assert!(finished.stderr.contains("terminat"), "{}", finished.stderr);
-    assert!(
-        finished
-            .stderr
-            .contains("nothing was written to backups/big.sql"),
-        "{}",
-        finished.stderr
-    );
-    assert_eq!(files_in(&backups), Vec::<String>::new());
+    let why = ["pg_dump exited with code 1", "terminat"];
+    dump_failed_leaving_nothing(running, &backups, &why);
 }
 
 #[test]
