@@ -23,7 +23,7 @@ pub mod log;
 pub mod operator;
 pub mod options;
 pub mod pg;
-pub mod pg_options;
+pub mod pg_requests;
 pub mod secret;
 pub mod state;
 pub mod time;

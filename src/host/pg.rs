@@ -11,7 +11,7 @@ use rhai::{Array, Dynamic, Map, Module};
 use super::{
     HostResult, fail, function,
     options::Options,
-    pg_options::{dump_request, restore_request, target_of},
+    pg_requests::{dump_request, restore_request, target_of},
 };
 use crate::{
     context::Context,
