@@ -17,7 +17,7 @@ use std::{
 use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
-use super::{HostResult, fail, function, options::Options};
+use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     address,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
@@ -154,7 +154,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn upstreams[context, reads](call, route_id: &str) -> Array {
             let admin = admin(&context)?;
             let route = run(&context, admin.route(route_id))?;
-            let targets = route.targets().map_err(|e| error(&context, e))?;
+            let targets = route.targets().map_err(|e| fail_masked(&context, e))?;
             reads.remember(&admin, &route_path(route_id), Seen {
                 etag: Some(route.etag.clone()),
                 targets: Some(targets.clone()),
@@ -223,7 +223,7 @@ fn admin(context: &Context) -> HostResult<Admin> {
         .env_var("CADDY_ADMIN")
         .filter(|a| !a.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
-    Admin::new(&address, context.http()).map_err(|e| error(context, e))
+    Admin::new(&address, context.http()).map_err(|e| fail_masked(context, e))
 }
 
 /// Runs an admin call, turning its error into a script error.
@@ -231,11 +231,7 @@ fn run<T>(
     context: &Context,
     call: impl std::future::Future<Output = Result<T, CaddyError>>,
 ) -> HostResult<T> {
-    context.block_on(call)?.map_err(|e| error(context, e))
-}
-
-fn error(context: &Context, error: CaddyError) -> Box<rhai::EvalAltResult> {
-    fail(context.secrets.redact(&error.to_string()))
+    context.block_on(call)?.map_err(|e| fail_masked(context, e))
 }
 
 fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResult<()> {
@@ -313,7 +309,7 @@ fn read_check(options: &Options) -> HostResult<Checked> {
 /// Validates every address, and with `checked.check` that each accepts a connection.
 fn check_targets(context: &Context, addrs: &[String], checked: &Checked) -> HostResult<()> {
     for addr in addrs {
-        address::validate(addr).map_err(|e| error(context, e))?;
+        address::validate(addr).map_err(|e| fail_masked(context, e))?;
     }
     if checked.check {
         run(context, address::check_accepting(addrs, checked.timeout))?;
@@ -366,8 +362,8 @@ fn switch(
     let route = run(context, admin.route(route_id))?;
     reads
         .verify(&admin, &route)
-        .map_err(|e| error(context, e))?;
-    let plan = upstream::plan_switch(route, to, mode).map_err(|e| error(context, e))?;
+        .map_err(|e| fail_masked(context, e))?;
+    let plan = upstream::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::switch", plan)
 }
 
@@ -402,7 +398,7 @@ fn set_weights(
         .map(|(a, _)| a.clone())
         .collect();
     for (addr, _) in &split {
-        address::validate(addr).map_err(|e| error(context, e))?;
+        address::validate(addr).map_err(|e| fail_masked(context, e))?;
     }
     check_targets(context, &live, &checked)?;
     let admin = admin(context)?;
@@ -410,8 +406,8 @@ fn set_weights(
     let route = run(context, admin.route(route_id))?;
     reads
         .verify(&admin, &route)
-        .map_err(|e| error(context, e))?;
-    let plan = upstream::plan_weights(route, split).map_err(|e| error(context, e))?;
+        .map_err(|e| fail_masked(context, e))?;
+    let plan = upstream::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::weights", plan)
 }
 

@@ -104,12 +104,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn start[context](call, name: &str) -> () {
             let docker = context.docker()?;
             context.change("docker::start", name, || (), || {
-                wait(&context, async {
-                    match docker.start_container(name, None).await {
-                        Err(e) if crate::docker::is_status(&e, 304) => Ok(()),
-                        other => crate::docker::Doing::doing(other, format!("start container {name}")),
-                    }
-                })
+                wait(&context, containers::start(&docker, name, name))
             })
         }
     );

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
 
-use super::{HostResult, fail, function, options::Options};
+use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     context::Context,
     health::{self, Check, Clients, HttpProbe, Outcome, Probe},
@@ -209,11 +209,7 @@ fn wait(context: &Context, checks: Array, options: Map) -> HostResult<Array> {
     drop(progress);
     match result {
         Ok(outcomes) => Ok(to_array(outcomes)),
-        Err(unhealthy) => Err(fail(
-            context
-                .secrets
-                .redact(&format!("health::wait: {unhealthy}")),
-        )),
+        Err(unhealthy) => Err(fail_masked(context, format!("health::wait: {unhealthy}"))),
     }
 }
 

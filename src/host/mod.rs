@@ -80,6 +80,12 @@ pub fn fail(message: impl Display) -> Box<EvalAltResult> {
     message.to_string().into()
 }
 
+/// An error whose text has every registered secret masked: for messages that quote what a
+/// server or a program said, which may echo a password back.
+pub fn fail_masked(context: &Context, message: impl Display) -> Box<EvalAltResult> {
+    fail(context.secrets.redact(&message.to_string()))
+}
+
 /// Stamps `error` with the position of the host call, unless it already has one.
 pub fn at(mut error: Box<EvalAltResult>, call: &NativeCallContext) -> Box<EvalAltResult> {
     if error.position().is_none() {
