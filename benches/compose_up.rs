@@ -5,11 +5,18 @@
 //!
 //! `cargo bench --bench compose_up` (needs the Docker Engine and `docker-compose`)
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+// The support modules reach the test harness as `crate::test`.
+#[path = "../tests/test.rs"]
+mod test;
+
 use std::{
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+use support::docker::{Cleanup, demo_image};
 
 const RUNS: usize = 7;
 
@@ -34,74 +41,6 @@ volumes:
   data: {}
 "#;
 
-fn run(command: &mut Command) {
-    let output = command.output().expect("cannot run");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Builds the static demo binary and, through cutover's own `docker::build`, its image.
-fn demo_image(cutover: &str, dir: &Path) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target/demo");
-    run(Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "demo-service",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .current_dir(&root));
-    let context = dir.join("image");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::copy(
-        target.join("x86_64-unknown-linux-gnu/release/demo-service"),
-        context.join("demo-service"),
-    )
-    .unwrap();
-    std::fs::copy(
-        root.join("deploy/demo-service/image/Dockerfile"),
-        context.join("Dockerfile"),
-    )
-    .unwrap();
-    let tag = "cutover-demo:bench".to_string();
-    run(Command::new(cutover)
-        .args(["run", "build", "image", &tag])
-        .current_dir(dir));
-    tag
-}
-
-/// Removes everything of `project`, as a test's cleanup would (not timed).
-fn clean(project: &str) {
-    let filter = format!("label=com.docker.compose.project={project}");
-    for (list, remove) in [
-        (vec!["ps", "-aq"], vec!["rm", "-f", "-v"]),
-        (vec!["network", "ls", "-q"], vec!["network", "rm"]),
-        (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
-    ] {
-        let output = Command::new("docker")
-            .args(&list)
-            .args(["--filter", &filter])
-            .output()
-            .unwrap();
-        let ids: Vec<String> = String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        if !ids.is_empty() {
-            run(Command::new("docker").args(&remove).args(&ids));
-        }
-    }
-}
-
 fn timed(command: &mut Command) -> Duration {
     command.stdout(Stdio::null()).stderr(Stdio::piped());
     let started = Instant::now();
@@ -125,19 +64,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("runbooks")).unwrap();
     std::fs::write(
-        dir.path().join("runbooks/build.rhai"),
-        "fn main(dir, tag) { docker::build(dir, tag) }\n",
-    )
-    .unwrap();
-    std::fs::write(
         dir.path().join("runbooks/up.rhai"),
         "fn main(project) { compose::up(compose::load(\"compose.yaml\", #{project_name: project})) }\n",
     )
     .unwrap();
     std::fs::write(dir.path().join("compose.yaml"), COMPOSE).unwrap();
-    let image = demo_image(cutover, dir.path());
-    let project = format!("cutover-bench-{}", std::process::id());
-    clean(&project);
+    let image = demo_image();
+    let mut cleanup = Cleanup::new("cutover-bench");
+    let project = cleanup.project("cutover-bench");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
         ours.push(timed(
@@ -146,14 +80,14 @@ fn main() {
                 .env("IMAGE", &image)
                 .current_dir(dir.path()),
         ));
-        clean(&project);
+        cleanup.remove();
         theirs.push(timed(
             Command::new("docker-compose")
                 .args(["-p", &project, "-f", "compose.yaml", "up", "-d"])
                 .env("IMAGE", &image)
                 .current_dir(dir.path()),
         ));
-        clean(&project);
+        cleanup.remove();
     }
     let (ours, theirs) = (median(ours), median(theirs));
     println!("compose up of 4 services: median of {RUNS} runs each, alternating");

@@ -6,8 +6,11 @@
 //! tests). `PG_DUMP_BENCH_ROWS` sets the table size (default 4.2 million rows ≈ 1.1 GB of SQL),
 //! `PG_DUMP_BENCH_ROUNDS` the rounds of each contender (default 3).
 
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
+#[path = "../tests/support/mod.rs"]
+mod support;
+// The support modules reach the test harness as `crate::test`.
+#[path = "../tests/test.rs"]
+mod test;
 
 use std::{
     fs::File,
@@ -16,22 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use postgres::{Cluster, Psql};
-
-/// What the support module expects of its parent (tests/support/mod.rs).
-const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}-bench", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::postgres::{Cluster, Psql};
 
 const RUNBOOK: &str = r#"fn main(url, to, format) {
     print(pg::dump(#{url: url, password: env::get("DB_PASSWORD"), to: to, format: format}).to_json());

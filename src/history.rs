@@ -50,8 +50,8 @@ fn row(entry: &Entry) -> [String; 8] {
     }
     [
         local_time(&entry.time),
-        format!("{}@{}", entry.user, entry.host),
-        entry.runbook.clone(),
+        format!("{}@{}", entry.actor.user, entry.actor.host),
+        entry.actor.runbook.clone(),
         entry.kind.clone(),
         entry.event.as_str().to_string(),
         entry.outcome.clone().unwrap_or_else(dash),

@@ -1,8 +1,13 @@
 //! Who is acting, for the journal and the lock file: the login name (under sudo, the person who
-//! ran sudo, since that is who an audit is about), the host name and the process id. Looked up
-//! once per process.
+//! ran sudo, since that is who an audit is about), the host name and the process id, looked up
+//! once per process; and [`Actor`], that identity with the runbook it runs, as every journal
+//! entry and the lock file record it.
 
 use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::redact::Redactor;
 
 /// Who is acting: written into every entry and into the lock file.
 #[derive(Debug, Clone)]
@@ -20,6 +25,50 @@ pub fn identity() -> &'static Identity {
         host: host_name(),
         pid: std::process::id(),
     })
+}
+
+/// Who runs what: the fields a journal entry and the lock file share (each flattens them into
+/// its JSON object, so both read as before: `{"user": …, "host": …, "pid": …, "runbook": …}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub runbook: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Actor {
+    /// This process, running `runbook` with `args`.
+    pub fn me(runbook: String, args: Vec<String>) -> Actor {
+        let me = identity();
+        Actor {
+            user: me.user.clone(),
+            host: me.host.clone(),
+            pid: me.pid,
+            runbook,
+            args,
+        }
+    }
+
+    /// A copy with every registered secret masked in the runbook and its arguments.
+    pub fn redacted(&self, secrets: &Redactor) -> Actor {
+        let mask = |text: &str| secrets.redact(text).into_owned();
+        Actor {
+            runbook: mask(&self.runbook),
+            args: self.args.iter().map(|a| mask(a)).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// `runbook arg…`, as it was typed.
+    pub fn command(&self) -> String {
+        std::iter::once(self.runbook.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// The login name; under sudo, the person who ran sudo, since that is who the audit is about.

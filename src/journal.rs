@@ -24,7 +24,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{cancel::StopReason, context::Context, identity::identity, redact::Redactor};
+use crate::{cancel::StopReason, context::Context, identity::Actor, redact::Redactor};
 
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "cutover-journal.jsonl";
@@ -62,12 +62,8 @@ impl Event {
 pub struct Entry {
     /// RFC 3339 UTC with milliseconds.
     pub time: String,
-    pub user: String,
-    pub host: String,
-    pub pid: u32,
-    pub runbook: String,
-    #[serde(default)]
-    pub args: Vec<String>,
+    #[serde(flatten)]
+    pub actor: Actor,
     /// What sort of operation this belongs to (`promotion`, `rollback`, …): the runbook header's
     /// `//! kind: …`, else the runbook's name; `audit::record` names its own.
     pub kind: String,
@@ -91,8 +87,7 @@ impl Entry {
     fn redacted(&self, secrets: &Redactor) -> Entry {
         let mask = |text: &str| secrets.redact(text).into_owned();
         let mut entry = self.clone();
-        entry.runbook = mask(&entry.runbook);
-        entry.args = entry.args.iter().map(|a| mask(a)).collect();
+        entry.actor = entry.actor.redacted(secrets);
         entry.kind = mask(&entry.kind);
         entry.message = mask(&entry.message);
         entry.error = entry.error.as_deref().map(mask);
@@ -290,19 +285,14 @@ impl Context {
     /// An entry about the current run, stamped now.
     pub fn journal_entry(&self, event: Event, message: impl Into<String>) -> Entry {
         let run = self.run_info();
-        let me = identity();
         Entry {
             time: now(),
-            user: me.user.clone(),
-            host: me.host.clone(),
-            pid: me.pid,
             kind: if run.kind.is_empty() {
                 run.runbook.clone()
             } else {
                 run.kind
             },
-            runbook: run.runbook,
-            args: run.args,
+            actor: Actor::me(run.runbook, run.args),
             event,
             message: message.into(),
             outcome: None,
@@ -354,12 +344,8 @@ impl<'a> RunRecord<'a> {
     pub fn start(context: &'a Context) -> Result<RunRecord<'a>, JournalError> {
         let journaled = !context.is_dry_run() && !context.run_info().readonly;
         if journaled {
-            let run = context.run_info();
-            let words: Vec<&str> = std::iter::once(run.runbook.as_str())
-                .chain(run.args.iter().map(String::as_str))
-                .collect();
-            let entry =
-                context.journal_entry(Event::Start, format!("cutover run {}", words.join(" ")));
+            let mut entry = context.journal_entry(Event::Start, "");
+            entry.message = format!("cutover run {}", entry.actor.command());
             context.journal().append_unsynced(&entry)?;
         }
         Ok(RunRecord {
@@ -392,11 +378,13 @@ mod tests {
     fn entry(kind: &str, message: &str) -> Entry {
         Entry {
             time: now(),
-            user: "u".into(),
-            host: "h".into(),
-            pid: 1,
-            runbook: "r".into(),
-            args: vec![],
+            actor: Actor {
+                user: "u".into(),
+                host: "h".into(),
+                pid: 1,
+                runbook: "r".into(),
+                args: vec![],
+            },
             kind: kind.into(),
             event: Event::Record,
             message: message.into(),
@@ -456,7 +444,7 @@ mod tests {
         secrets.add("hunter22");
         let journal = Journal::new(dir.path(), Arc::clone(&secrets));
         let mut e = entry("k", "pw hunter22");
-        e.args = vec!["hunter22".into()];
+        e.actor.args = vec!["hunter22".into()];
         e.fields
             .insert("hunter22".into(), Value::from(vec!["x hunter22"]));
         journal.append(&e).unwrap();

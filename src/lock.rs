@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     cancel::StopReason,
     context::Context,
-    identity::{identity, process_exists},
+    identity::{Actor, identity, process_exists},
     journal::Event,
     progress::Progress,
 };
@@ -45,12 +45,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// Who holds (or last held) the lock, as its file records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
-    pub user: String,
-    pub host: String,
-    pub pid: u32,
-    pub runbook: String,
-    #[serde(default)]
-    pub args: Vec<String>,
+    #[serde(flatten)]
+    pub actor: Actor,
     /// RFC 3339 UTC: when it took the lock.
     pub since: String,
 }
@@ -58,23 +54,14 @@ pub struct Holder {
 impl Holder {
     fn me(context: &Context) -> Holder {
         let run = context.run_info();
-        let me = identity();
-        let mask = |text: &str| context.secrets.redact(text).into_owned();
         Holder {
-            user: me.user.clone(),
-            host: me.host.clone(),
-            pid: me.pid,
-            runbook: mask(&run.runbook),
-            args: run.args.iter().map(|a| mask(a)).collect(),
+            actor: Actor::me(run.runbook, run.args).redacted(&context.secrets),
             since: crate::journal::now(),
         }
     }
 
     /// `alice@web1 (pid 4242) running `promote green` since 2026-11-26T04:31:02.120Z (12 s ago)`
     pub fn describe(&self) -> String {
-        let command: Vec<&str> = std::iter::once(self.runbook.as_str())
-            .chain(self.args.iter().map(String::as_str))
-            .collect();
         let age = self
             .since
             .parse::<jiff::Timestamp>()
@@ -86,17 +73,17 @@ impl Holder {
             .unwrap_or_default();
         format!(
             "{}@{} (pid {}) running `{}` since {}{age}",
-            self.user,
-            self.host,
-            self.pid,
-            command.join(" "),
+            self.actor.user,
+            self.actor.host,
+            self.actor.pid,
+            self.actor.command(),
             self.since
         )
     }
 
     /// True when the holder ran on this host and its process no longer exists.
     pub fn is_gone(&self) -> bool {
-        self.host == identity().host && !process_exists(self.pid as i32)
+        self.actor.host == identity().host && !process_exists(self.actor.pid as i32)
     }
 }
 
@@ -250,7 +237,9 @@ fn take(context: &Context, mut file: File) -> io::Result<Held> {
     if !previous.trim().is_empty() {
         let previous: Option<Holder> = serde_json::from_str(previous.trim()).ok();
         let why = match &previous {
-            Some(p) if p.host != me.host => "it ran on another host and did not release it",
+            Some(p) if p.actor.host != me.actor.host => {
+                "it ran on another host and did not release it"
+            }
             Some(p) if p.is_gone() => "its process is gone",
             _ => "it ended without releasing it",
         };
@@ -431,7 +420,7 @@ mod tests {
         assert_eq!(during(), Some(Status::Free { last: None }));
         context.set_lock_each_change(true);
         assert!(
-            matches!(during(), Some(Status::Held(Some(ref h))) if h.pid == std::process::id()),
+            matches!(during(), Some(Status::Held(Some(ref h))) if h.actor.pid == std::process::id()),
             "not held during the change"
         );
         assert!(

@@ -122,27 +122,11 @@ async fn run_here(
     input: Option<&mut dyn Read>,
     output: &mut dyn Write,
 ) -> Result<Outcome, ProgramError> {
-    let mut child = tokio::process::Command::new(program.name)
-        .args(&program.args)
-        .envs(program.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ProgramError::NotFound {
-                program: program.name,
-            },
-            _ => ProgramError::Spawn {
-                program: program.name,
-                source,
-            },
-        })?;
+    let stdin = match input {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    };
+    let mut child = spawn(program, stdin, Stdio::piped())?;
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let stdin = child.stdin.take();
@@ -175,10 +159,7 @@ async fn run_here(
         failure
     };
     let (io_error, tail) = tokio::join!(io, errors);
-    let status = child.wait().await.map_err(|source| ProgramError::Spawn {
-        program: program.name,
-        source,
-    })?;
+    let status = child.wait().await.map_err(spawn_error(program))?;
     Ok(Outcome {
         status: exit_status(status),
         stderr: tail.text(),
@@ -195,25 +176,8 @@ pub async fn run_into_file(
     file: &std::fs::File,
     follow: &mut dyn FnMut(bool) -> io::Result<usize>,
 ) -> Result<Outcome, ProgramError> {
-    let spawn_error = |source: io::Error| ProgramError::Spawn {
-        program: program.name,
-        source,
-    };
-    let stdout = file.try_clone().map_err(spawn_error)?;
-    let mut child = tokio::process::Command::new(program.name)
-        .args(&program.args)
-        .envs(program.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ProgramError::NotFound {
-                program: program.name,
-            },
-            _ => spawn_error(source),
-        })?;
+    let stdout = file.try_clone().map_err(spawn_error(program))?;
+    let mut child = spawn(program, Stdio::null(), Stdio::from(stdout))?;
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let errors = read_tail(&mut stderr);
     let following = async {
@@ -240,12 +204,41 @@ pub async fn run_into_file(
         }
     };
     let (followed, tail) = tokio::join!(following, errors);
-    let (status, io_error) = followed.map_err(spawn_error)?;
+    let (status, io_error) = followed.map_err(spawn_error(program))?;
     Ok(Outcome {
         status: exit_status(status),
         stderr: tail.text(),
         io_error,
     })
+}
+
+/// Starts `program` here with these standard input and output, standard error piped; it is
+/// killed if the call is abandoned.
+fn spawn(
+    program: &Program,
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Result<tokio::process::Child, ProgramError> {
+    tokio::process::Command::new(program.name)
+        .args(&program.args)
+        .envs(program.env.iter().map(|(k, v)| (k, v)))
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => ProgramError::NotFound {
+                program: program.name,
+            },
+            _ => spawn_error(program)(source),
+        })
+}
+
+/// The error of an operating-system call about `program`'s process.
+fn spawn_error(program: &Program) -> impl Fn(io::Error) -> ProgramError {
+    let program = program.name;
+    move |source| ProgramError::Spawn { program, source }
 }
 
 fn exit_status(status: std::process::ExitStatus) -> Status {

@@ -39,11 +39,6 @@ pub fn duration_ms(text: &str) -> Result<u64, String> {
     Ok(total.round() as u64)
 }
 
-/// The text form of a duration, as compose writes it: `1500ms`.
-pub fn duration_text(ms: u64) -> String {
-    format!("{ms}ms")
-}
-
 /// Bytes in a size such as `256m`, `512MB`, `1.5g`, `100k` or `1048576` (binary units, as
 /// Docker reads them).
 pub fn bytes(text: &str) -> Result<i64, String> {

@@ -4,14 +4,14 @@
 
 use std::{
     io::Read,
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     time::{Duration, Instant},
 };
 
 use crate::{
     support::{
-        self, Service,
-        docker::{Cleanup, KillOnDrop, demo_image, docker, http_get, inspect},
+        self, KillOnDrop, Service,
+        docker::{Cleanup, demo_image, docker, http_get, inspect},
     },
     test::Test,
 };
@@ -289,11 +289,7 @@ fn pull_from_a_local_registry() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the registry never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::wait_listening(port, Duration::from_secs(10), "the registry");
     let reference = format!("127.0.0.1:{port}/cutover-demo:{}", cleanup.id);
     cleanup.image(&reference);
     docker(&["tag", &demo_image(), &reference]);
@@ -417,6 +413,6 @@ fn bad_run_spec_is_an_error_naming_the_key() {
     Test::new()
         .runbook("r", r#"fn main() { docker::stop("x", #{timout: 5}) }"#)
         .args(["r"])
-        .stderr_contains("docker::stop: unknown option `timout` (it takes timeout)")
+        .stderr_contains("docker::stop: unknown option `timout` (known: timeout)")
         .status(1);
 }

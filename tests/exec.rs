@@ -180,7 +180,7 @@ fn bad_calls_are_clear_errors() {
         ),
         (
             "exec::run([\"true\"], #{ timeout: -5 })",
-            "exec::run: timeout must be a positive number of ms",
+            "exec::run: option `timeout` must be a positive number of milliseconds, not i64 `-5`",
         ),
         (
             "exec::run([\"true\", #{}])",

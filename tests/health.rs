@@ -234,7 +234,7 @@ fn malformed_checks_are_errors_naming_the_check() {
         ),
         (
             r#"[#{http: "http://x", stauts: 200}]"#,
-            "check #1 of the list: the check: unknown option `stauts`",
+            "health::all: check #1 of the list: unknown option `stauts` (known: timeout, name, status, contains, body, json)",
         ),
         (
             r#"[#{tcp: "a:1", status: 200}]"#,

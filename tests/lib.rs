@@ -6,6 +6,7 @@ mod support;
 mod test;
 
 mod caddy;
+mod caddy_failures;
 mod cancel;
 mod cli;
 mod compose;

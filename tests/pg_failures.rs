@@ -4,7 +4,7 @@
 //! absent, the database must be left as it was, and no password may show anywhere.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -50,15 +50,10 @@ fn child_named(parent: u32, name: &str) -> Option<i32> {
         })
 }
 
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    let every = Duration::from_millis(2);
+    let what = || format!("timed out waiting for {what}");
+    crate::support::wait_for(Duration::from_secs(30), every, what, probe)
 }
 
 /// Starts a dump of the big database into `backups/big.sql` and waits until pg_dump's output is
@@ -84,6 +79,23 @@ fn dump_in_progress(app_name: &str) -> (crate::test::Running, PathBuf, i32) {
     (running, backups, pg_dump)
 }
 
+/// The dump of [`dump_in_progress`] fails (exit 1) with an error saying each of `why` and that
+/// nothing was written, and leaves neither a backup nor a temporary file.
+fn dump_failed_leaving_nothing(running: crate::test::Running, backups: &Path, why: &[&str]) {
+    let (finished, _) = running.finish(1, Instant::now());
+    for said in why
+        .iter()
+        .chain(&["nothing was written to backups/big.sql"])
+    {
+        assert!(finished.stderr.contains(said), "{}", finished.stderr);
+    }
+    assert_eq!(
+        files_in(backups),
+        Vec::<String>::new(),
+        "no backup and no temporary file"
+    );
+}
+
 #[test]
 fn killed_pg_dump_leaves_no_file() {
     if !support::require(Service::Postgres) {
@@ -105,24 +117,7 @@ fn killed_pg_dump_leaves_no_file() {
     );
 
     unsafe { libc::kill(pg_dump, libc::SIGKILL) };
-    let (finished, _) = running.finish(1, Instant::now());
-    assert!(
-        finished.stderr.contains("pg_dump was killed by signal 9"),
-        "{}",
-        finished.stderr
-    );
-    assert!(
-        finished
-            .stderr
-            .contains("nothing was written to backups/big.sql"),
-        "{}",
-        finished.stderr
-    );
-    assert_eq!(
-        files_in(&backups),
-        Vec::<String>::new(),
-        "no backup and no temporary file"
-    );
+    dump_failed_leaving_nothing(running, &backups, &["pg_dump was killed by signal 9"]);
 }
 
 #[test]
@@ -140,21 +135,8 @@ fn server_ending_the_dump_leaves_no_file() {
     );
     unsafe { libc::kill(pg_dump, libc::SIGCONT) };
     assert_eq!(ended, "1");
-    let (finished, _) = running.finish(1, Instant::now());
-    assert!(
-        finished.stderr.contains("pg_dump exited with code 1"),
-        "{}",
-        finished.stderr
-    );
-    assert!(finished.stderr.contains("terminat"), "{}", finished.stderr);
-    assert!(
-        finished
-            .stderr
-            .contains("nothing was written to backups/big.sql"),
-        "{}",
-        finished.stderr
-    );
-    assert_eq!(files_in(&backups), Vec::<String>::new());
+    let why = ["pg_dump exited with code 1", "terminat"];
+    dump_failed_leaving_nothing(running, &backups, &why);
 }
 
 #[test]
@@ -266,7 +248,7 @@ fn bad_options_and_missing_directory_change_nothing() {
         ),
         (
             r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", fromat: "custom"})"#,
-            "pg::dump: unknown option `fromat`",
+            "pg::dump: unknown option `fromat` (known: url, password, container, db, user, connect_timeout, to, format, gzip, args)",
         ),
         (
             r#"pg::dump(#{url: "postgres://u@127.0.0.1:1/db", to: "x.sql", format: "tar"})"#,
@@ -294,7 +276,7 @@ fn bad_options_and_missing_directory_change_nothing() {
         ),
         (
             r#"pg::prune(#{dir: "b", db: "app", keep: 0})"#,
-            "keep must be at least 1",
+            "pg::prune: option `keep` must be at least 1 (delete the last backup by hand), not i64 `0`",
         ),
         (
             r#"pg::prune(#{dir: "nope", db: "app", keep: 1})"#,

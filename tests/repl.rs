@@ -245,7 +245,7 @@ fn piped(input: &str) -> Test {
 #[test]
 fn piped_input_prints_results_and_keeps_state() {
     piped("let x = 40;\nfn add(a, b) {\n  a + b\n}\n\nadd(x, 2)\n\"text\"\n#{ a: 1 }\nimport \"table\" as t;\nt::render([\"A\"], [[\"b\"]])\n")
-        .stdout("42\n\"text\"\n#{\"a\": 1}\n\nA\nb\n")
+        .stdout("42\n\"text\"\n#{\"a\": 1}\nA\nb\n")
         .success();
 }
 

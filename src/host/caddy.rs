@@ -17,7 +17,7 @@ use std::{
 use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
-use super::{HostResult, fail, function, health::refuse_unknown, health::take_ms};
+use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     address,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
@@ -154,7 +154,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn upstreams[context, reads](call, route_id: &str) -> Array {
             let admin = admin(&context)?;
             let route = run(&context, admin.route(route_id))?;
-            let targets = route.targets().map_err(|e| error(&context, e))?;
+            let targets = route.targets().map_err(|e| fail_masked(&context, e))?;
             reads.remember(&admin, &route_path(route_id), Seen {
                 etag: Some(route.etag.clone()),
                 targets: Some(targets.clone()),
@@ -223,7 +223,7 @@ fn admin(context: &Context) -> HostResult<Admin> {
         .env_var("CADDY_ADMIN")
         .filter(|a| !a.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_ADMIN.to_string());
-    Admin::new(&address, context.http()).map_err(|e| error(context, e))
+    Admin::new(&address, context.http()).map_err(|e| fail_masked(context, e))
 }
 
 /// Runs an admin call, turning its error into a script error.
@@ -231,11 +231,7 @@ fn run<T>(
     context: &Context,
     call: impl std::future::Future<Output = Result<T, CaddyError>>,
 ) -> HostResult<T> {
-    context.block_on(call)?.map_err(|e| error(context, e))
-}
-
-fn error(context: &Context, error: CaddyError) -> Box<rhai::EvalAltResult> {
-    fail(context.secrets.redact(&error.to_string()))
+    context.block_on(call)?.map_err(|e| fail_masked(context, e))
 }
 
 fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResult<()> {
@@ -294,26 +290,26 @@ fn describe_config(config: &Value) -> String {
     )
 }
 
+/// Whether and how long to check that targets accept connections (`check`, `check_timeout`).
 struct Checked {
     check: bool,
     timeout: Duration,
 }
 
-fn take_check(options: &mut Map) -> HostResult<Checked> {
-    let check = match options.remove("check") {
-        None => true,
-        Some(value) => value
-            .as_bool()
-            .map_err(|found| fail(format!("`check` must be true or false, not {found}")))?,
-    };
-    let timeout = take_ms(options, "check_timeout")?.unwrap_or(CHECK_TIMEOUT);
-    Ok(Checked { check, timeout })
+/// The options every traffic change takes.
+const CHECK_KEYS: [&str; 2] = ["check", "check_timeout"];
+
+fn read_check(options: &Options) -> HostResult<Checked> {
+    Ok(Checked {
+        check: options.bool("check")?.unwrap_or(true),
+        timeout: options.millis("check_timeout")?.unwrap_or(CHECK_TIMEOUT),
+    })
 }
 
 /// Validates every address, and with `checked.check` that each accepts a connection.
 fn check_targets(context: &Context, addrs: &[String], checked: &Checked) -> HostResult<()> {
     for addr in addrs {
-        address::validate(addr).map_err(|e| error(context, e))?;
+        address::validate(addr).map_err(|e| fail_masked(context, e))?;
     }
     if checked.check {
         run(context, address::check_accepting(addrs, checked.timeout))?;
@@ -326,8 +322,13 @@ fn switch(
     reads: &Reads,
     route_id: &str,
     addrs: Array,
-    mut options: Map,
+    options: Map,
 ) -> HostResult<Map> {
+    let options = Options::new(
+        "caddy::switch",
+        options,
+        &[&["mode", "file"][..], &CHECK_KEYS].concat(),
+    )?;
     let mut to = Vec::new();
     for addr in addrs {
         let text = addr.into_string().map_err(|found| {
@@ -343,34 +344,26 @@ fn switch(
     if to.is_empty() {
         return Err(fail("caddy::switch: no address to switch to"));
     }
-    let file = match options.remove("file") {
-        None => None,
-        Some(path) => {
-            Some(PathBuf::from(path.into_string().map_err(|found| {
-                fail(format!("`file` must be a path, not {found}"))
-            })?))
-        }
-    };
-    let mode = match options.remove("mode").map(|m| m.to_string()).as_deref() {
+    let file = options.string("file")?.map(PathBuf::from);
+    let mode = match options.string("mode")?.as_deref() {
         None | Some("auto") if file.is_none() => Mode::Auto,
         None | Some("auto") | Some("file") => Mode::File(file),
         Some("patch") if file.is_none() => Mode::Patch,
         Some(other) => {
-            return Err(fail(format!(
-                "caddy::switch: mode {other:?} is not one of \"auto\", \"file\", \"patch\" \
+            return Err(options.error(format!(
+                "mode {other:?} is not one of \"auto\", \"file\", \"patch\" \
                  (and `file` goes with mode file)"
             )));
         }
     };
-    let checked = take_check(&mut options)?;
-    refuse_unknown(&options, "caddy::switch options")?;
+    let checked = read_check(&options)?;
     check_targets(context, &to, &checked)?;
     let admin = admin(context)?;
     let route = run(context, admin.route(route_id))?;
     reads
         .verify(&admin, &route)
-        .map_err(|e| error(context, e))?;
-    let plan = upstream::plan_switch(route, to, mode).map_err(|e| error(context, e))?;
+        .map_err(|e| fail_masked(context, e))?;
+    let plan = upstream::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::switch", plan)
 }
 
@@ -379,8 +372,9 @@ fn set_weights(
     reads: &Reads,
     route_id: &str,
     weights: Map,
-    mut options: Map,
+    options: Map,
 ) -> HostResult<Map> {
+    let options = Options::new("caddy::weights", options, &CHECK_KEYS)?;
     let mut split = Vec::new();
     for (addr, weight) in weights {
         let weight = weight
@@ -397,15 +391,14 @@ fn set_weights(
     if split.is_empty() {
         return Err(fail("caddy::weights: no address to send traffic to"));
     }
-    let checked = take_check(&mut options)?;
-    refuse_unknown(&options, "caddy::weights options")?;
+    let checked = read_check(&options)?;
     let live: Vec<String> = split
         .iter()
         .filter(|(_, w)| *w > 0)
         .map(|(a, _)| a.clone())
         .collect();
     for (addr, _) in &split {
-        address::validate(addr).map_err(|e| error(context, e))?;
+        address::validate(addr).map_err(|e| fail_masked(context, e))?;
     }
     check_targets(context, &live, &checked)?;
     let admin = admin(context)?;
@@ -413,8 +406,8 @@ fn set_weights(
     let route = run(context, admin.route(route_id))?;
     reads
         .verify(&admin, &route)
-        .map_err(|e| error(context, e))?;
-    let plan = upstream::plan_weights(route, split).map_err(|e| error(context, e))?;
+        .map_err(|e| fail_masked(context, e))?;
+    let plan = upstream::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::weights", plan)
 }
 

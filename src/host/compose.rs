@@ -4,7 +4,7 @@
 //! `up`, `down` and `ps` act on such a map, which a runbook may adjust in between. `up` and
 //! `down` are changes: a dry run logs and returns their real plan, and changes nothing.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
@@ -38,7 +38,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// print(project.services.keys());
         /// ```
         fn load[context](call, path: &str) -> Map {
-            load(&context, path, Options::none("compose::load"))
+            load(&context, path, Map::new())
         }
     );
     function!(&mut module,
@@ -51,7 +51,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         ///     #{env_file: "deploy/.env.blue-green", profiles: ["green"]});
         /// ```
         fn load[context](call, path: &str, options: Map) -> Map {
-            load(&context, path, Options::new("compose::load", options))
+            load(&context, path, options)
         }
     );
     function!(&mut module,
@@ -67,7 +67,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// log::info(`${done.created.len()} created, ${done.unchanged.len()} unchanged`);
         /// ```
         fn up[context](call, project: Map) -> Map {
-            up(&context, project, Options::none("compose::up"))
+            up(&context, project, Map::new())
         }
     );
     function!(&mut module,
@@ -80,7 +80,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// compose::up(project, #{services: ["api"], scale: #{api: 3}});
         /// ```
         fn up[context](call, project: Map, options: Map) -> Map {
-            up(&context, project, Options::new("compose::up", options))
+            up(&context, project, options)
         }
     );
     function!(&mut module,
@@ -92,7 +92,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// compose::down(compose::load("deploy/docker-compose.yml"));
         /// ```
         fn down[context](call, project: Map) -> Map {
-            down(&context, project, Options::none("compose::down"))
+            down(&context, project, Map::new())
         }
     );
     function!(&mut module,
@@ -103,7 +103,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// compose::down(compose::load("deploy/docker-compose.yml"), #{volumes: true, timeout: 5_000});
         /// ```
         fn down[context](call, project: Map, options: Map) -> Map {
-            down(&context, project, Options::new("compose::down", options))
+            down(&context, project, options)
         }
     );
     function!(&mut module,
@@ -125,7 +125,12 @@ pub fn module(context: &Arc<Context>) -> Module {
     module
 }
 
-fn load(context: &Context, path: &str, mut options: Options) -> HostResult<Map> {
+fn load(context: &Context, path: &str, options: Map) -> HostResult<Map> {
+    let options = Options::new(
+        "compose::load",
+        options,
+        &["env_file", "profiles", "project_name"],
+    )?;
     let env_file = options.string("env_file")?.map(PathBuf::from);
     let env_file_vars = match &env_file {
         Some(path) => Some(context.read_env_file(path).map_err(fail)?),
@@ -138,7 +143,6 @@ fn load(context: &Context, path: &str, mut options: Options) -> HostResult<Map> 
         project_name: options.string("project_name")?,
         fallback: context.env_files.lock().unwrap().vars.clone(),
     };
-    options.finish(&["env_file", "profiles", "project_name"])?;
     let project = compose::load(std::path::Path::new(path), &load_options).map_err(fail)?;
     for warning in &project.warnings {
         tracing::warn!("{warning}");
@@ -155,7 +159,8 @@ fn project_name(project: &Map) -> HostResult<String> {
     }
 }
 
-fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> {
+fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
+    let options = Options::new("compose::up", options, &["services", "profiles", "scale"])?;
     let mut scale = std::collections::BTreeMap::new();
     for (service, count) in options.map("scale")?.unwrap_or_default() {
         let count = count
@@ -163,8 +168,9 @@ fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> 
             .ok()
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| {
-                fail(format!(
-                    "compose::up: scale of {service} must be a count, not `{count}`"
+                options.error(format!(
+                    "the scale of {service} must be a count, not {} `{count}`",
+                    count.type_name()
                 ))
             })?;
         scale.insert(service.to_string(), count);
@@ -174,48 +180,63 @@ fn up(context: &Context, project: Map, mut options: Options) -> HostResult<Map> 
         profiles: options.strings("profiles")?,
         scale,
     };
-    options.finish(&["services", "profiles", "scale"])?;
     let project = Project::from_node(&Node::from(&Dynamic::from_map(project))).map_err(fail)?;
     let docker = context.docker()?;
     let plan = wait(context, compose_up::plan(&docker, &project, &up_options))?;
     let steps = plan.describe();
-    let detail = format!("project {} ({} changes)", project.name, steps.len());
-    let report = context.change(
+    carry_out(
+        context,
         "compose::up",
-        &detail,
+        &project.name,
+        &steps,
+        || plan.report(),
         || {
-            steps.iter().for_each(|step| tracing::info!("would {step}"));
-            plan.report()
-        },
-        || {
-            steps.iter().for_each(|step| tracing::info!("{step}"));
             let progress = Progress::spinner(context, &format!("bringing {} up", project.name));
             let report_progress = |message: &str| progress.set_message(message);
             wait(context, plan.clone().apply(&docker, &report_progress))
         },
-    )?;
-    Ok(to_dynamic(report)?.cast::<Map>())
+    )
 }
 
-fn down(context: &Context, project: Map, mut options: Options) -> HostResult<Map> {
+fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
+    let options = Options::new("compose::down", options, &["volumes", "timeout"])?;
     let volumes = options.bool("volumes")?.unwrap_or(false);
-    let grace = options.count("timeout")?.map(Duration::from_millis);
-    options.finish(&["volumes", "timeout"])?;
+    let grace = options.millis("timeout")?;
     let name = project_name(&project)?;
     let docker = context.docker()?;
     let plan = wait(context, compose_down::plan(&docker, &name, volumes))?;
     let steps = plan.describe();
+    carry_out(
+        context,
+        "compose::down",
+        &name,
+        &steps,
+        || plan.clone(),
+        || wait(context, plan.clone().apply(&docker, grace)),
+    )
+}
+
+/// Carries out a plan of `steps` on project `name` through the change gate, logging each step
+/// (as `would …` in a dry run, which returns `dry()`); returns what was done as a map.
+fn carry_out<T: serde::Serialize>(
+    context: &Context,
+    action: &str,
+    name: &str,
+    steps: &[String],
+    dry: impl FnOnce() -> T,
+    apply: impl FnOnce() -> HostResult<T>,
+) -> HostResult<Map> {
     let detail = format!("project {name} ({} changes)", steps.len());
     let done = context.change(
-        "compose::down",
+        action,
         &detail,
         || {
             steps.iter().for_each(|step| tracing::info!("would {step}"));
-            plan.clone()
+            dry()
         },
         || {
             steps.iter().for_each(|step| tracing::info!("{step}"));
-            wait(context, plan.clone().apply(&docker, grace))
+            apply()
         },
     )?;
     Ok(to_dynamic(done)?.cast::<Map>())

@@ -4,7 +4,7 @@
 //! in a dry run. `exec` and `logs` stream their output to a file or the log as it arrives.
 //! Images and networks are in [`super::docker_images`].
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
@@ -104,12 +104,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn start[context](call, name: &str) -> () {
             let docker = context.docker()?;
             context.change("docker::start", name, || (), || {
-                wait(&context, async {
-                    match docker.start_container(name, None).await {
-                        Err(e) if crate::docker::is_status(&e, 304) => Ok(()),
-                        other => crate::docker::Doing::doing(other, format!("start container {name}")),
-                    }
-                })
+                wait(&context, containers::start(&docker, name, name))
             })
         }
     );
@@ -121,7 +116,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// docker::stop("api-blue");
         /// ```
         fn stop[context](call, name: &str) -> () {
-            stop(&context, name, Options::none("docker::stop"))
+            stop(&context, name, Map::new())
         }
     );
     function!(&mut module,
@@ -131,7 +126,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// docker::stop("api-blue", #{timeout: 30_000});
         /// ```
         fn stop[context](call, name: &str, options: Map) -> () {
-            stop(&context, name, Options::new("docker::stop", options))
+            stop(&context, name, options)
         }
     );
     function!(&mut module,
@@ -159,7 +154,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// docker::remove("api-old");
         /// ```
         fn remove[context](call, name: &str) -> () {
-            remove(&context, name, Options::none("docker::remove"))
+            remove(&context, name, Map::new())
         }
     );
     function!(&mut module,
@@ -170,7 +165,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// docker::remove("api-old", #{force: true});
         /// ```
         fn remove[context](call, name: &str, options: Map) -> () {
-            remove(&context, name, Options::new("docker::remove", options))
+            remove(&context, name, options)
         }
     );
     function!(&mut module,
@@ -183,7 +178,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// if r.code != 0 { throw r.stderr; }
         /// ```
         fn exec[context](call, name: &str, command: Array) -> Map {
-            exec(&context, name, command, Options::none("docker::exec"))
+            exec(&context, name, command, Map::new())
         }
     );
     function!(&mut module,
@@ -196,7 +191,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// log::info(`dumped ${r.bytes} bytes`);
         /// ```
         fn exec[context](call, name: &str, command: Array, options: Map) -> Map {
-            exec(&context, name, command, Options::new("docker::exec", options))
+            exec(&context, name, command, options)
         }
     );
     function!(&mut module,
@@ -206,7 +201,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// print(docker::logs("api-green"));
         /// ```
         fn logs[context](call, name: &str) -> Dynamic {
-            logs(&context, name, Options::none("docker::logs"))
+            logs(&context, name, Map::new())
         }
     );
     function!(&mut module,
@@ -223,7 +218,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// docker::logs("api", #{follow: true, timeout: 30_000});
         /// ```
         fn logs[context](call, name: &str, options: Map) -> Dynamic {
-            logs(&context, name, Options::new("docker::logs", options))
+            logs(&context, name, options)
         }
     );
     function!(&mut module,
@@ -350,9 +345,9 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
     )
 }
 
-fn stop(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
-    let timeout = options.count("timeout")?.map(Duration::from_millis);
-    options.finish(&["timeout"])?;
+fn stop(context: &Context, name: &str, options: Map) -> HostResult<()> {
+    let options = Options::new("docker::stop", options, &["timeout"])?;
+    let timeout = options.millis("timeout")?;
     let docker = context.docker()?;
     context.change(
         "docker::stop",
@@ -362,10 +357,10 @@ fn stop(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
     )
 }
 
-fn remove(context: &Context, name: &str, mut options: Options) -> HostResult<()> {
+fn remove(context: &Context, name: &str, options: Map) -> HostResult<()> {
+    let options = Options::new("docker::remove", options, &["force", "volumes"])?;
     let force = options.bool("force")?.unwrap_or(false);
     let volumes = options.bool("volumes")?.unwrap_or(false);
-    options.finish(&["force", "volumes"])?;
     let docker = context.docker()?;
     context.change(
         "docker::remove",
@@ -382,7 +377,12 @@ fn remove(context: &Context, name: &str, mut options: Options) -> HostResult<()>
     )
 }
 
-fn exec(context: &Context, name: &str, command: Array, mut options: Options) -> HostResult<Map> {
+fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResult<Map> {
+    let options = Options::new(
+        "docker::exec",
+        options,
+        &["stdout_to", "env", "user", "working_dir"],
+    )?;
     let command = command
         .iter()
         .map(|word| match word.is_string() {
@@ -409,7 +409,6 @@ fn exec(context: &Context, name: &str, command: Array, mut options: Options) -> 
         working_dir: options.string("working_dir")?,
         stdout_to: options.string("stdout_to")?.map(PathBuf::from),
     };
-    options.finish(&["stdout_to", "env", "user", "working_dir"])?;
     let docker = context.docker()?;
     let detail = format!("{name} {:?}", request.command);
     let result = context.change(
@@ -430,28 +429,32 @@ fn exec(context: &Context, name: &str, command: Array, mut options: Options) -> 
     Ok(map)
 }
 
-fn logs(context: &Context, name: &str, mut options: Options) -> HostResult<Dynamic> {
+fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
+    let options = Options::new(
+        "docker::logs",
+        options,
+        &[
+            "tail",
+            "since",
+            "follow",
+            "timeout",
+            "timestamps",
+            "to",
+            "append",
+            "prefix",
+        ],
+    )?;
     let request = LogsRequest {
         container: name.to_string(),
         tail: options.count("tail")?,
         since: options.count("since")?.map(|ms| (ms / 1000) as i64),
         follow: options.bool("follow")?.unwrap_or(false),
-        follow_for: options.count("timeout")?.map(Duration::from_millis),
+        follow_for: options.millis("timeout")?,
         timestamps: options.bool("timestamps")?.unwrap_or(false),
         to: options.string("to")?.map(PathBuf::from),
         append: options.bool("append")?.unwrap_or(false),
         prefix: options.bool("prefix")?.unwrap_or(false),
     };
-    options.finish(&[
-        "tail",
-        "since",
-        "follow",
-        "timeout",
-        "timestamps",
-        "to",
-        "append",
-        "prefix",
-    ])?;
     let docker = context.docker()?;
     Ok(
         match wait(context, container_io::logs(&docker, &request))? {

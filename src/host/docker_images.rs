@@ -53,7 +53,7 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
         /// docker::build("deploy/demo-service/image", "cutover-demo:dev");
         /// ```
         fn build[context](call, context_dir: &str, tag: &str) -> String {
-            build(&context, context_dir, tag, Options::none("docker::build"))
+            build(&context, context_dir, tag, Map::new())
         }
     );
     function!(module,
@@ -68,7 +68,7 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
         ///     #{files: #{"demo-service": "target/demo/x86_64-unknown-linux-gnu/release/demo-service"}});
         /// ```
         fn build[context](call, context_dir: &str, tag: &str, options: Map) -> String {
-            build(&context, context_dir, tag, Options::new("docker::build", options))
+            build(&context, context_dir, tag, options)
         }
     );
     function!(module,
@@ -78,7 +78,7 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
         /// docker::network("stack");
         /// ```
         fn network[context](call, name: &str) -> String {
-            network(&context, name, Options::none("docker::network"))
+            network(&context, name, Map::new())
         }
     );
     function!(module,
@@ -89,7 +89,7 @@ pub fn register(module: &mut Module, context: &Arc<Context>) {
         /// docker::network("stack", #{labels: #{app: "shop"}});
         /// ```
         fn network[context](call, name: &str, options: Map) -> String {
-            network(&context, name, Options::new("docker::network", options))
+            network(&context, name, options)
         }
     );
 }
@@ -98,7 +98,12 @@ fn pairs_map(pairs: Option<Vec<(String, String)>>) -> HashMap<String, String> {
     pairs.unwrap_or_default().into_iter().collect()
 }
 
-fn build(context: &Context, dir: &str, tag: &str, mut options: Options) -> HostResult<String> {
+fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<String> {
+    let options = Options::new(
+        "docker::build",
+        options,
+        &["dockerfile", "args", "labels", "files"],
+    )?;
     let request = BuildRequest {
         dir: PathBuf::from(dir),
         tag: tag.to_string(),
@@ -112,7 +117,6 @@ fn build(context: &Context, dir: &str, tag: &str, mut options: Options) -> HostR
             .map(|(name, path)| (name, PathBuf::from(path)))
             .collect(),
     };
-    options.finish(&["dockerfile", "args", "labels", "files"])?;
     if !request.dir.is_dir() {
         return Err(fail(format!("docker::build: {dir} is not a directory")));
     }
@@ -136,10 +140,10 @@ fn build(context: &Context, dir: &str, tag: &str, mut options: Options) -> HostR
     )
 }
 
-fn network(context: &Context, name: &str, mut options: Options) -> HostResult<String> {
+fn network(context: &Context, name: &str, options: Map) -> HostResult<String> {
+    let options = Options::new("docker::network", options, &["labels", "internal"])?;
     let labels = pairs_map(options.pairs("labels")?);
     let internal = options.bool("internal")?.unwrap_or(false);
-    options.finish(&["labels", "internal"])?;
     let docker = context.docker()?;
     let existing = wait(context, async {
         match docker.inspect_network(name, None).await {

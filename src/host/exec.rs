@@ -2,11 +2,11 @@
 //! returned (bounded), the whole process group killed on timeout or cancellation. Running a
 //! program is a change: refused in a readonly runbook, described in a dry run, journaled.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, function};
+use super::{HostResult, fail, function, options::Options};
 use crate::{
     context::{Context, stopped},
     exec::{self, ExecError, Output, Spec},
@@ -104,37 +104,13 @@ fn spec(context: &Context, argv: Array, options: Map) -> HostResult<Spec> {
     if spec.argv.is_empty() {
         return Err(fail(format!("exec::run: {}", ExecError::Empty)));
     }
-    for (key, value) in options {
-        match key.as_str() {
-            "timeout" => {
-                let ms =
-                    value.as_int().ok().filter(|ms| *ms > 0).ok_or_else(|| {
-                        fail("exec::run: timeout must be a positive number of ms")
-                    })?;
-                spec.timeout = Some(Duration::from_millis(ms as u64));
-            }
-            "cwd" => {
-                let cwd = value
-                    .into_immutable_string()
-                    .map_err(|_| fail("exec::run: cwd must be a string"))?;
-                spec.cwd = Some(PathBuf::from(cwd.as_str()));
-            }
-            "env" => {
-                let vars = value
-                    .try_cast::<Map>()
-                    .ok_or_else(|| fail("exec::run: env must be a map of NAME: value"))?;
-                for (name, value) in vars {
-                    let value = value.to_string();
-                    context.secrets.add_if_secret_name(&name, &value);
-                    spec.env.push((name.to_string(), value));
-                }
-            }
-            other => {
-                return Err(fail(format!(
-                    "exec::run: unknown option `{other}` (known: timeout, cwd, env)"
-                )));
-            }
-        }
+    let options = Options::new("exec::run", options, &["timeout", "cwd", "env"])?;
+    spec.timeout = options.positive_millis("timeout")?;
+    spec.cwd = options.string("cwd")?.map(PathBuf::from);
+    for (name, value) in options.map("env")?.unwrap_or_default() {
+        let value = value.to_string();
+        context.secrets.add_if_secret_name(&name, &value);
+        spec.env.push((name.to_string(), value));
     }
     Ok(spec)
 }

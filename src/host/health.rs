@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
 
-use super::{HostResult, fail, function};
+use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     context::Context,
     health::{self, Check, Clients, HttpProbe, Outcome, Probe},
@@ -17,6 +17,9 @@ use crate::{
 };
 
 const KINDS: [&str; 4] = ["http", "tcp", "postgres", "container"];
+/// The options of every kind of check.
+const COMMON_KEYS: [&str; 2] = ["timeout", "name"];
+/// The options of HTTP checks only.
 const HTTP_KEYS: [&str; 4] = ["status", "contains", "body", "json"];
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,7 +35,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// if !r.ok { log::warn(`${r.name}: ${r.detail}`); }
         /// ```
         fn http[context](call, url: &str) -> Map {
-            check_one(&context, single("http", url.into(), Map::new())?)
+            check_one(&context, "http", url, Map::new())
         }
     );
     function!(&mut module,
@@ -46,7 +49,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         ///     #{status: 200, json: #{status: "ok"}, timeout: 1000, name: "api"});
         /// ```
         fn http[context](call, url: &str, options: Map) -> Map {
-            check_one(&context, single("http", url.into(), options)?)
+            check_one(&context, "http", url, options)
         }
     );
     function!(&mut module,
@@ -56,7 +59,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let r = health::tcp("127.0.0.1:5432");
         /// ```
         fn tcp[context](call, addr: &str) -> Map {
-            check_one(&context, single("tcp", addr.into(), Map::new())?)
+            check_one(&context, "tcp", addr, Map::new())
         }
     );
     function!(&mut module,
@@ -66,7 +69,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let r = health::tcp("127.0.0.1:6379", #{timeout: 500, name: "redis"});
         /// ```
         fn tcp[context](call, addr: &str, options: Map) -> Map {
-            check_one(&context, single("tcp", addr.into(), options)?)
+            check_one(&context, "tcp", addr, options)
         }
     );
     function!(&mut module,
@@ -77,7 +80,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let r = health::postgres("postgres://app:secret@127.0.0.1:5432/app");
         /// ```
         fn postgres[context](call, url: &str) -> Map {
-            check_one(&context, single("postgres", url.into(), Map::new())?)
+            check_one(&context, "postgres", url, Map::new())
         }
     );
     function!(&mut module,
@@ -87,7 +90,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let r = health::postgres(env::get("DATABASE_URL"), #{timeout: 2000, name: "db"});
         /// ```
         fn postgres[context](call, url: &str, options: Map) -> Map {
-            check_one(&context, single("postgres", url.into(), options)?)
+            check_one(&context, "postgres", url, options)
         }
     );
     function!(&mut module,
@@ -98,7 +101,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let r = health::container("api-gateway-green");
         /// ```
         fn container[context](call, name: &str) -> Map {
-            check_one(&context, single("container", name.into(), Map::new())?)
+            check_one(&context, "container", name, Map::new())
         }
     );
     function!(&mut module,
@@ -108,7 +111,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let r = health::container("db", #{timeout: 1000, name: "database container"});
         /// ```
         fn container[context](call, name: &str, options: Map) -> Map {
-            check_one(&context, single("container", name.into(), options)?)
+            check_one(&context, "container", name, options)
         }
     );
     function!(&mut module,
@@ -126,10 +129,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let failing = results.filter(|r| !r.ok);
         /// ```
         fn all[context](call, checks: Array) -> Array {
-            let checks = parse_checks(&context, checks)?;
-            let clients = clients(&context, &checks)?;
-            let outcomes = context.block_on(health::all(&checks, &clients))?;
-            Ok(outcomes.into_iter().map(|o| Dynamic::from_map(to_map(o))).collect())
+            all(&context, checks)
         }
     );
     function!(&mut module,
@@ -159,18 +159,32 @@ pub fn module(context: &Arc<Context>) -> Module {
     module
 }
 
-fn check_one(context: &Context, check: Dynamic) -> HostResult<Map> {
-    let check = parse_check(context, check, None)?;
+/// Runs the check of a kind-specific call: `health::http(url, opts)`.
+fn check_one(context: &Context, kind: &str, target: &str, options: Map) -> HostResult<Map> {
+    let function = format!("health::{kind}");
+    if let Some(other) = KINDS.iter().find(|k| options.contains_key(**k)) {
+        return Err(fail(format!(
+            "{function}: option `{other}` names a kind of check; use health::all"
+        )));
+    }
+    let check = parse_check(context, function, kind, target.into(), options)?;
     let clients = clients(context, std::slice::from_ref(&check))?;
     let outcome = context.block_on(health::run(&check, &clients))?;
     Ok(to_map(outcome))
 }
 
-fn wait(context: &Context, checks: Array, mut options: Map) -> HostResult<Array> {
-    let timeout = take_ms(&mut options, "timeout")?.unwrap_or(DEFAULT_WAIT);
-    let interval = take_ms(&mut options, "interval")?.unwrap_or(DEFAULT_INTERVAL);
-    refuse_unknown(&options, "health::wait options")?;
-    let checks = parse_checks(context, checks)?;
+fn all(context: &Context, checks: Array) -> HostResult<Array> {
+    let checks = parse_list(context, "health::all", checks)?;
+    let clients = clients(context, &checks)?;
+    let outcomes = context.block_on(health::all(&checks, &clients))?;
+    Ok(to_array(outcomes))
+}
+
+fn wait(context: &Context, checks: Array, options: Map) -> HostResult<Array> {
+    let options = Options::new("health::wait", options, &["timeout", "interval"])?;
+    let timeout = options.millis("timeout")?.unwrap_or(DEFAULT_WAIT);
+    let interval = options.millis("interval")?.unwrap_or(DEFAULT_INTERVAL);
+    let checks = parse_list(context, "health::wait", checks)?;
     let clients = clients(context, &checks)?;
     let progress = Progress::spinner(context, &format!("waiting for {} checks", checks.len()));
     let total = checks.len();
@@ -194,15 +208,8 @@ fn wait(context: &Context, checks: Array, mut options: Map) -> HostResult<Array>
     ))?;
     drop(progress);
     match result {
-        Ok(outcomes) => Ok(outcomes
-            .into_iter()
-            .map(|o| Dynamic::from_map(to_map(o)))
-            .collect()),
-        Err(unhealthy) => Err(fail(
-            context
-                .secrets
-                .redact(&format!("health::wait: {unhealthy}")),
-        )),
+        Ok(outcomes) => Ok(to_array(outcomes)),
+        Err(unhealthy) => Err(fail_masked(context, format!("health::wait: {unhealthy}"))),
     }
 }
 
@@ -244,98 +251,129 @@ fn to_map(outcome: Outcome) -> Map {
     map
 }
 
-/// A check map built from a kind-specific call: `health::http(url, opts)`.
-fn single(kind: &str, target: Dynamic, mut options: Map) -> HostResult<Dynamic> {
-    if let Some(other) = KINDS.iter().find(|k| options.contains_key(**k)) {
-        return Err(fail(format!(
-            "health::{kind}: option `{other}` names another kind of check; use health::all"
-        )));
-    }
-    options.insert(kind.into(), target);
-    Ok(Dynamic::from_map(options))
-}
-
-fn parse_checks(context: &Context, checks: Array) -> HostResult<Vec<Check>> {
-    checks
+fn to_array(outcomes: Vec<Outcome>) -> Array {
+    outcomes
         .into_iter()
-        .enumerate()
-        .map(|(i, check)| parse_check(context, check, Some(i)))
+        .map(|o| Dynamic::from_map(to_map(o)))
         .collect()
 }
 
-/// A check from its script form: a URL string, or a map with one kind key and options.
-fn parse_check(context: &Context, value: Dynamic, index: Option<usize>) -> HostResult<Check> {
-    let at = |message: String| match index {
-        Some(i) => fail(format!("check #{} of the list: {message}", i + 1)),
-        None => fail(message),
-    };
-    let mut map = if value.is_string() {
-        let mut map = Map::new();
-        map.insert("http".into(), value);
-        map
-    } else if value.is_map() {
-        value.cast::<Map>()
-    } else {
-        return Err(at(format!(
-            "a check is a URL or a map like #{{http: url}}, not {}",
-            value.type_name()
-        )));
-    };
-    let kinds: Vec<&str> = KINDS.into_iter().filter(|k| map.contains_key(*k)).collect();
-    let kind = match kinds[..] {
-        [kind] => kind,
-        [] => {
-            return Err(at(
-                "the map names no check; give one of http, tcp, postgres, container".into(),
-            ));
-        }
-        _ => {
-            return Err(at(format!(
-                "the map names {} checks; give one",
-                kinds.join(" and ")
-            )));
-        }
-    };
-    let target = take_string(&mut map, kind).map_err(at)?.unwrap_or_default();
+/// The checks of `health::all` / `health::wait`, each a URL string or a map with one kind key
+/// and its options.
+fn parse_list(context: &Context, function: &str, checks: Array) -> HostResult<Vec<Check>> {
+    checks
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let label = format!("{function}: check #{} of the list", i + 1);
+            if value.is_string() {
+                return parse_check(context, label, "http", value.to_string(), Map::new());
+            }
+            let type_name = value.type_name();
+            let Some(mut map) = value.try_cast::<Map>() else {
+                return Err(fail(format!(
+                    "{label}: a check is a URL or a map like #{{http: url}}, not {type_name}"
+                )));
+            };
+            let kinds: Vec<&str> = KINDS.into_iter().filter(|k| map.contains_key(*k)).collect();
+            let kind = match kinds[..] {
+                [kind] => kind,
+                [] => {
+                    return Err(fail(format!(
+                        "{label}: the map names no check; give one of {}",
+                        KINDS.join(", ")
+                    )));
+                }
+                _ => {
+                    return Err(fail(format!(
+                        "{label}: the map names {} checks; give one",
+                        kinds.join(" and ")
+                    )));
+                }
+            };
+            let target = map.remove(kind).unwrap_or_default();
+            let Ok(target) = target.clone().into_string() else {
+                return Err(fail(format!(
+                    "{label}: `{kind}` must be a string, not {} `{target}`",
+                    target.type_name()
+                )));
+            };
+            parse_check(context, label, kind, target, map)
+        })
+        .collect()
+}
+
+/// A check of `kind` on `target` with its options; `label` starts its errors.
+fn parse_check(
+    context: &Context,
+    label: String,
+    kind: &str,
+    target: String,
+    options: Map,
+) -> HostResult<Check> {
     if target.trim().is_empty() {
-        return Err(at(format!("`{kind}` is empty")));
+        return Err(fail(format!("{label}: `{kind}` is empty")));
     }
-    let timeout = take_ms(&mut map, "timeout")?.unwrap_or(health::DEFAULT_TIMEOUT);
-    let name = take_string(&mut map, "name").map_err(at)?;
+    if kind != "http"
+        && let Some(key) = HTTP_KEYS.iter().find(|k| options.contains_key(**k))
+    {
+        return Err(fail(format!(
+            "{label}: `{key}` applies to http checks, not {kind}"
+        )));
+    }
+    let known = match kind {
+        "http" => [&COMMON_KEYS[..], &HTTP_KEYS[..]].concat(),
+        _ => COMMON_KEYS.to_vec(),
+    };
+    let options = Options::new(label, options, &known)?;
+    let timeout = options
+        .millis("timeout")?
+        .unwrap_or(health::DEFAULT_TIMEOUT);
+    let name = options.string("name")?;
     let (probe, default_name) = match kind {
         "http" => {
-            let probe = HttpProbe {
-                status: take_int(&mut map, "status")
-                    .map_err(at)?
-                    .map(|s| {
-                        u16::try_from(s).map_err(|_| at(format!("status {s} is no HTTP status")))
-                    })
-                    .transpose()?,
-                contains: take_string(&mut map, "contains").map_err(at)?,
-                body: take_string(&mut map, "body").map_err(at)?,
-                json: take_json_fields(&mut map).map_err(at)?,
-                url: target.clone(),
-            };
-            reqwest::Url::parse(&target).map_err(|e| at(format!("invalid URL {target:?}: {e}")))?;
-            (Probe::Http(probe), target)
+            reqwest::Url::parse(&target)
+                .map_err(|e| options.error(format!("invalid URL {target:?}: {e}")))?;
+            (Probe::Http(http_probe(&options, target.clone())?), target)
         }
         "tcp" => (Probe::Tcp(target.clone()), target),
         "postgres" => {
-            let name = postgres_name(context, &target).map_err(at)?;
+            let name = postgres_name(context, &target).map_err(|e| options.error(e))?;
             (Probe::Postgres(target), name)
         }
         _ => (Probe::Container(target.clone()), target),
     };
-    if kind != "http"
-        && let Some(key) = HTTP_KEYS.iter().find(|k| map.contains_key(**k))
-    {
-        return Err(at(format!("`{key}` applies to http checks, not {kind}")));
-    }
-    refuse_unknown(&map, "the check").map_err(|e| at(message_of(&e)))?;
     Ok(Check {
         name: name.unwrap_or(default_name),
         probe,
         timeout,
+    })
+}
+
+/// What an HTTP check wants of the answer.
+fn http_probe(options: &Options, url: String) -> HostResult<HttpProbe> {
+    let status = match options.value("status") {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_int()
+                .ok()
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or_else(|| options.invalid("status", "an HTTP status", value))?,
+        ),
+    };
+    let mut json = Vec::new();
+    for (field, want) in options.map("json")?.unwrap_or_default() {
+        let want = rhai::serde::from_dynamic::<serde_json::Value>(&want)
+            .map_err(|e| options.error(format!("`json.{field}`: {e}")))?;
+        json.push((field.to_string(), want));
+    }
+    Ok(HttpProbe {
+        url,
+        status,
+        contains: options.string("contains")?,
+        body: options.string("body")?,
+        json,
     })
 }
 
@@ -354,62 +392,4 @@ fn postgres_name(context: &Context, url: &str) -> Result<String, String> {
         }
         _ => context.secrets.redact(url).into_owned(),
     })
-}
-
-fn take_string(map: &mut Map, key: &str) -> Result<Option<String>, String> {
-    match map.remove(key) {
-        None => Ok(None),
-        Some(value) if value.is_string() => Ok(Some(value.to_string())),
-        Some(value) => Err(format!(
-            "`{key}` must be a string, not {}",
-            value.type_name()
-        )),
-    }
-}
-
-fn take_int(map: &mut Map, key: &str) -> Result<Option<i64>, String> {
-    match map.remove(key) {
-        None => Ok(None),
-        Some(value) => value
-            .as_int()
-            .map(Some)
-            .map_err(|found| format!("`{key}` must be an integer, not {found}")),
-    }
-}
-
-/// A duration option in milliseconds.
-pub fn take_ms(map: &mut Map, key: &str) -> HostResult<Option<Duration>> {
-    match take_int(map, key).map_err(fail)? {
-        None => Ok(None),
-        Some(ms) if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
-        Some(ms) => Err(fail(format!("`{key}` is {ms} ms; it must not be negative"))),
-    }
-}
-
-fn take_json_fields(map: &mut Map) -> Result<Vec<(String, serde_json::Value)>, String> {
-    let Some(value) = map.remove("json") else {
-        return Ok(Vec::new());
-    };
-    let Some(fields) = value.read_lock::<Map>() else {
-        return Err(format!(
-            "`json` must be a map of fields to values, like #{{status: \"ok\"}}, not {}",
-            value.type_name()
-        ));
-    };
-    fields
-        .iter()
-        .map(|(field, want)| {
-            rhai::serde::from_dynamic::<serde_json::Value>(want)
-                .map(|want| (field.to_string(), want))
-                .map_err(|e| format!("`json.{field}`: {e}"))
-        })
-        .collect()
-}
-
-/// Fails naming the first key nobody took, so a typo (`stauts`) is not silently ignored.
-pub fn refuse_unknown(map: &Map, what: &str) -> HostResult<()> {
-    match map.keys().next() {
-        None => Ok(()),
-        Some(key) => Err(fail(format!("{what}: unknown option `{key}`"))),
-    }
 }

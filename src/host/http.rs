@@ -11,6 +11,7 @@ use rhai::{Dynamic, Map, Module};
 use super::{
     HostResult, fail, function,
     json::{from_json, to_json},
+    options::Options,
 };
 use crate::{context::Context, redact::is_secret_name};
 
@@ -100,47 +101,30 @@ impl Request {
         if let Some(password) = parsed.password() {
             context.secrets.add(password);
         }
-        let mut request = Request {
+        let options = Options::new(call, options, &["headers", "timeout"])?;
+        let mut headers = Vec::new();
+        for (name, value) in options.map("headers")?.unwrap_or_default() {
+            let value = value.to_string();
+            let lower = name.to_ascii_lowercase();
+            if is_secret_name(&name)
+                || matches!(
+                    lower.as_str(),
+                    "authorization" | "proxy-authorization" | "cookie"
+                )
+            {
+                context.secrets.add(&value);
+            }
+            headers.push((name.to_string(), value));
+        }
+        Ok(Request {
             method,
             url: parsed,
-            headers: Vec::new(),
+            headers,
             body: None,
-            timeout: DEFAULT_TIMEOUT,
-        };
-        for (key, value) in options {
-            match key.as_str() {
-                "headers" => {
-                    let headers = value
-                        .try_cast::<Map>()
-                        .ok_or_else(|| fail(format!("{call}: headers must be a map")))?;
-                    for (name, value) in headers {
-                        let value = value.to_string();
-                        let lower = name.to_ascii_lowercase();
-                        if is_secret_name(&name)
-                            || matches!(
-                                lower.as_str(),
-                                "authorization" | "proxy-authorization" | "cookie"
-                            )
-                        {
-                            context.secrets.add(&value);
-                        }
-                        request.headers.push((name.to_string(), value));
-                    }
-                }
-                "timeout" => {
-                    let ms = value.as_int().ok().filter(|ms| *ms > 0).ok_or_else(|| {
-                        fail(format!("{call}: timeout must be a positive number of ms"))
-                    })?;
-                    request.timeout = Duration::from_millis(ms as u64);
-                }
-                other => {
-                    return Err(fail(format!(
-                        "{call}: unknown option `{other}` (known: headers, timeout)"
-                    )));
-                }
-            }
-        }
-        Ok(request)
+            timeout: options
+                .positive_millis("timeout")?
+                .unwrap_or(DEFAULT_TIMEOUT),
+        })
     }
 
     fn body(mut self, body: Dynamic) -> HostResult<Request> {

@@ -23,7 +23,7 @@ pub mod log;
 pub mod operator;
 pub mod options;
 pub mod pg;
-pub mod pg_options;
+pub mod pg_requests;
 pub mod secret;
 pub mod state;
 pub mod time;
@@ -78,6 +78,12 @@ pub(crate) use function;
 /// An error from a host function.
 pub fn fail(message: impl Display) -> Box<EvalAltResult> {
     message.to_string().into()
+}
+
+/// An error whose text has every registered secret masked: for messages that quote what a
+/// server or a program said, which may echo a password back.
+pub fn fail_masked(context: &Context, message: impl Display) -> Box<EvalAltResult> {
+    fail(context.secrets.redact(&message.to_string()))
 }
 
 /// Stamps `error` with the position of the host call, unless it already has one.

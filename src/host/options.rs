@@ -1,127 +1,310 @@
-//! Option maps of host functions (`#{timeout: 5_000, force: true}`), read key by key with the
-//! type each key needs. A key the function does not know is an error naming the keys it does,
-//! so a misspelt option never silently does nothing.
+//! Option maps of host functions (`#{timeout: 5_000, force: true}`): the one reader every host
+//! module uses, so every function refuses the same mistakes in the same words. Keys are checked
+//! when the map arrives — an unknown key (a typo like `tiemout`) is an error naming the keys the
+//! function knows, raised before anything runs, so a misspelt option never silently does
+//! nothing. Each key is then read with the type it needs; a wrong type names the key, what it
+//! must be and what it was:
+//!
+//! ```text
+//! exec::run: unknown option `tiemout` (known: timeout, cwd, env)
+//! docker::stop: option `timeout` must be 0 or more milliseconds, not i64 `-5`
+//! ```
+//!
+//! A key set to `()` counts as absent. An error never quotes the value of a key whose name says
+//! it is secret (`password`, `token`…), nor a wrong value where a map of variables or headers
+//! was wanted: those carry credentials before they are registered for masking.
 
-use rhai::{Dynamic, Map};
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 use super::{HostResult, fail};
-use crate::yaml::Node;
+use crate::redact::is_secret_name;
 
+/// An option map being read by one function.
 pub struct Options {
-    function: &'static str,
+    /// What errors start with: the function, and where needed which argument (`health::all:
+    /// check #2 of the list`).
+    function: String,
     map: Map,
 }
 
 impl Options {
-    pub fn new(function: &'static str, map: Map) -> Options {
-        Options { function, map }
+    /// The options `map` of `function`, which knows the keys `known`.
+    pub fn new(function: impl Into<String>, map: Map, known: &[&str]) -> HostResult<Options> {
+        let options = Options {
+            function: function.into(),
+            map,
+        };
+        match options
+            .map
+            .keys()
+            .find(|key| !known.contains(&key.as_str()))
+        {
+            None => Ok(options),
+            Some(key) => Err(fail(format!(
+                "{}: unknown option `{key}` (known: {})",
+                options.function,
+                known.join(", ")
+            ))),
+        }
     }
 
-    /// No options.
-    pub fn none(function: &'static str) -> Options {
-        Options::new(function, Map::new())
+    /// The value of `key` as given, `None` when it is absent or `()`.
+    pub fn value(&self, key: &str) -> Option<&Dynamic> {
+        self.map.get(key).filter(|value| !value.is_unit())
     }
 
-    fn take(&mut self, key: &str) -> Option<Dynamic> {
-        self.map.remove(key).filter(|value| !value.is_unit())
+    pub fn has(&self, key: &str) -> bool {
+        self.value(key).is_some()
     }
 
-    fn wrong(&self, key: &str, wanted: &str, value: &Dynamic) -> Box<rhai::EvalAltResult> {
+    /// The error for `key` holding `value` where it must be `wanted` ("a string", "at least 1").
+    pub fn invalid(&self, key: &str, wanted: &str, value: &Dynamic) -> Box<EvalAltResult> {
+        self.wrong(key, wanted, value, !is_secret_name(key))
+    }
+
+    fn wrong(&self, key: &str, wanted: &str, value: &Dynamic, quote: bool) -> Box<EvalAltResult> {
+        let shown = match quote {
+            true => format!(" `{value}`"),
+            false => String::new(),
+        };
         fail(format!(
-            "{}: option `{key}` must be {wanted}, not {} `{value}`",
+            "{}: option `{key}` must be {wanted}, not {}{shown}",
             self.function,
             value.type_name()
         ))
     }
 
-    pub fn bool(&mut self, key: &str) -> HostResult<Option<bool>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) => value
-                .as_bool()
-                .map(Some)
-                .map_err(|_| self.wrong(key, "true or false", &value)),
-        }
+    /// The error for a required `key` that is absent; `what` says what it is for.
+    pub fn missing(&self, key: &str, what: &str) -> Box<EvalAltResult> {
+        fail(format!(
+            "{}: option `{key}` ({what}) is missing",
+            self.function
+        ))
     }
 
-    pub fn int(&mut self, key: &str) -> HostResult<Option<i64>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) => value
-                .as_int()
-                .map(Some)
-                .map_err(|_| self.wrong(key, "an integer", &value)),
-        }
+    /// An error about these options in the function's name: `FUNCTION: message`.
+    pub fn error(&self, message: impl std::fmt::Display) -> Box<EvalAltResult> {
+        fail(format!("{}: {message}", self.function))
     }
 
-    /// A non-negative integer: milliseconds, a count.
-    pub fn count(&mut self, key: &str) -> HostResult<Option<u64>> {
-        match self.int(key)? {
-            Some(n) if n < 0 => Err(fail(format!(
-                "{}: option `{key}` must not be negative, not {n}",
-                self.function
-            ))),
-            other => Ok(other.map(|n| n as u64)),
-        }
+    /// `key` read by `read`, which returns `None` when the value does not fit.
+    fn read<T>(
+        &self,
+        key: &str,
+        wanted: &str,
+        read: impl FnOnce(&Dynamic) -> Option<T>,
+    ) -> HostResult<Option<T>> {
+        self.read_quoting(key, wanted, !is_secret_name(key), read)
     }
 
-    pub fn string(&mut self, key: &str) -> HostResult<Option<String>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) if value.is_string() => Ok(Some(value.to_string())),
-            Some(value) => Err(self.wrong(key, "a string", &value)),
-        }
+    /// [`Options::read`] that quotes a wrong value only when `quote`: a map of headers or
+    /// variables given as text is likely to hold a credential.
+    fn read_quoting<T>(
+        &self,
+        key: &str,
+        wanted: &str,
+        quote: bool,
+        read: impl FnOnce(&Dynamic) -> Option<T>,
+    ) -> HostResult<Option<T>> {
+        self.value(key)
+            .map(|value| read(value).ok_or_else(|| self.wrong(key, wanted, value, quote)))
+            .transpose()
     }
 
-    /// A list of strings; a single string is a list of one.
-    pub fn strings(&mut self, key: &str) -> HostResult<Option<Vec<String>>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) => Node::from(&value)
-                .strings(key)
-                .map(Some)
-                .map_err(|e| fail(format!("{}: option {e}", self.function))),
-        }
+    pub fn bool(&self, key: &str) -> HostResult<Option<bool>> {
+        self.read(key, "true or false", |v| v.as_bool().ok())
     }
 
-    /// `NAME: value` pairs from a map or a list of `NAME=value` strings.
-    pub fn pairs(&mut self, key: &str) -> HostResult<Option<Vec<(String, String)>>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) => Node::from(&value)
-                .pairs(key)
-                .map(|pairs| {
-                    Some(
-                        pairs
-                            .into_iter()
-                            .map(|(k, v)| (k, v.unwrap_or_default()))
-                            .collect(),
-                    )
-                })
-                .map_err(|e| fail(format!("{}: option {e}", self.function))),
-        }
+    pub fn int(&self, key: &str) -> HostResult<Option<i64>> {
+        self.read(key, "an integer", |v| v.as_int().ok())
+    }
+
+    /// A count, 0 or more.
+    pub fn count(&self, key: &str) -> HostResult<Option<u64>> {
+        self.read(key, "an integer, 0 or more", |v| {
+            v.as_int().ok().and_then(|n| u64::try_from(n).ok())
+        })
+    }
+
+    /// Milliseconds as a duration, 0 or more.
+    pub fn millis(&self, key: &str) -> HostResult<Option<Duration>> {
+        self.read(key, "0 or more milliseconds", |v| {
+            v.as_int().ok().and_then(|n| u64::try_from(n).ok())
+        })
+        .map(|ms| ms.map(Duration::from_millis))
+    }
+
+    /// Milliseconds as a duration above zero: for a timeout, where 0 could only fail.
+    pub fn positive_millis(&self, key: &str) -> HostResult<Option<Duration>> {
+        self.read(key, "a positive number of milliseconds", |v| {
+            v.as_int().ok().filter(|n| *n > 0).map(|n| n as u64)
+        })
+        .map(|ms| ms.map(Duration::from_millis))
+    }
+
+    pub fn string(&self, key: &str) -> HostResult<Option<String>> {
+        self.read(key, "a string", |v| v.clone().into_string().ok())
+    }
+
+    /// A string that must be there; `what` says what it is for.
+    pub fn required(&self, key: &str, what: &str) -> HostResult<String> {
+        self.string(key)?.ok_or_else(|| self.missing(key, what))
+    }
+
+    /// A list of strings; a single string is a list of one. Numbers and booleans read as their
+    /// text (`["--jobs", 4]`).
+    pub fn strings(&self, key: &str) -> HostResult<Option<Vec<String>>> {
+        self.read(key, "a string or a list of strings", |value| {
+            match value.read_lock::<Array>() {
+                Some(items) => items.iter().map(scalar_text).collect(),
+                None => scalar_text(value).map(|text| vec![text]),
+            }
+        })
+    }
+
+    /// `NAME: value` pairs from a map, or from a list of `NAME=value` strings. A name without a
+    /// value (`#{NAME: ()}`, `["NAME"]`) has the empty value.
+    pub fn pairs(&self, key: &str) -> HostResult<Option<Vec<(String, String)>>> {
+        self.read_quoting(
+            key,
+            "a map or a list of NAME=value strings",
+            false,
+            |value| {
+                if let Some(map) = value.read_lock::<Map>() {
+                    map.iter()
+                        .map(|(name, value)| {
+                            let text = match value.is_unit() {
+                                true => Some(String::new()),
+                                false => scalar_text(value),
+                            };
+                            text.map(|text| (name.to_string(), text))
+                        })
+                        .collect()
+                } else {
+                    value
+                        .read_lock::<Array>()?
+                        .iter()
+                        .map(|item| {
+                            let text = scalar_text(item)?;
+                            Some(match text.split_once('=') {
+                                Some((name, value)) => (name.to_string(), value.to_string()),
+                                None => (text, String::new()),
+                            })
+                        })
+                        .collect()
+                }
+            },
+        )
     }
 
     /// A map option as it is.
-    pub fn map(&mut self, key: &str) -> HostResult<Option<Map>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(value) => match value.clone().try_cast::<Map>() {
-                Some(map) => Ok(Some(map)),
-                None => Err(self.wrong(key, "a map", &value)),
-            },
+    pub fn map(&self, key: &str) -> HostResult<Option<Map>> {
+        self.read_quoting(key, "a map", false, |v| {
+            v.read_lock::<Map>().map(|map| map.clone())
+        })
+    }
+}
+
+/// A single value as text: a string, or a number or boolean written out; not a list, a map or
+/// `()`.
+fn scalar_text(value: &Dynamic) -> Option<String> {
+    let nested = value.is_unit() || value.is_array() || value.is_map();
+    (!nested).then(|| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(script_map: &[(&str, Dynamic)], known: &[&str]) -> HostResult<Options> {
+        let map = script_map
+            .iter()
+            .map(|(k, v)| ((*k).into(), v.clone()))
+            .collect();
+        Options::new("f::g", map, known)
+    }
+
+    fn message(error: &EvalAltResult) -> String {
+        match error {
+            EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+            other => other.to_string(),
         }
     }
 
-    /// Fails if keys are left that the function does not know.
-    pub fn finish(self, known: &[&str]) -> HostResult<()> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(key) => Err(fail(format!(
-                "{}: unknown option `{key}` (it takes {})",
-                self.function,
-                known.join(", ")
-            ))),
-        }
+    #[test]
+    fn an_unknown_key_is_refused_naming_the_known_ones() {
+        let error = options(&[("tiemout", 5.into())], &["timeout", "cwd"])
+            .err()
+            .unwrap();
+        assert_eq!(
+            message(&error),
+            "f::g: unknown option `tiemout` (known: timeout, cwd)"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_key_wanted_type_and_value() {
+        let o = options(&[("timeout", "soon".into())], &["timeout"]).unwrap();
+        assert_eq!(
+            message(&o.millis("timeout").unwrap_err()),
+            "f::g: option `timeout` must be 0 or more milliseconds, not string `soon`"
+        );
+        let o = options(&[("timeout", (-5_i64).into())], &["timeout"]).unwrap();
+        assert_eq!(
+            message(&o.positive_millis("timeout").unwrap_err()),
+            "f::g: option `timeout` must be a positive number of milliseconds, not i64 `-5`"
+        );
+    }
+
+    #[test]
+    fn a_secret_value_is_not_quoted() {
+        let o = options(&[("password", 1234_i64.into())], &["password"]).unwrap();
+        let text = message(&o.string("password").unwrap_err());
+        assert_eq!(text, "f::g: option `password` must be a string, not i64");
+    }
+
+    #[test]
+    fn unit_is_absent_and_reads_do_not_consume() {
+        let o = options(&[("a", Dynamic::UNIT), ("b", true.into())], &["a", "b"]).unwrap();
+        assert!(!o.has("a"));
+        assert_eq!(o.bool("b").unwrap(), Some(true));
+        assert_eq!(o.bool("b").unwrap(), Some(true));
+        assert_eq!(o.string("a").unwrap(), None);
+        assert_eq!(
+            message(&o.required("a", "the thing").unwrap_err()),
+            "f::g: option `a` (the thing) is missing"
+        );
+    }
+
+    #[test]
+    fn lists_and_pairs() {
+        let list: Array = vec!["x".into(), 4_i64.into()];
+        let pairs: Array = vec!["A=1".into(), "B".into()];
+        let o = options(
+            &[
+                ("one", "x".into()),
+                ("list", list.into()),
+                ("env", pairs.into()),
+            ],
+            &["one", "list", "env"],
+        )
+        .unwrap();
+        assert_eq!(o.strings("one").unwrap(), Some(vec!["x".to_string()]));
+        assert_eq!(
+            o.strings("list").unwrap(),
+            Some(vec!["x".to_string(), "4".to_string()])
+        );
+        assert_eq!(
+            o.pairs("env").unwrap(),
+            Some(vec![("A".into(), "1".into()), ("B".into(), String::new())])
+        );
+        let nested: Array = vec![Array::new().into()];
+        let o = options(&[("list", nested.into())], &["list"]).unwrap();
+        assert_eq!(
+            message(&o.strings("list").unwrap_err()),
+            "f::g: option `list` must be a string or a list of strings, not array `[[]]`"
+        );
     }
 }

@@ -9,8 +9,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use rhai::{Array, Dynamic, Map, Module};
 
 use super::{
-    HostResult, fail, function,
-    pg_options::{Options, dump_request, restore_request, target_of},
+    HostResult, fail, fail_masked, function,
+    options::Options,
+    pg_requests::{dump_request, restore_request, target_of},
 };
 use crate::{
     context::Context,
@@ -139,20 +140,24 @@ fn isready(context: &Context, target: &Target) -> HostResult<bool> {
             tracing::debug!("pg::isready {target}: {reason}");
             Ok(false)
         }
-        Err(error) => Err(masked(context, format!("pg::isready {target}: {error}"))),
+        Err(error) => Err(fail_masked(
+            context,
+            format!("pg::isready {target}: {error}"),
+        )),
     }
 }
 
 fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> HostResult<Array> {
     let rows = context
         .block_on(pgquery::query(target, sql, params))?
-        .map_err(|e| masked(context, format!("pg::query {target}: {e}")))?;
+        .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?;
     Ok(rows.into_iter().map(Dynamic::from_map).collect())
 }
 
 fn dump(context: &Context, options: Map) -> HostResult<Map> {
     let request = dump_request(context, options)?;
-    pgdump::check_directory(&request.to).map_err(|e| masked(context, format!("pg::dump: {e}")))?;
+    pgdump::check_directory(&request.to)
+        .map_err(|e| fail_masked(context, format!("pg::dump: {e}")))?;
     let gzip = request.gzip.is_some();
     let detail = format!(
         "{} → {} ({}{})",
@@ -188,7 +193,7 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
             };
             let dumped = context
                 .block_on(pgdump::dump(&request, docker.as_ref(), &mut report))?
-                .map_err(|e| masked(context, format!("pg::dump {}: {e}", request.target)))?;
+                .map_err(|e| fail_masked(context, format!("pg::dump {}: {e}", request.target)))?;
             tracing::info!(
                 "backup of {} written to {}: {} bytes in {} ms",
                 request.target,
@@ -211,7 +216,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
     let database = request.target.database();
     // Reading the file (format, checksum) is no change: a dry run does it too.
     let (kind, bytes) = pgrestore::inspect(&request.from, request.sha256.as_deref())
-        .map_err(|e| masked(context, format!("pg::restore: {e}")))?;
+        .map_err(|e| fail_masked(context, format!("pg::restore: {e}")))?;
     let detail = format!(
         "{} ← {} ({}{})",
         request.target,
@@ -252,8 +257,9 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
             let _progress = Progress::spinner(context, &format!("restoring {detail}"));
             let restoring = pgrestore::restore(&request, (kind, bytes), docker.as_ref());
             let restored = match context.block_on(restoring) {
-                Ok(result) => result
-                    .map_err(|e| masked(context, format!("pg::restore {}: {e}", request.target)))?,
+                Ok(result) => result.map_err(|e| {
+                    fail_masked(context, format!("pg::restore {}: {e}", request.target))
+                })?,
                 Err(stopped) => {
                     cleanup(context, &request, docker.as_ref());
                     return Err(stopped);
@@ -312,18 +318,12 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
     let keep = match options.int("keep")? {
         Some(keep) if keep >= 1 => keep as usize,
         Some(keep) => {
-            return Err(fail(format!(
-                "pg::prune: keep must be at least 1 (it is {keep}); delete the last backup by hand"
-            )));
+            let wanted = "at least 1 (delete the last backup by hand)";
+            return Err(options.invalid("keep", wanted, &keep.into()));
         }
-        None => {
-            return Err(fail(
-                "pg::prune: option `keep` (how many backups to keep) is missing",
-            ));
-        }
+        None => return Err(options.missing("keep", "how many backups to keep")),
     };
-    let (kept, deleted) =
-        pgbackups::plan_prune(&dir, &db, keep).map_err(|e| fail(format!("pg::prune: {e}")))?;
+    let (kept, deleted) = pgbackups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
     let mut gone = Array::new();
     for backup in &deleted {
         let path = backup.path.display().to_string();
@@ -358,7 +358,7 @@ fn warn_of_sessions(context: &Context, request: &RestoreRequest) -> HostResult<(
     let docker = docker_for(context, &request.target)?;
     let sessions = context
         .block_on(pgrestore::other_sessions(request, docker.as_ref()))?
-        .map_err(|e| masked(context, format!("pg::restore {}: {e}", request.target)))?;
+        .map_err(|e| fail_masked(context, format!("pg::restore {}: {e}", request.target)))?;
     if !sessions.is_empty() {
         tracing::warn!(
             "{} has {} other session(s) connected ({}): the restore will fail unless they are \
@@ -377,9 +377,4 @@ fn docker_for(context: &Context, target: &Target) -> HostResult<Option<bollard::
         .container_name()
         .map(|_| context.docker())
         .transpose()
-}
-
-/// An error with every registered secret masked.
-fn masked(context: &Context, message: impl std::fmt::Display) -> Box<rhai::EvalAltResult> {
-    fail(context.secrets.redact(&message.to_string()))
 }

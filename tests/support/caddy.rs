@@ -7,12 +7,14 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{Value, json};
+
+use super::KillOnDrop;
 
 /// The Caddy binary: `caddy` on PATH, resolved through a pyenv shim to the real static binary
 /// (a shim costs a shell start on every run and hides the process behind a wrapper).
@@ -35,7 +37,7 @@ pub fn binary() -> PathBuf {
 
 /// A Caddy process; killed when dropped.
 pub struct CaddyProcess {
-    child: Child,
+    _child: KillOnDrop,
     /// `127.0.0.1:PORT` of the admin API.
     pub admin: String,
     dir: tempfile::TempDir,
@@ -72,16 +74,22 @@ impl CaddyProcess {
             .stderr(log)
             .spawn()
             .expect("cannot start caddy");
-        let caddy = CaddyProcess { child, admin, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while caddy.try_request("GET", "/config/", None, &[]).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "caddy never answered on its admin API; its log:\n{}",
-                caddy.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let caddy = CaddyProcess {
+            _child: KillOnDrop(child),
+            admin,
+            dir,
+        };
+        super::wait_for(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                format!(
+                    "caddy never answered on its admin API; its log:\n{}",
+                    caddy.log()
+                )
+            },
+            || caddy.try_request("GET", "/config/", None, &[]).ok(),
+        );
         caddy
     }
 
@@ -126,13 +134,6 @@ impl CaddyProcess {
         let response = self.request("GET", "/config/", None, &[]);
         assert_eq!(response.status, 200, "{}", response.body);
         serde_json::from_str(&response.body).unwrap()
-    }
-}
-
-impl Drop for CaddyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,12 +3,13 @@
 //! needs upstreams without Docker.
 
 use std::{
-    net::TcpStream,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use super::KillOnDrop;
 
 /// The static demo-service binary, built on first use.
 pub fn binary() -> PathBuf {
@@ -40,7 +41,7 @@ pub fn binary() -> PathBuf {
 
 /// A demo-service process on 127.0.0.1; killed when dropped.
 pub struct DemoProcess {
-    child: Child,
+    _child: KillOnDrop,
     pub port: u16,
 }
 
@@ -58,7 +59,10 @@ impl DemoProcess {
             command.env(name, value);
         }
         let child = command.spawn().expect("cannot start the demo service");
-        let process = DemoProcess { child, port };
+        let process = DemoProcess {
+            _child: KillOnDrop(child),
+            port,
+        };
         if !env.iter().any(|(name, _)| *name == "START_DELAY_MS") {
             process.wait_listening(Duration::from_secs(5));
         }
@@ -70,21 +74,6 @@ impl DemoProcess {
     }
 
     pub fn wait_listening(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "demo service on port {} never listened",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for DemoProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::wait_listening(self.port, limit, "the demo service");
     }
 }

@@ -9,7 +9,7 @@ use std::{
     net::TcpStream,
     process::Command,
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sha2::{Digest, Sha256};
@@ -126,8 +126,9 @@ fn listed(what: &[&str], filter: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
+impl Cleanup {
+    /// Removes everything created so far (a benchmark does between runs); dropping does too.
+    pub fn remove(&self) {
         for filter in self.filters() {
             let run = |args: &[&str], ids: Vec<String>| {
                 if !ids.is_empty() {
@@ -144,31 +145,27 @@ impl Drop for Cleanup {
     }
 }
 
-/// A helper process (a registry) killed when the test ends.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.remove();
     }
 }
 
 /// The body of `GET path` on 127.0.0.1:port, retried until the service answers.
 pub fn http_get(port: u16, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-            let mut response = String::new();
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut response).is_ok()
-                && let Some((_, body)) = response.split_once("\r\n\r\n")
-            {
-                return body.to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing answers on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let get = || -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut response = String::new();
+        stream.write_all(request.as_bytes()).ok()?;
+        stream.read_to_string(&mut response).ok()?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        Some(body.to_string())
+    };
+    super::wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || format!("nothing answers on port {port}"),
+        get,
+    )
 }

@@ -15,8 +15,11 @@ pub mod postgres;
 pub mod stack;
 
 use std::{
+    net::TcpStream,
     path::{Path, PathBuf},
+    process::Child,
     sync::{Mutex, Once},
+    time::{Duration, Instant},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,4 +152,43 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// Calls `probe` every `every` until it gives a value, and returns it; panics with `what()` (a
+/// function, so it can read a log at that moment) when `limit` passes first.
+pub fn wait_for<T>(
+    limit: Duration,
+    every: Duration,
+    what: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(every);
+    }
+}
+
+/// Waits until something listens on 127.0.0.1:`port`; panics naming `what` after `limit`.
+pub fn wait_listening(port: u16, limit: Duration, what: &str) {
+    wait_for(
+        limit,
+        Duration::from_millis(10),
+        || format!("{what} on port {port} never listened"),
+        || TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+}
+
+/// A process a test started (the demo service, Caddy, a registry), killed when dropped so a
+/// failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

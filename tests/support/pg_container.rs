@@ -10,12 +10,12 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use super::{
     POSTGRES_BIN as BIN,
-    postgres::{Psql, run},
+    postgres::{PSQL_ARGS, Psql, run},
 };
 
 /// The locally built PostgreSQL image, built on first use (once per machine: its tag carries a
@@ -168,49 +168,36 @@ impl PgContainer {
             &image(),
         ]));
         let container = PgContainer { name, password };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !Command::new("docker")
-            .args([
-                "exec",
-                &container.name,
-                "pg_isready",
-                "-q",
-                "-U",
-                "postgres",
-            ])
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL in {} never became ready",
-                container.name
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        super::wait_for(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || format!("PostgreSQL in {} never became ready", container.name),
+            || {
+                Command::new("docker")
+                    .args([
+                        "exec",
+                        &container.name,
+                        "pg_isready",
+                        "-q",
+                        "-U",
+                        "postgres",
+                    ])
+                    .status()
+                    .unwrap()
+                    .success()
+                    .then_some(())
+            },
+        );
         container
     }
 }
 
 impl Psql for PgContainer {
     fn psql(&self, db: &str, sql: &str) -> String {
-        run(Command::new("docker").args([
-            "exec",
-            &self.name,
-            "psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ]))
+        run(Command::new("docker")
+            .args(["exec", &self.name, "psql"])
+            .args(PSQL_ARGS)
+            .args(["-d", db, "-c", sql]))
     }
 }
 

@@ -16,6 +16,10 @@ use std::{
 
 use super::POSTGRES_BIN as BIN;
 
+/// The `psql` arguments every helper runs SQL with: no psqlrc, quiet, unaligned tuples only,
+/// stopping at the first error, as the superuser.
+pub const PSQL_ARGS: [&str; 7] = ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", "postgres"];
+
 /// Runs SQL somewhere and returns the output of `psql -At`.
 pub trait Psql {
     fn psql(&self, db: &str, sql: &str) -> String;
@@ -193,19 +197,14 @@ impl Cluster {
 impl Psql for Cluster {
     fn psql(&self, db: &str, sql: &str) -> String {
         let mut command = Command::new("psql");
-        command
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-h",
-            ])
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
+        command.args(PSQL_ARGS).arg("-h").arg(&self.dir).args([
+            "-p",
+            &self.port.to_string(),
+            "-d",
+            db,
+            "-c",
+            sql,
+        ]);
         run(&mut command)
     }
 }

