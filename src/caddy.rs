@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn admin_addresses() {
-        let http = reqwest::Client::new();
+        let http = crate::context::http_client();
         assert_eq!(
             Admin::new("127.0.0.1:2019", http.clone())
                 .unwrap()

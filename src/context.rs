@@ -104,15 +104,7 @@ impl Context {
 
     /// The HTTP client shared by every host call (connections are pooled and reused).
     pub fn http(&self) -> reqwest::Client {
-        self.http
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap_or_default()
-            })
-            .clone()
+        self.http.get_or_init(http_client).clone()
     }
 
     /// The one gate for every call that changes the world (docker run/stop/remove, compose
@@ -229,4 +221,15 @@ pub fn stopped(reason: StopReason) -> Box<EvalAltResult> {
         reason.describe().into(),
         Position::NONE,
     ))
+}
+
+/// A new HTTP client, as [`Context::http`] shares one. reqwest is built without a crypto
+/// provider; ring is installed here (a second install, as tests may do, is harmless).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
 }
