@@ -12,9 +12,10 @@
 //! what changes first:
 //!
 //! 1. A slot that already holds its new address is not written.
-//! 2. Slots that hold nothing (not written yet) or an address that leaves the route go first —
-//!    in a failover those are the dead ones, replaced before anything else — then the slots
-//!    moved between addresses that both stay (the rebalancing of a scale). Slot order within.
+//! 2. Slots that hold nothing (not written yet: each request Caddy sends there waits for a
+//!    retry on another slot) or an address that leaves the route (in a failover, the dead
+//!    ones) go first, then the slots moved between addresses that both stay (the rebalancing
+//!    of a scale). Slot order within each group.
 //! 3. The writes of one step are renamed back to back ([`crate::atomic::write_all`]).
 //!
 //! When the route must be PATCHed too (it dials other upstreams: the end of a canary, a route

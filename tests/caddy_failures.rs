@@ -91,14 +91,18 @@ fn concurrent_edit_is_detected_and_not_overwritten() {
     if !support::require(Service::Caddy) {
         return;
     }
-    for routing in [Routing::Literal, Routing::File] {
+    for routing in [Routing::Literal, Routing::File, Routing::Slots] {
         let stack = Stack::start(routing);
         let red = DemoProcess::start(support::free_port(), &[("VERSION", "red")]);
         let signal = support::free_port();
         // Someone else moves production to red between this run's read and its switch.
-        let edit = || match &stack.file {
-            Some(file) => std::fs::write(file, red.address()).unwrap(),
-            None => {
+        let edit = || match routing {
+            Routing::File | Routing::Slots => {
+                for file in &stack.files {
+                    std::fs::write(file, red.address()).unwrap();
+                }
+            }
+            Routing::Literal => {
                 let response = stack.caddy.request(
                     "PATCH",
                     "/id/production/handle/0/upstreams",
@@ -177,8 +181,7 @@ fn admin_down_is_a_clear_error_and_changes_nothing() {
     if !support::require(Service::Caddy) {
         return;
     }
-    let stack = Stack::start(Routing::File);
-    let file = stack.file.clone().unwrap();
+    let stack = Stack::start(Routing::Slots);
     let nowhere = format!("127.0.0.1:{}", support::free_port());
     for call in [
         r#"caddy::switch("production", [GREEN])"#,
@@ -198,10 +201,7 @@ fn admin_down_is_a_clear_error_and_changes_nothing() {
             ))
             .status(1);
     }
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        stack.blue.address()
-    );
+    assert!(stack.slots().iter().all(|a| *a == stack.blue.address()));
     assert_eq!(stack.version(), "blue");
 }
 
@@ -211,7 +211,7 @@ fn invalid_or_dead_addresses_are_refused_before_caddy_sees_them() {
         return;
     }
     let dead = format!("127.0.0.1:{}", support::free_port());
-    for routing in [Routing::Literal, Routing::File] {
+    for routing in [Routing::Literal, Routing::File, Routing::Slots] {
         let stack = Stack::start(routing);
         let config = stack.caddy.config();
         for (addr, message) in [
@@ -242,9 +242,7 @@ fn invalid_or_dead_addresses_are_refused_before_caddy_sees_them() {
         }
         assert_eq!(stack.caddy.config(), config, "{routing:?}");
         assert_eq!(stack.version(), "blue");
-        if let Some(file) = &stack.file {
-            assert_eq!(std::fs::read_to_string(file).unwrap(), stack.blue.address());
-        }
+        assert!(stack.slots().iter().all(|a| *a == stack.blue.address()));
     }
 }
 
@@ -275,6 +273,14 @@ fn unknown_route_and_bad_options_are_named() {
         (
             "caddy::switch(\"production\", [])".to_string(),
             "no address to switch to",
+        ),
+        (
+            format!("caddy::switch(\"production\", [{green:?}], #{{file: [\"a\", \"b\", \"a\"]}})"),
+            "caddy::switch: `file` lists a twice: each slot is its own file",
+        ),
+        (
+            format!("caddy::switch(\"production\", [{green:?}], #{{file: []}})"),
+            "caddy::switch: `file` lists no file",
         ),
         (
             format!("caddy::weights(\"production\", #{{{green:?}: -1}})"),

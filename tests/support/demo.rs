@@ -41,7 +41,7 @@ pub fn binary() -> PathBuf {
 
 /// A demo-service process on 127.0.0.1; killed when dropped.
 pub struct DemoProcess {
-    _child: KillOnDrop,
+    child: KillOnDrop,
     pub port: u16,
 }
 
@@ -60,7 +60,7 @@ impl DemoProcess {
         }
         let child = command.spawn().expect("cannot start the demo service");
         let process = DemoProcess {
-            _child: KillOnDrop(child),
+            child: KillOnDrop(child),
             port,
         };
         if !env.iter().any(|(name, _)| *name == "START_DELAY_MS") {
@@ -71,6 +71,22 @@ impl DemoProcess {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it as `docker stop` does: SIGTERM, after which it finishes the requests in flight
+    /// (at most `DRAIN_MS`) and exits. Returns once it has.
+    pub fn stop(mut self) {
+        let pid = self.child.0.id() as libc::pid_t;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self
+            .child
+            .0
+            .wait()
+            .expect("the demo service cannot be waited for");
+        assert!(
+            status.success(),
+            "the demo service ended {status} on SIGTERM"
+        );
     }
 
     pub fn wait_listening(&self, limit: Duration) {
