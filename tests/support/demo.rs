@@ -73,20 +73,24 @@ impl DemoProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Stops it as `docker stop` does: SIGTERM, after which it finishes the requests in flight
-    /// (at most `DRAIN_MS`) and exits. Returns once it has.
-    pub fn stop(mut self) {
-        let pid = self.child.0.id() as libc::pid_t;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = self
-            .child
-            .0
-            .wait()
-            .expect("the demo service cannot be waited for");
-        assert!(
-            status.success(),
-            "the demo service ended {status} on SIGTERM"
-        );
+    /// Stops them all as `docker stop` does: SIGTERM, after which each finishes the requests
+    /// it has in flight (at most `DRAIN_MS`) and exits. Returns once every one has.
+    pub fn stop_all(processes: Vec<DemoProcess>) {
+        for process in &processes {
+            let pid = process.child.0.id() as libc::pid_t;
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        for mut process in processes {
+            let status = process
+                .child
+                .0
+                .wait()
+                .expect("cannot wait for the demo service");
+            assert!(
+                status.success(),
+                "the demo service ended {status} on SIGTERM"
+            );
+        }
     }
 
     pub fn wait_listening(&self, limit: Duration) {
