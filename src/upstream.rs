@@ -179,6 +179,19 @@ impl ProxyRoute {
         Ok(targets)
     }
 
+    /// What each upstream holds, in order: its address, or for a file what the file holds.
+    /// Any change here is a change of where traffic goes, even one `targets` does not show
+    /// (two slots trading addresses).
+    pub fn held(&self) -> Result<Vec<Option<String>>> {
+        self.upstreams()?
+            .into_iter()
+            .map(|upstream| match upstream.dial {
+                Dial::Address(addr) => Ok(Some(addr)),
+                Dial::File(path) => read_slot(&path),
+            })
+            .collect()
+    }
+
     pub(crate) fn problem(&self, problem: &str) -> CaddyError {
         CaddyError::Route {
             id: self.id.clone(),

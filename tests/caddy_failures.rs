@@ -177,6 +177,52 @@ fn concurrent_edit_is_detected_and_not_overwritten() {
 }
 
 #[test]
+fn slots_trading_addresses_count_as_a_concurrent_edit() {
+    if !support::require(Service::Caddy) {
+        return;
+    }
+    let stack = Stack::start(Routing::Slots);
+    let (blue, green) = (stack.blue.address(), stack.green.address());
+    stack
+        .test()
+        .runbook(
+            "r",
+            r#"fn main(a, b) { caddy::switch("production", [a, b]); }"#,
+        )
+        .args(["r", &blue, &green])
+        .success();
+    let signal = support::free_port();
+    let script = format!(
+        r#"fn main() {{
+            print(`read ${{caddy::upstreams("production")}}`);
+            health::wait([#{{tcp: "127.0.0.1:{signal}"}}], #{{timeout: 30000, interval: 50}});
+            caddy::switch("production", ["{green}"]);
+            print("switched");
+        }}"#
+    );
+    // Someone else trades slots 3 and 4: the same addresses, in the same first-seen order,
+    // but not the same split.
+    let (code, stderr) = run_with_edit_between(
+        stack.test().runbook("r", &script).args(["r"]),
+        "read",
+        signal,
+        || {
+            std::fs::write(&stack.files[2], &green).unwrap();
+            std::fs::write(&stack.files[3], &blue).unwrap();
+        },
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("route \"production\" changed since this run read it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("switched"), "{stderr}");
+    let mut edited: Vec<String> = (0..10).map(|i| [&blue, &green][i % 2].clone()).collect();
+    edited.swap(2, 3);
+    assert_eq!(stack.slots(), edited, "the other edit was overwritten");
+}
+
+#[test]
 fn admin_down_is_a_clear_error_and_changes_nothing() {
     if !support::require(Service::Caddy) {
         return;

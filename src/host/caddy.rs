@@ -29,8 +29,8 @@ use crate::{
 /// How long a target gets to accept the connection that proves it is there.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What this run has read from Caddy, by admin address and path: the ETag, and for a route the
-/// addresses it sent traffic to.
+/// What this run has read from Caddy, by admin address and path: the ETag, and for a route what
+/// each upstream held (its address, or the address in its file).
 #[derive(Default)]
 struct Reads {
     seen: Mutex<HashMap<String, Seen>>,
@@ -39,7 +39,7 @@ struct Reads {
 #[derive(Clone)]
 struct Seen {
     etag: Option<String>,
-    targets: Option<Vec<String>>,
+    held: Option<Vec<Option<String>>>,
 }
 
 impl Reads {
@@ -78,8 +78,8 @@ impl Reads {
         if seen.etag.as_deref().is_some_and(|etag| etag != route.etag) {
             return Err(conflict());
         }
-        match seen.targets {
-            Some(targets) if targets != route.targets()? => Err(conflict()),
+        match seen.held {
+            Some(held) if held != route.held()? => Err(conflict()),
             _ => Ok(()),
         }
     }
@@ -103,7 +103,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn config[context, reads](call) -> Dynamic {
             let admin = admin(&context)?;
             let read = run(&context, admin.config())?;
-            reads.remember(&admin, "/config/", Seen { etag: read.etag, targets: None });
+            reads.remember(&admin, "/config/", Seen { etag: read.etag, held: None });
             rhai::serde::to_dynamic(read.value)
         }
     );
@@ -157,9 +157,10 @@ pub fn module(context: &Arc<Context>) -> Module {
             let admin = admin(&context)?;
             let route = run(&context, admin.route(route_id))?;
             let targets = route.targets().map_err(|e| fail_masked(&context, e))?;
+            let held = route.held().map_err(|e| fail_masked(&context, e))?;
             reads.remember(&admin, &route_path(route_id), Seen {
                 etag: Some(route.etag.clone()),
-                targets: Some(targets.clone()),
+                held: Some(held),
             });
             Ok(targets.into_iter().map(Dynamic::from).collect())
         }
