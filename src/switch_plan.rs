@@ -450,6 +450,19 @@ mod tests {
     }
 
     #[test]
+    fn a_one_file_route_given_ten_slots_fills_the_new_ones_patches_then_moves_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = slotted(dir.path(), &[Some("blue:1")]);
+        let slots: Vec<PathBuf> = std::iter::once(dir.path().join("production.1"))
+            .chain((2..=10).map(|i| dir.path().join(format!("new.{i}"))))
+            .collect();
+        let plan = plan_switch(r, strings(&["green:1"]), Mode::File(Some(slots.clone()))).unwrap();
+        let mut expected: Vec<(usize, &str)> = (2..=10).map(|n| (n, "green:1")).collect();
+        expected.extend([(0, "PATCH"), (1, "green:1")]);
+        assert_eq!(written(&plan, &slots), pairs(&expected));
+    }
+
+    #[test]
     fn files_given_make_a_literal_route_dial_them_filled_before_the_patch() {
         let dir = tempfile::tempdir().unwrap();
         let r = route(json!({"handler": "reverse_proxy",
