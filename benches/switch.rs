@@ -1,6 +1,9 @@
 //! Switching production traffic under load, three ways, in one run: `caddy::switch` on a route
 //! that dials an upstream file (no config reload), `caddy::switch` by PATCH (one atomic config
 //! change, a reload), and the old scripts' way (rewrite the Caddyfile with sed, `caddy reload`).
+//! Then the same on a route of ten slot files as shipped (every slot rewritten at each switch),
+//! and scaling 1 ↔ 3 replicas, by slots and by PATCH (failures only: a scale has no single
+//! target to time).
 //! For each it prints the switch latency — command issued until every new request is served by
 //! the target, as the load generator sees it — and the failed requests of each kind of client:
 //! browser-like GET (one retry on a reused connection closed before any response), and GET and
@@ -27,7 +30,7 @@ use std::{
 };
 
 use support::{
-    caddy::{CaddyProcess, file_dial, proxy_config, proxy_route},
+    caddy::{CaddyProcess, file_dial, proxy_config, proxy_route_to, slot_files},
     demo::DemoProcess,
     load::{Group, Load, Method, Plan, Report, Retry, switch_latency},
 };
@@ -48,6 +51,12 @@ enum Way {
     PatchCall,
     /// The old scripts: sed the Caddyfile, `caddy reload`.
     Reload,
+    /// One runbook; the route dials ten slot files, each rewritten at every switch.
+    SlotsCall,
+    /// One runbook scaling 1 ↔ 3 replicas; the route dials ten slot files.
+    ScaleSlotsCall,
+    /// One runbook scaling 1 ↔ 3 replicas, `mode: "patch"`.
+    ScalePatchCall,
 }
 
 impl Way {
@@ -60,15 +69,34 @@ impl Way {
             Way::PatchRun => "`cutover run` of caddy::switch, mode patch (one PATCH, a reload)",
             Way::PatchCall => "caddy::switch call in a running runbook, mode patch (a reload)",
             Way::Reload => "old way: sed the Caddyfile + `caddy reload`",
+            Way::SlotsCall => {
+                "caddy::switch call in a running runbook, route dials 10 slot files (no reload)"
+            }
+            Way::ScaleSlotsCall => "scale 1 <-> 3 replicas, route dials 10 slot files (no reload)",
+            Way::ScalePatchCall => "scale 1 <-> 3 replicas, mode patch (a reload)",
         }
     }
 
-    fn by_file(self) -> bool {
-        matches!(self, Way::FileRun | Way::FileCall)
+    /// How many upstream files the route dials: none for literal addresses.
+    fn slots(self) -> usize {
+        match self {
+            Way::FileRun | Way::FileCall => 1,
+            Way::SlotsCall | Way::ScaleSlotsCall => 10,
+            _ => 0,
+        }
     }
 
     fn mode(self) -> &'static str {
-        if self.by_file() { "auto" } else { "patch" }
+        if self.slots() > 0 { "auto" } else { "patch" }
+    }
+
+    /// One runbook does every switch.
+    fn in_one_run(self) -> bool {
+        !matches!(self, Way::FileRun | Way::PatchRun | Way::Reload)
+    }
+
+    fn scales(self) -> bool {
+        matches!(self, Way::ScaleSlotsCall | Way::ScalePatchCall)
     }
 }
 
@@ -79,7 +107,7 @@ fn main(blue, green, mode, n, pause) {
     for k in 0..n.parse_int() {
         let to = if k % 2 == 0 { green } else { blue };
         print(`issued ${time::now()}`);
-        caddy::switch("production", [to], #{mode: mode});
+        caddy::switch("production", to.split(","), #{mode: mode});
         sleep(pause.parse_int());
     }
 }
@@ -117,6 +145,9 @@ fn main() {
         Way::PatchRun,
         Way::PatchCall,
         Way::Reload,
+        Way::SlotsCall,
+        Way::ScaleSlotsCall,
+        Way::ScalePatchCall,
     ]
     .into_iter()
     .map(|way| measure(way, switches))
@@ -131,18 +162,26 @@ fn main() {
 fn measure(way: Way, switches: usize) -> Measured {
     let blue = DemoProcess::start(support::free_port(), &[("VERSION", "blue")]);
     let green = DemoProcess::start(support::free_port(), &[("VERSION", "green")]);
+    // Scaling: blue alone, or blue and two more replicas.
+    let more: Vec<DemoProcess> = (2..=3)
+        .filter(|_| way.scales())
+        .map(|n| DemoProcess::start(support::free_port(), &[("VERSION", &format!("blue-{n}"))]))
+        .collect();
+    let scaled: Vec<String> = std::iter::once(blue.address())
+        .chain(more.iter().map(DemoProcess::address))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("production");
-    std::fs::write(&file, blue.address()).unwrap();
-    let dial = if way.by_file() {
-        file_dial(&file)
-    } else {
-        blue.address()
+    let dials: Vec<String> = match way.slots() {
+        0 => vec![blue.address()],
+        n => slot_files(dir.path(), "production", n, &blue.address())
+            .iter()
+            .map(|f| file_dial(f))
+            .collect(),
     };
     let port = support::free_port();
     let caddy = CaddyProcess::start(proxy_config(
         port,
-        vec![proxy_route("production", None, &dial)],
+        vec![proxy_route_to("production", None, &dials)],
     ));
     std::fs::create_dir(dir.path().join("runbooks")).unwrap();
     std::fs::write(
@@ -187,9 +226,14 @@ fn measure(way: Way, switches: usize) -> Measured {
     };
     let mut issued = Vec::new();
     let mut commands = Vec::new();
-    if way == Way::FileCall || way == Way::PatchCall {
+    if way.in_one_run() {
+        let to = if way.scales() {
+            scaled.join(",")
+        } else {
+            green.address()
+        };
         let output = Command::new(CUTOVER)
-            .args(["run", "flip", &blue.address(), &green.address(), way.mode()])
+            .args(["run", "flip", &blue.address(), &to, way.mode()])
             .arg(switches.to_string())
             .arg(PAUSE.as_millis().to_string())
             .current_dir(dir.path())
@@ -203,7 +247,7 @@ fn measure(way: Way, switches: usize) -> Measured {
             .lines()
             .filter_map(|line| line.split_once(" issued ").map(|(_, ms)| ms.trim()))
             .filter_map(|ms| ms.parse::<u64>().ok());
-        for (k, ms) in stamps.enumerate() {
+        for (k, ms) in stamps.enumerate().filter(|_| !way.scales()) {
             issued.push((
                 Duration::from_millis(ms.saturating_sub(epoch_ms)),
                 target(k),
@@ -213,7 +257,7 @@ fn measure(way: Way, switches: usize) -> Measured {
         assert_eq!(pairs, switches, "{text}");
     }
     for k in 0..switches {
-        if way == Way::FileCall || way == Way::PatchCall {
+        if way.in_one_run() {
             break;
         }
         let (from, to) = if k.is_multiple_of(2) {
@@ -301,15 +345,17 @@ fn ms(d: Duration) -> f64 {
 fn print_measured(m: &Measured, old: Duration) {
     let latency = median(&m.latencies);
     println!("{}", m.way.describe());
-    println!(
-        "  switch latency   median {:>7.1} ms   p90 {:>7.1} ms   max {:>7.1} ms   ({} of {} switches seen; {:.2}× the old way)",
-        ms(latency),
-        ms(percentile(&m.latencies, 0.9)),
-        ms(percentile(&m.latencies, 1.0)),
-        m.latencies.len(),
-        m.switches,
-        latency.as_secs_f64() / old.as_secs_f64()
-    );
+    if !m.way.scales() {
+        println!(
+            "  switch latency   median {:>7.1} ms   p90 {:>7.1} ms   max {:>7.1} ms   ({} of {} switches seen; {:.2}× the old way)",
+            ms(latency),
+            ms(percentile(&m.latencies, 0.9)),
+            ms(percentile(&m.latencies, 1.0)),
+            m.latencies.len(),
+            m.switches,
+            latency.as_secs_f64() / old.as_secs_f64()
+        );
+    }
     if !m.commands.is_empty() {
         println!(
             "  command          median {:>7.1} ms   (process start to exit)",

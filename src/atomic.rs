@@ -1,6 +1,7 @@
 //! Files that are whole or absent, never torn: written to a temporary file beside the target,
 //! fsynced, renamed over the target, and the directory fsynced, so a crash at any instant leaves
-//! the old content or the new. Used for `.current-environment`, state, and backups.
+//! the old content or the new. Used for `.current-environment`, state, backups, and the upstream
+//! files Caddy reads (several at once, renamed back to back).
 
 use std::{
     fs::{File, OpenOptions},
@@ -61,12 +62,26 @@ impl AtomicFile {
 
     /// Flushes and fsyncs the content, renames it over the target and fsyncs the directory.
     pub fn commit(mut self) -> io::Result<()> {
-        let mut file = self.file.take().expect("file is present until commit");
+        let dir = parent(&self.target).to_path_buf();
+        self.sync()?;
+        self.install()?;
+        File::open(dir)?.sync_all()
+    }
+
+    /// Renames the (synced) content over the target; the directory is left to the caller to
+    /// fsync. A failed rename removes the temporary file.
+    fn install(mut self) -> io::Result<()> {
+        drop(self.file.take());
+        std::fs::rename(&self.temp, &self.target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&self.temp);
+        })
+    }
+
+    /// Flushes and fsyncs the content.
+    fn sync(&mut self) -> io::Result<()> {
+        let file = self.file();
         file.flush()?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&self.temp, &self.target)?;
-        File::open(parent(&self.target))?.sync_all()
+        file.sync_all()
     }
 }
 
@@ -83,6 +98,33 @@ pub fn write(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     let mut file = AtomicFile::create(target, mode)?;
     file.file().write_all(content)?;
     file.commit()
+}
+
+/// Replaces several files, each atomically, with the renames back to back: every content is
+/// written and fsynced first, then the files are renamed into place in the order given (so they
+/// change within microseconds of each other, never out of order), then each directory is
+/// fsynced once. On an error, files renamed before it have their new content and the others
+/// their old one; none is ever torn.
+pub fn write_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
+    let mut pending = Vec::with_capacity(files.len());
+    for (target, content) in files {
+        let mut file = AtomicFile::create(target, mode)?;
+        file.file().write_all(content)?;
+        file.sync()?;
+        pending.push(file);
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in pending {
+        let dir = parent(&file.target).to_path_buf();
+        file.install()?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Removes temporary files of `target` left by processes that died mid-write (a `kill -9`
@@ -138,6 +180,22 @@ mod tests {
         );
         write(&target, b"new", 0o600).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn write_all_replaces_every_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write(&a, b"old", 0o644).unwrap();
+        write_all(&[(a.as_path(), b"new a"), (b.as_path(), b"new b")], 0o644).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // A file that cannot be created stops the batch before any rename: nothing changes.
+        let nowhere = dir.path().join("missing/c");
+        assert!(write_all(&[(a.as_path(), b"x"), (nowhere.as_path(), b"y")], 0o644).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -5,15 +5,18 @@
 //! conflict instead of being overwritten. Caddy itself validates a new config before it swaps it
 //! in and keeps the old one when it refuses: its message is passed on whole.
 //!
-//! What a route's upstreams are and how a switch is planned lives in [`crate::upstream`]; this
-//! file only speaks HTTP to Caddy.
+//! What a route's upstreams are lives in [`crate::upstream`], how a switch is planned in
+//! [`crate::switch_plan`]; this file only speaks HTTP to Caddy.
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::upstream::{ProxyRoute, SwitchPlan, SwitchStep};
+use crate::{
+    switch_plan::{SwitchPlan, SwitchStep},
+    upstream::ProxyRoute,
+};
 
 pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:2019";
 /// How long one admin request may take. A load is quick (old servers drain in the background),
@@ -255,7 +258,7 @@ impl Admin {
     pub async fn apply(&self, plan: &SwitchPlan) -> Result<()> {
         for step in &plan.steps {
             match step {
-                SwitchStep::WriteFile { path, addr } => crate::upstream::write_file(path, addr)?,
+                SwitchStep::WriteSlots(writes) => crate::upstream::write_slots(writes)?,
                 SwitchStep::Patch(handler) => self.patch(&plan.route, handler).await?,
             }
         }

@@ -58,6 +58,7 @@ pub mod service_syntax;
 pub mod session;
 pub mod sources;
 pub mod state;
+pub mod switch_plan;
 pub mod units;
 pub mod upstream;
 pub mod yaml;

@@ -1,19 +1,20 @@
-//! Where a Caddy route sends its traffic, and the plan for moving it.
+//! Where a Caddy route sends its traffic.
 //!
 //! A route is the config object with a given `@id`; it holds one `reverse_proxy` handler (itself,
 //! or nested in `handle`/`routes`). Its upstreams dial either an address (`10.0.0.5:8080`) or a
 //! file: `{file.deploy/caddy/upstreams/production}` is Caddy's file placeholder, read again for
-//! every request, so the route follows whatever address that file holds.
+//! every request, so the upstream follows whatever address that file holds.
 //!
 //! That is what makes a switch cheap. Any change to Caddy's config, even a one-field PATCH,
 //! rebuilds its HTTP servers, and the old ones close their idle keep-alive connections: a client
-//! that sends its next request on such a connection just then gets no answer. A route that dials
-//! a file is switched by replacing the file (written whole and renamed, so Caddy reads the old
-//! address or the new one, never half): no reload, no connection closed, and requests already
-//! in flight finish where they are. Routes with literal addresses are switched with one PATCH of
-//! the handler, atomic but with the reload's cost. Canary weights always take a PATCH; a route
-//! that dials a file keeps the file among its weighted upstreams, so the switch that ends the
-//! canary can return it to the file alone.
+//! that sends its next request on such a connection just then gets no answer. A file is replaced
+//! whole instead (written and renamed, so Caddy reads the old address or the new one, never
+//! half): no reload, no connection closed, and requests in flight finish where they are.
+//!
+//! A file holds one address, so a route that must reach several (the replicas of a scaled
+//! service) dials several files: its **slots**. Caddy's load balancer picks an upstream for each
+//! request and only then reads its file, so addresses spread over the slots share the traffic.
+//! How a switch or a canary fills and orders the slots is planned in [`crate::switch_plan`].
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,8 @@ use serde_json::{Value, json};
 
 use crate::caddy::{CaddyError, Result};
 
-const WEIGHTED: &str = "weighted_round_robin";
+/// Caddy's policy for canary splits (Caddy ≥ 2.7).
+pub(crate) const WEIGHTED: &str = "weighted_round_robin";
 
 /// What an upstream dials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +44,7 @@ impl Dial {
         }
     }
 
-    fn to_config(&self) -> String {
+    pub(crate) fn to_config(&self) -> String {
         match self {
             Dial::Address(addr) => addr.clone(),
             Dial::File(path) => format!("{{file.{}}}", path.display()),
@@ -136,7 +138,7 @@ impl ProxyRoute {
     }
 
     /// The weights of a `weighted_round_robin` policy, if that is the policy.
-    fn weights(&self) -> Option<Vec<u64>> {
+    pub(crate) fn weights(&self) -> Option<Vec<u64>> {
         let policy = &self.handler["load_balancing"]["selection_policy"];
         (policy["policy"] == WEIGHTED).then(|| {
             policy["weights"]
@@ -146,31 +148,51 @@ impl ProxyRoute {
         })
     }
 
-    /// The file the route dials, if it dials one.
-    pub fn file(&self) -> Result<Option<PathBuf>> {
-        Ok(self.upstreams()?.into_iter().find_map(|u| match u.dial {
-            Dial::File(path) => Some(path),
-            Dial::Address(_) => None,
-        }))
+    /// The files the route dials, in upstream order, each once: its slots.
+    pub fn slots(&self) -> Result<Vec<PathBuf>> {
+        let mut slots: Vec<PathBuf> = Vec::new();
+        for upstream in self.upstreams()? {
+            if let Dial::File(path) = upstream.dial
+                && !slots.contains(&path)
+            {
+                slots.push(path);
+            }
+        }
+        Ok(slots)
     }
 
-    /// The addresses that receive traffic now (upstreams of weight 0 are left out), with the
-    /// content of a dialed file read. A dialed file not written yet (before a stack's first
-    /// switch) sends traffic nowhere.
+    /// The distinct addresses that receive traffic now, in upstream order (a slotted route's
+    /// addresses in slot order): upstreams of weight 0 are left out, a dialed file is read. A
+    /// slot not written yet (before a stack's first switch) sends traffic nowhere.
     pub fn targets(&self) -> Result<Vec<String>> {
-        let mut targets = Vec::new();
+        let mut targets: Vec<String> = Vec::new();
         for upstream in self.upstreams()? {
-            match upstream.dial {
-                _ if upstream.weight == Some(0) => {}
-                Dial::Address(addr) => targets.push(addr),
-                Dial::File(path) if !path.exists() => {}
-                Dial::File(path) => targets.push(read_file(&path)?),
+            let addr = match upstream.dial {
+                _ if upstream.weight == Some(0) => None,
+                Dial::Address(addr) => Some(addr),
+                Dial::File(path) => read_slot(&path)?,
+            };
+            if let Some(addr) = addr.filter(|a| !targets.contains(a)) {
+                targets.push(addr);
             }
         }
         Ok(targets)
     }
 
-    fn problem(&self, problem: &str) -> CaddyError {
+    /// What each upstream holds, in order: its address, or for a file what the file holds.
+    /// Any change here is a change of where traffic goes, even one `targets` does not show
+    /// (two slots trading addresses).
+    pub fn held(&self) -> Result<Vec<Option<String>>> {
+        self.upstreams()?
+            .into_iter()
+            .map(|upstream| match upstream.dial {
+                Dial::Address(addr) => Ok(Some(addr)),
+                Dial::File(path) => read_slot(&path),
+            })
+            .collect()
+    }
+
+    pub(crate) fn problem(&self, problem: &str) -> CaddyError {
         CaddyError::Route {
             id: self.id.clone(),
             problem: problem.to_string(),
@@ -179,7 +201,7 @@ impl ProxyRoute {
 
     /// The handler with `dials` as its upstreams and, with `weights`, a weighted policy; a
     /// weighted policy left from a canary is dropped otherwise. Other settings are kept.
-    fn handler_with(&self, dials: &[Dial], weights: Option<Vec<u64>>) -> Value {
+    pub(crate) fn handler_with(&self, dials: &[Dial], weights: Option<Vec<u64>>) -> Value {
         let mut handler = self.handler.clone();
         handler["upstreams"] = dials
             .iter()
@@ -221,160 +243,60 @@ fn find_proxies(value: &Value, path: &mut Vec<String>, found: &mut Vec<(Vec<Stri
     }
 }
 
-/// How to switch: by the route's file when it dials one (or with `File(Some(path))`, making it
-/// dial that file), or by PATCHing literal addresses.
+/// The address a slot file holds, `None` when it holds none: the file is missing (not written
+/// yet) or empty. Caddy cannot dial such a slot: a request it picks the slot for fails.
+pub fn read_slot(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_string()).filter(|a| !a.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CaddyError::File {
+            path: path.display().to_string(),
+            detail: format!(
+                "cannot read it ({e}); cutover must see the file at the path Caddy reads it from"
+            ),
+        }),
+    }
+}
+
+/// One slot file to replace with an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    Auto,
-    File(Option<PathBuf>),
-    Patch,
+pub struct SlotWrite {
+    pub path: PathBuf,
+    pub addr: String,
 }
 
-/// One step of a switch.
-#[derive(Debug, Clone)]
-pub enum SwitchStep {
-    /// Replace the upstream file: no reload.
-    WriteFile { path: PathBuf, addr: String },
-    /// Replace the handler in one If-Match PATCH: a reload.
-    Patch(Value),
-}
-
-/// What a switch (or a weights change) will do, computed before anything changes.
-#[derive(Debug, Clone)]
-pub struct SwitchPlan {
-    pub route: ProxyRoute,
-    pub from: Vec<String>,
-    pub to: Vec<String>,
-    /// `file` (no config reload) or `patch`.
-    pub mode: &'static str,
-    pub steps: Vec<SwitchStep>,
-}
-
-/// Plans moving all of `route`'s traffic to `to`.
-pub fn plan_switch(route: ProxyRoute, to: Vec<String>, mode: Mode) -> Result<SwitchPlan> {
-    let from = route.targets()?;
-    let current_file = route.file()?;
-    let file = match mode {
-        Mode::Auto => current_file.filter(|_| to.len() == 1),
-        Mode::Patch => None,
-        Mode::File(path) => {
-            let Some(path) = path.or(current_file) else {
-                return Err(route.problem(
-                    "it dials no {file.…} upstream; give the file to dial with #{file: PATH}",
-                ));
-            };
-            if to.len() != 1 {
-                return Err(route.problem(&format!(
-                    "a file holds one address, not {}; switch by patch for several",
-                    to.len()
-                )));
-            }
-            Some(path)
-        }
+/// Replaces the slot files, each whole (temp file, fsync, rename), renamed back to back in the
+/// order given: Caddy reads each slot's old address or its new one, never a torn one.
+pub fn write_slots(writes: &[SlotWrite]) -> Result<()> {
+    let Some(first) = writes.first() else {
+        return Ok(());
     };
-    let Some(path) = file else {
-        let dials: Vec<Dial> = to.iter().cloned().map(Dial::Address).collect();
-        let steps = vec![SwitchStep::Patch(route.handler_with(&dials, None))];
-        return Ok(SwitchPlan {
-            route,
-            from,
-            to,
-            mode: "patch",
-            steps,
-        });
-    };
-    let upstreams = route.upstreams()?;
-    let dial = Dial::File(path.clone());
-    let write = SwitchStep::WriteFile {
-        path: path.clone(),
-        addr: to[0].clone(),
-    };
-    let steps =
-        if upstreams.len() == 1 && upstreams[0].dial == dial && upstreams[0].weight.is_none() {
-            vec![write]
-        } else {
-            let patch = SwitchStep::Patch(route.handler_with(std::slice::from_ref(&dial), None));
-            let file_serves = upstreams
-                .iter()
-                .any(|u| u.dial == dial && u.weight != Some(0));
-            // The file's address already takes traffic: narrow the route to it first, then move
-            // it. Otherwise the file takes none yet, so filling it first changes nothing live.
-            if file_serves {
-                vec![patch, write]
-            } else {
-                vec![write, patch]
-            }
-        };
-    Ok(SwitchPlan {
-        route,
-        from,
-        to,
-        mode: "file",
-        steps,
-    })
-}
-
-/// Plans a weighted split. A route that dials a file keeps it as an upstream, weighted by the
-/// share given to the address it holds (0 if none), so a later switch can return to it.
-pub fn plan_weights(route: ProxyRoute, weights: Vec<(String, u64)>) -> Result<SwitchPlan> {
-    if weights.iter().all(|(_, w)| *w == 0) {
-        return Err(route.problem("at least one weight must be above 0"));
-    }
-    let from = route.targets()?;
-    let mut entries: Vec<(Dial, u64)> = Vec::new();
-    if let Some(path) = route.file()? {
-        let held = read_file(&path)?;
-        let share = weights
-            .iter()
-            .find(|(a, _)| *a == held)
-            .map_or(0, |(_, w)| *w);
-        entries.push((Dial::File(path), share));
-        entries.extend(
-            weights
-                .iter()
-                .filter(|(a, _)| *a != held)
-                .map(|(a, w)| (Dial::Address(a.clone()), *w)),
-        );
-    } else {
-        entries.extend(weights.iter().map(|(a, w)| (Dial::Address(a.clone()), *w)));
-    }
-    let dials: Vec<Dial> = entries.iter().map(|(d, _)| d.clone()).collect();
-    let handler = route.handler_with(&dials, Some(entries.iter().map(|(_, w)| *w).collect()));
-    Ok(SwitchPlan {
-        route,
-        from,
-        to: weights
-            .iter()
-            .filter(|(_, w)| *w > 0)
-            .map(|(a, _)| a.clone())
-            .collect(),
-        mode: "patch",
-        steps: vec![SwitchStep::Patch(handler)],
-    })
-}
-
-/// The address an upstream file holds.
-pub fn read_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| CaddyError::File {
-        path: path.display().to_string(),
-        detail: format!(
-            "cannot read it ({e}); cutover must see the file at the path Caddy reads it from"
-        ),
-    })?;
-    Ok(text.trim().to_string())
-}
-
-/// Replaces the upstream file whole (temp file, fsync, rename): Caddy reads the old address or
-/// the new one, never a torn one.
-pub fn write_file(path: &Path, addr: &str) -> Result<()> {
     let failed = |e: std::io::Error| CaddyError::File {
-        path: path.display().to_string(),
+        path: match writes.len() {
+            1 => first.path.display().to_string(),
+            n => format!(
+                "{} (or one of the {} other slots written with it)",
+                first.path.display(),
+                n - 1
+            ),
+        },
         detail: format!("cannot write it: {e}"),
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
+    for write in writes {
+        if let Some(dir) = write.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
     }
-    crate::atomic::write(path, format!("{addr}\n").as_bytes(), 0o644).map_err(failed)
+    let contents: Vec<Vec<u8>> = writes
+        .iter()
+        .map(|w| format!("{}\n", w.addr).into_bytes())
+        .collect();
+    let files: Vec<(&Path, &[u8])> = writes
+        .iter()
+        .zip(&contents)
+        .map(|(w, c)| (w.path.as_path(), c.as_slice()))
+        .collect();
+    crate::atomic::write_all(&files, 0o644).map_err(failed)
 }
 
 #[cfg(test)]
@@ -430,54 +352,21 @@ mod tests {
     }
 
     #[test]
-    fn patch_switch_drops_canary_weights() {
-        let r = route(json!({"handler": "reverse_proxy",
-            "upstreams": [{"dial": "a:1"}, {"dial": "b:1"}],
-            "load_balancing": {"selection_policy": {"policy": WEIGHTED, "weights": [9, 1]}}}));
-        assert_eq!(r.proxy_api_path(), "/id/production/handle/0");
-        let plan = plan_switch(r, vec!["c:1".into()], Mode::Auto).unwrap();
-        assert_eq!(plan.mode, "patch");
-        assert_eq!(plan.from, ["a:1", "b:1"]);
-        let SwitchStep::Patch(handler) = &plan.steps[0] else {
-            panic!()
-        };
-        assert_eq!(
-            handler,
-            &json!({"handler": "reverse_proxy", "upstreams": [{"dial": "c:1"}]})
-        );
-    }
-
-    #[test]
-    fn weights_keep_the_file_upstream() {
+    fn slots_and_targets_follow_upstream_order_once_each() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("production");
-        write_file(&file, "blue:1").unwrap();
-        let dial = format!("{{file.{}}}", file.display());
-        let r = route(json!({"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}));
-        let plan = plan_weights(r, vec![("blue:1".into(), 90), ("green:1".into(), 10)]).unwrap();
-        let SwitchStep::Patch(handler) = &plan.steps[0] else {
-            panic!()
-        };
-        assert_eq!(
-            handler["upstreams"],
-            json!([{"dial": dial}, {"dial": "green:1"}])
-        );
-        assert_eq!(
-            handler["load_balancing"]["selection_policy"]["weights"],
-            json!([90, 10])
-        );
-        // Ending the canary on green: the file carries traffic, so narrow first, then move.
-        let canary = route(handler.clone());
-        assert_eq!(canary.targets().unwrap(), ["blue:1", "green:1"]);
-        let plan = plan_switch(canary, vec!["green:1".into()], Mode::Auto).unwrap();
-        assert_eq!(plan.mode, "file");
-        assert!(matches!(
-            &plan.steps[..],
-            [SwitchStep::Patch(_), SwitchStep::WriteFile { .. }]
-        ));
-        // A plain file route switches by the file alone.
-        let plain = route(json!({"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}));
-        let plan = plan_switch(plain, vec!["green:1".into()], Mode::Auto).unwrap();
-        assert!(matches!(&plan.steps[..], [SwitchStep::WriteFile { .. }]));
+        let slot = |n: usize| dir.path().join(format!("p.{n}"));
+        let dial = |n: usize| format!("{{file.{}}}", slot(n).display());
+        std::fs::write(slot(1), "b:1\n").unwrap();
+        std::fs::write(slot(2), "a:1").unwrap();
+        std::fs::write(slot(3), "b:1").unwrap();
+        std::fs::write(slot(4), "\n").unwrap();
+        let r = route(json!({"handler": "reverse_proxy", "upstreams": [
+            {"dial": dial(1)}, {"dial": dial(2)}, {"dial": dial(3)}, {"dial": dial(4)},
+            {"dial": dial(5)}, {"dial": dial(1)}]}));
+        assert_eq!(r.slots().unwrap(), (1..=5).map(slot).collect::<Vec<_>>());
+        // Distinct, in slot order; an empty or missing slot holds nothing.
+        assert_eq!(r.targets().unwrap(), ["b:1", "a:1"]);
+        assert_eq!(read_slot(&slot(4)).unwrap(), None);
+        assert_eq!(read_slot(&slot(5)).unwrap(), None);
     }
 }

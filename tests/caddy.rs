@@ -5,6 +5,7 @@
 //! `caddy_failures`.
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
     path::PathBuf,
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use crate::{
     support::{
         self, Service,
-        caddy::{CaddyProcess, file_dial, get_body, proxy_config, proxy_route},
+        caddy::{CaddyProcess, file_dial, get_body, proxy_config, proxy_route_to, slot_files},
         demo::DemoProcess,
         load::{Group, Load, Method, Plan, Retry},
     },
@@ -24,14 +25,14 @@ use crate::{
 };
 
 /// Blue and green demo services behind a Caddy whose `production` route points at blue, by a
-/// literal address or by an upstream file.
+/// literal address, by an upstream file, or by ten slot files as the shipped config has.
 pub struct Stack {
     pub blue: DemoProcess,
     pub green: DemoProcess,
     pub caddy: CaddyProcess,
     pub proxy: String,
-    /// The upstream file, when the route dials one.
-    pub file: Option<PathBuf>,
+    /// The upstream files the route dials (its slots), none for a literal route.
+    pub files: Vec<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,36 +40,50 @@ pub struct Stack {
 pub enum Routing {
     Literal,
     File,
+    Slots,
 }
+
+/// The slots of a route in the shipped config.
+pub const SLOTS: usize = 10;
 
 impl Stack {
     pub fn start(routing: Routing) -> Stack {
         let blue = DemoProcess::start(support::free_port(), &[("VERSION", "blue")]);
         let green = DemoProcess::start(support::free_port(), &[("VERSION", "green")]);
         let dir = tempfile::tempdir().unwrap();
-        let file = (routing == Routing::File).then(|| dir.path().join("production"));
-        let dial = match &file {
-            Some(file) => {
-                std::fs::write(file, blue.address()).unwrap();
-                file_dial(file)
-            }
-            None => blue.address(),
+        let count = match routing {
+            Routing::Literal => 0,
+            Routing::File => 1,
+            Routing::Slots => SLOTS,
+        };
+        let files = slot_files(dir.path(), "production", count, &blue.address());
+        let dials = match routing {
+            Routing::Literal => vec![blue.address()],
+            _ => files.iter().map(|f| file_dial(f)).collect(),
         };
         let port = support::free_port();
         let caddy = CaddyProcess::start(proxy_config(
             port,
-            vec![proxy_route("production", None, &dial)],
+            vec![proxy_route_to("production", None, &dials)],
         ));
         let stack = Stack {
             blue,
             green,
             caddy,
             proxy: format!("127.0.0.1:{port}"),
-            file,
+            files,
             _dir: dir,
         };
         assert_eq!(stack.version(), "blue");
         stack
+    }
+
+    /// The address each slot file holds, in slot order.
+    pub fn slots(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap().trim().to_string())
+            .collect()
     }
 
     /// A test whose runbooks talk to this Caddy.
@@ -97,7 +112,11 @@ fn switch_moves_production_traffic() {
     if !support::require(Service::Caddy) {
         return;
     }
-    for (routing, mode) in [(Routing::Literal, "patch"), (Routing::File, "file")] {
+    for (routing, mode) in [
+        (Routing::Literal, "patch"),
+        (Routing::File, "file"),
+        (Routing::Slots, "file"),
+    ] {
         let stack = Stack::start(routing);
         let (blue, green) = (stack.blue.address(), stack.green.address());
         stack
@@ -109,9 +128,7 @@ fn switch_moves_production_traffic() {
             .stderr_contains(&format!("after: [\"{green}\"]"))
             .success();
         assert_eq!(stack.version(), "green", "{routing:?}");
-        if let Some(file) = &stack.file {
-            assert_eq!(std::fs::read_to_string(file).unwrap().trim(), green);
-        }
+        assert!(stack.slots().iter().all(|a| *a == green), "{routing:?}");
     }
 }
 
@@ -144,25 +161,27 @@ fn file_switch_keeps_connections_and_config() {
     if !support::require(Service::Caddy) {
         return;
     }
-    let stack = Stack::start(Routing::File);
-    let config = stack.caddy.config();
-    let mut client = TcpStream::connect(&stack.proxy).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    assert_eq!(get_on(&mut client).as_deref(), Some("blue"));
-    stack
-        .test()
-        .runbook("switch", SWITCH)
-        .args(["switch", &stack.green.address()])
-        .success();
-    // The idle keep-alive connection survived the switch and now reaches green: no reload.
-    assert_eq!(get_on(&mut client).as_deref(), Some("green"));
-    assert_eq!(stack.caddy.config(), config);
+    for routing in [Routing::File, Routing::Slots] {
+        let stack = Stack::start(routing);
+        let config = stack.caddy.config();
+        let mut client = TcpStream::connect(&stack.proxy).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(get_on(&mut client).as_deref(), Some("blue"));
+        stack
+            .test()
+            .runbook("switch", SWITCH)
+            .args(["switch", &stack.green.address()])
+            .success();
+        // The idle keep-alive connection survived the switch and now reaches green: no reload.
+        assert_eq!(get_on(&mut client).as_deref(), Some("green"), "{routing:?}");
+        assert_eq!(stack.caddy.config(), config, "{routing:?}");
+    }
 }
 
-/// Sends `n` GETs through the proxy and counts who served them.
-fn served_by(proxy: &str, n: u64) -> (u64, u64) {
+/// Sends `n` GETs through the proxy and counts who served them (`x-served-by`).
+fn served_by(proxy: &str, n: u64) -> BTreeMap<String, u64> {
     let report = Load::start(Plan {
         target: proxy.parse().unwrap(),
         groups: vec![Group::new("split", Retry::Browser, Method::Get, 4, 400.0)],
@@ -174,14 +193,12 @@ fn served_by(proxy: &str, n: u64) -> (u64, u64) {
     let group = report.group("split");
     assert_eq!(group.failures(), 0, "{}", report.describe());
     assert_eq!(group.requests, n, "{}", report.describe());
-    let count = |who: &str| {
-        group
-            .samples
-            .iter()
-            .filter(|s| s.served_by.as_deref() == Some(who))
-            .count() as u64
-    };
-    (count("demo-blue"), count("demo-green"))
+    let mut counts = BTreeMap::new();
+    for sample in &group.samples {
+        let who = sample.served_by.as_deref().unwrap_or("nobody");
+        *counts.entry(who.to_string()).or_default() += 1;
+    }
+    counts
 }
 
 #[test]
@@ -189,7 +206,7 @@ fn weights_split_traffic_90_10_then_a_switch_ends_the_canary() {
     if !support::require(Service::Caddy) {
         return;
     }
-    for routing in [Routing::Literal, Routing::File] {
+    for routing in [Routing::Literal, Routing::File, Routing::Slots] {
         let stack = Stack::start(routing);
         let (blue, green) = (stack.blue.address(), stack.green.address());
         let script = r#"
@@ -207,15 +224,20 @@ fn weights_split_traffic_90_10_then_a_switch_ends_the_canary() {
             .args(["canary", &blue, &green])
             .stderr_contains("by patch")
             .success();
-        let (to_blue, to_green) = served_by(&stack.proxy, 2000);
-        assert_eq!(to_blue + to_green, 2000);
+        let counts = served_by(&stack.proxy, 2000);
+        let to_green = counts.get("demo-green").copied().unwrap_or(0);
+        assert_eq!(
+            counts.get("demo-blue").copied().unwrap_or(0) + to_green,
+            2000,
+            "{counts:?}"
+        );
         let share = to_green as f64 / 2000.0;
         assert!(
             (0.05..=0.15).contains(&share),
             "{routing:?}: green got {to_green} of 2000 ({share:.3}), expected 10% ± 5"
         );
-        // Ending the canary on green leaves one upstream and no weighted policy; a route that
-        // dialed a file dials it again.
+        // Ending the canary on green leaves no weighted policy, and the upstreams the route
+        // had: a literal route the one address, a route that dialed files all of them again.
         stack
             .test()
             .runbook("switch", SWITCH)
@@ -224,13 +246,94 @@ fn weights_split_traffic_90_10_then_a_switch_ends_the_canary() {
         assert_eq!(stack.version(), "green");
         let handler =
             &stack.caddy.config()["apps"]["http"]["servers"]["main"]["routes"][0]["handle"][0];
-        let expected_dial = match &stack.file {
-            Some(file) => file_dial(file),
-            None => green.clone(),
+        let expected: Vec<Value> = match routing {
+            Routing::Literal => vec![json!({"dial": green})],
+            _ => stack
+                .files
+                .iter()
+                .map(|f| json!({"dial": file_dial(f)}))
+                .collect(),
         };
-        assert_eq!(handler["upstreams"], json!([{"dial": expected_dial}]));
+        assert_eq!(handler["upstreams"], Value::Array(expected), "{routing:?}");
         assert!(handler.get("load_balancing").is_none(), "{handler}");
+        assert!(stack.slots().iter().all(|a| *a == green), "{routing:?}");
     }
+}
+
+/// Switches production to the comma-separated addresses, printing how and where it goes.
+const SPREAD: &str = r#"
+fn main(list) { spread(list, #{}); }
+fn main(list, check) { spread(list, #{check: check == "check"}); }
+fn spread(list, options) {
+    let moved = caddy::switch("production", list.split(","), options);
+    print(`moved by ${moved.mode}`);
+    print(`upstreams: ${caddy::upstreams("production")}`);
+}
+"#;
+
+/// How Rhai prints a list of strings.
+fn rhai_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+#[test]
+fn a_slotted_route_spreads_its_addresses_over_its_slots() {
+    if !support::require(Service::Caddy) {
+        return;
+    }
+    let stack = Stack::start(Routing::Slots);
+    let config = stack.caddy.config();
+    let replicas: Vec<DemoProcess> = (1..=3)
+        .map(|n| DemoProcess::start(support::free_port(), &[("VERSION", &format!("r{n}"))]))
+        .collect();
+    let addrs: Vec<String> = replicas.iter().map(DemoProcess::address).collect();
+    for n in [2, 3, 1] {
+        let to = &addrs[..n];
+        stack
+            .test()
+            .runbook("spread", SPREAD)
+            .args(["spread", &to.join(",")])
+            .stderr_contains("moved by file")
+            .stderr_contains(&format!("upstreams: {}", rhai_list(to)))
+            .success();
+        // Slot i holds address i mod n: every slot holds one, switching back to one fills all.
+        let expected: Vec<String> = (0..SLOTS).map(|i| to[i % n].clone()).collect();
+        assert_eq!(stack.slots(), expected);
+        // Each address takes its share (10 slots over 3: 4, 3, 3), nothing else answers.
+        let counts = served_by(&stack.proxy, 400);
+        let wanted: Vec<String> = (1..=n).map(|k| format!("demo-r{k}")).collect();
+        assert_eq!(
+            counts.keys().cloned().collect::<Vec<_>>(),
+            wanted,
+            "{n} addresses: {counts:?}"
+        );
+        for (who, count) in &counts {
+            assert!(
+                *count >= 400 / (2 * n as u64),
+                "{who} served {count} of 400 with {n} addresses: {counts:?}"
+            );
+        }
+    }
+    // No reload at any point: Caddy's config is the one it started with.
+    assert_eq!(stack.caddy.config(), config);
+
+    // More addresses than slots is an error naming the count, and changes nothing.
+    let eleven: Vec<String> = (0..=SLOTS)
+        .map(|k| format!("127.0.0.1:{}", 40000 + k))
+        .collect();
+    stack
+        .test()
+        .runbook("spread", SPREAD)
+        .args(["spread", &eleven.join(","), "no-check"])
+        .stderr_contains(
+            "route \"production\": it has 10 upstream slots (files it dials), so it can send \
+             traffic to at most 10 addresses, not 11",
+        )
+        .status(1);
+    assert!(stack.slots().iter().all(|a| *a == addrs[0]));
+    assert_eq!(stack.caddy.config(), config);
+    assert_eq!(stack.version(), "r1");
 }
 
 #[test]
@@ -259,7 +362,7 @@ fn load_adapts_a_caddyfile() {
 }
 
 #[test]
-fn shipped_config_switches_production_by_its_upstream_file() {
+fn shipped_config_switches_production_by_its_slot_files() {
     if !support::require(Service::Caddy) {
         return;
     }
@@ -269,15 +372,25 @@ fn shipped_config_switches_production_by_its_upstream_file() {
     let mut config: Value =
         serde_json::from_str(include_str!("../deploy/caddy/caddy.json")).unwrap();
     // Each environment's route has its own server (listening on a port from the environment)
-    // and dials its own upstream file; the test gives them ports of its own.
+    // and dials its own ten slot files; the test gives them ports of its own.
     let servers = &mut config["apps"]["http"]["servers"];
     for name in ["production", "staging", "blue", "green"] {
         let server = &mut servers[name];
         assert_eq!(server["routes"][0]["@id"], name);
-        assert_eq!(
-            server["routes"][0]["handle"][0]["upstreams"][0]["dial"],
-            format!("{{file.deploy/caddy/upstreams/{name}}}")
-        );
+        let dials: Vec<String> = (1..=SLOTS)
+            .map(|n| match n {
+                1 => format!("{{file.deploy/caddy/upstreams/{name}}}"),
+                n => format!("{{file.deploy/caddy/upstreams/{name}.{n}}}"),
+            })
+            .map(|dial| json!({"dial": dial}).to_string())
+            .collect();
+        let upstreams = server["routes"][0]["handle"][0]["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>();
+        assert_eq!(upstreams, dials, "route {name}");
         let listen = if name == "production" {
             port
         } else {
@@ -286,11 +399,15 @@ fn shipped_config_switches_production_by_its_upstream_file() {
         server["listen"] = json!([format!("127.0.0.1:{listen}")]);
     }
     // Caddy and cutover both run from the project root: relative paths agree.
-    let test = Test::new().file("deploy/caddy/upstreams/production", &blue.address());
-    let caddy = CaddyProcess::start_in(config, Some(test.path()));
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let upstreams = dir.path().join("deploy/caddy/upstreams");
+    std::fs::create_dir_all(&upstreams).unwrap();
+    let files = slot_files(&upstreams, "production", SLOTS, &blue.address());
+    let caddy = CaddyProcess::start_in(config, Some(dir.path()));
+    let started = caddy.config();
     let proxy = format!("127.0.0.1:{port}");
     assert_eq!(get_body(&proxy, "/version"), "blue");
-    let run = test
+    Test::within(dir.clone())
         .env("CADDY_ADMIN", caddy.admin_url())
         .runbook(
             "promote",
@@ -306,12 +423,26 @@ fn shipped_config_switches_production_by_its_upstream_file() {
         ))
         .stderr_contains("moved by file")
         .success();
-    let file = run.path().join("deploy/caddy/upstreams/production");
-    assert_eq!(
-        std::fs::read_to_string(file).unwrap().trim(),
-        green.address()
-    );
+    let read = |file: &PathBuf| std::fs::read_to_string(file).unwrap().trim().to_string();
+    assert!(files.iter().all(|f| read(f) == green.address()));
     assert_eq!(get_body(&proxy, "/version"), "green");
+    // The stdlib's route() names the same slots as the shipped config: it only writes them.
+    Test::within(dir.clone())
+        .env("CADDY_ADMIN", caddy.admin_url())
+        .runbook(
+            "both",
+            r#"import "bluegreen" as bg;
+            fn main(a, b) { print(`moved by ${bg::route("production", [a, b]).mode}`); }"#,
+        )
+        .args(["both", &blue.address(), &green.address()])
+        .stderr_contains("moved by file")
+        .success();
+    let spread: Vec<String> = files.iter().map(read).collect();
+    let expected: Vec<String> = (0..SLOTS)
+        .map(|i| [blue.address(), green.address()][i % 2].clone())
+        .collect();
+    assert_eq!(spread, expected);
+    assert_eq!(caddy.config(), started, "a switch by slots reloads nothing");
 }
 
 #[test]

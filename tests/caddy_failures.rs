@@ -91,14 +91,18 @@ fn concurrent_edit_is_detected_and_not_overwritten() {
     if !support::require(Service::Caddy) {
         return;
     }
-    for routing in [Routing::Literal, Routing::File] {
+    for routing in [Routing::Literal, Routing::File, Routing::Slots] {
         let stack = Stack::start(routing);
         let red = DemoProcess::start(support::free_port(), &[("VERSION", "red")]);
         let signal = support::free_port();
         // Someone else moves production to red between this run's read and its switch.
-        let edit = || match &stack.file {
-            Some(file) => std::fs::write(file, red.address()).unwrap(),
-            None => {
+        let edit = || match routing {
+            Routing::File | Routing::Slots => {
+                for file in &stack.files {
+                    std::fs::write(file, red.address()).unwrap();
+                }
+            }
+            Routing::Literal => {
                 let response = stack.caddy.request(
                     "PATCH",
                     "/id/production/handle/0/upstreams",
@@ -173,12 +177,57 @@ fn concurrent_edit_is_detected_and_not_overwritten() {
 }
 
 #[test]
+fn slots_trading_addresses_count_as_a_concurrent_edit() {
+    if !support::require(Service::Caddy) {
+        return;
+    }
+    let stack = Stack::start(Routing::Slots);
+    let (blue, green) = (stack.blue.address(), stack.green.address());
+    stack
+        .test()
+        .runbook(
+            "r",
+            r#"fn main(a, b) { caddy::switch("production", [a, b]); }"#,
+        )
+        .args(["r", &blue, &green])
+        .success();
+    let signal = support::free_port();
+    let script = format!(
+        r#"fn main() {{
+            print(`read ${{caddy::upstreams("production")}}`);
+            health::wait([#{{tcp: "127.0.0.1:{signal}"}}], #{{timeout: 30000, interval: 50}});
+            caddy::switch("production", ["{green}"]);
+            print("switched");
+        }}"#
+    );
+    // Someone else trades slots 3 and 4: the same addresses, in the same first-seen order,
+    // but not the same split.
+    let (code, stderr) = run_with_edit_between(
+        stack.test().runbook("r", &script).args(["r"]),
+        "read",
+        signal,
+        || {
+            std::fs::write(&stack.files[2], &green).unwrap();
+            std::fs::write(&stack.files[3], &blue).unwrap();
+        },
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("route \"production\" changed since this run read it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("switched"), "{stderr}");
+    let mut edited: Vec<String> = (0..10).map(|i| [&blue, &green][i % 2].clone()).collect();
+    edited.swap(2, 3);
+    assert_eq!(stack.slots(), edited, "the other edit was overwritten");
+}
+
+#[test]
 fn admin_down_is_a_clear_error_and_changes_nothing() {
     if !support::require(Service::Caddy) {
         return;
     }
-    let stack = Stack::start(Routing::File);
-    let file = stack.file.clone().unwrap();
+    let stack = Stack::start(Routing::Slots);
     let nowhere = format!("127.0.0.1:{}", support::free_port());
     for call in [
         r#"caddy::switch("production", [GREEN])"#,
@@ -198,10 +247,7 @@ fn admin_down_is_a_clear_error_and_changes_nothing() {
             ))
             .status(1);
     }
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        stack.blue.address()
-    );
+    assert!(stack.slots().iter().all(|a| *a == stack.blue.address()));
     assert_eq!(stack.version(), "blue");
 }
 
@@ -211,7 +257,7 @@ fn invalid_or_dead_addresses_are_refused_before_caddy_sees_them() {
         return;
     }
     let dead = format!("127.0.0.1:{}", support::free_port());
-    for routing in [Routing::Literal, Routing::File] {
+    for routing in [Routing::Literal, Routing::File, Routing::Slots] {
         let stack = Stack::start(routing);
         let config = stack.caddy.config();
         for (addr, message) in [
@@ -242,9 +288,7 @@ fn invalid_or_dead_addresses_are_refused_before_caddy_sees_them() {
         }
         assert_eq!(stack.caddy.config(), config, "{routing:?}");
         assert_eq!(stack.version(), "blue");
-        if let Some(file) = &stack.file {
-            assert_eq!(std::fs::read_to_string(file).unwrap(), stack.blue.address());
-        }
+        assert!(stack.slots().iter().all(|a| *a == stack.blue.address()));
     }
 }
 
@@ -275,6 +319,14 @@ fn unknown_route_and_bad_options_are_named() {
         (
             "caddy::switch(\"production\", [])".to_string(),
             "no address to switch to",
+        ),
+        (
+            format!("caddy::switch(\"production\", [{green:?}], #{{file: [\"a\", \"b\", \"a\"]}})"),
+            "caddy::switch: `file` lists a twice: each slot is its own file",
+        ),
+        (
+            format!("caddy::switch(\"production\", [{green:?}], #{{file: []}})"),
+            "caddy::switch: `file` lists no file",
         ),
         (
             format!("caddy::weights(\"production\", #{{{green:?}: -1}})"),

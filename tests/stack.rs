@@ -304,6 +304,105 @@ fn ctrl_c_mid_deploy_leaves_traffic_on_a_healthy_environment_and_says_what_chang
     stack.cutover(&["validate", &active]).success();
 }
 
+/// Prints where the production and blue routes send traffic (`caddy::upstreams`).
+const UPSTREAMS: &str = r#"//! Prints the routes' upstreams.
+//!
+//! readonly
+import "stack" as stack;
+fn main() {
+    stack::config();
+    for route in ["production", "blue"] { print(`${route} -> ${caddy::upstreams(route)}`); }
+}
+"#;
+
+/// The addresses `caddy::upstreams(route)` lists, in slot order.
+fn upstreams(stack: &Stack, route: &str) -> Vec<String> {
+    let run = stack
+        .cutover(&["run", "upstreams.rhai"])
+        .file("upstreams.rhai", UPSTREAMS)
+        .success();
+    let prefix = format!("{route} -> ");
+    let line = run
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once(&prefix).map(|(_, list)| list.to_string()))
+        .unwrap_or_else(|| panic!("no upstreams of {route}:\n{}", run.stderr));
+    line.split('"')
+        .filter(|part| part.contains(':'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The running replicas of `service`.
+fn replicas(stack: &Stack, service: &str) -> usize {
+    stack
+        .docker(&[
+            "ps",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", stack.name),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .lines()
+        .count()
+}
+
+#[test]
+fn scaling_the_gateway_to_3_and_back_under_load_drops_nothing() {
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("scale");
+    let config = support::stack::get(stack.ports.admin, "/config/");
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    stack
+        .cutover(&["scale", "api-gateway", "3"])
+        .stderr_contains("blue-api-gateway: 3 replicas")
+        .success();
+    assert_eq!(replicas(&stack, "blue-api-gateway"), 3);
+    // Production and blue's own route both spread over the three replicas' ports.
+    let mut expected: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", stack.ports.blue + i))
+        .collect();
+    for route in ["production", "blue"] {
+        let mut listed = upstreams(&stack, route);
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected, "{route}");
+    }
+    let slots: Vec<String> = std::iter::once("production".to_string())
+        .chain((2..=10).map(|n| format!("production.{n}")))
+        .map(|name| {
+            let path = stack.path().join("deploy/caddy/upstreams").join(name);
+            std::fs::read_to_string(path).unwrap().trim().to_string()
+        })
+        .collect();
+    for address in &expected {
+        assert!(
+            slots.contains(address),
+            "{address} is in no slot: {slots:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stack
+        .cutover(&["scale", "api-gateway", "1"])
+        .stderr_contains("blue-api-gateway: 1 replicas")
+        .success();
+    assert_eq!(replicas(&stack, "blue-api-gateway"), 1);
+    assert_eq!(upstreams(&stack, "production").len(), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    for group in ["browser", "never-retry GET", "never-retry POST"] {
+        let seen = report.group(group);
+        assert!(seen.requests > 100, "{}", report.describe());
+        assert_eq!(seen.failures(), 0, "{}", report.describe());
+    }
+    // Caddy's config never changed: the replicas came and went by the slot files alone.
+    assert_eq!(support::stack::get(stack.ports.admin, "/config/"), config);
+    assert_eq!(stack.version(), "v1");
+}
+
 /// Everything a runbook could change: containers, the proxy's routes, state and settings files.
 fn snapshot(stack: &Stack) -> String {
     let containers = stack.docker(&[
@@ -323,12 +422,18 @@ fn snapshot(stack: &Stack) -> String {
         "deploy/cutover-state.json",
         "deploy/.env.blue-green",
         "deploy/cutover-journal.jsonl",
-        "deploy/caddy/upstreams/production",
-        "deploy/caddy/upstreams/blue",
-        "deploy/caddy/upstreams/green",
-        "deploy/caddy/upstreams/staging",
     ] {
         text.push_str(&std::fs::read_to_string(stack.path().join(file)).unwrap_or_default());
+    }
+    for route in ["production", "blue", "green", "staging"] {
+        for slot in 1..=10 {
+            let name = match slot {
+                1 => route.to_string(),
+                n => format!("{route}.{n}"),
+            };
+            let path = stack.path().join("deploy/caddy/upstreams").join(name);
+            text.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
     }
     let backups = std::fs::read_dir(stack.path().join("deploy/backups"))
         .map(|d| d.count())

@@ -22,14 +22,15 @@ use crate::{
     address,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
     context::Context,
-    upstream::{self, Mode, ProxyRoute, SwitchPlan},
+    switch_plan::{self, Mode, SwitchPlan},
+    upstream::ProxyRoute,
 };
 
 /// How long a target gets to accept the connection that proves it is there.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What this run has read from Caddy, by admin address and path: the ETag, and for a route the
-/// addresses it sent traffic to.
+/// What this run has read from Caddy, by admin address and path: the ETag, and for a route what
+/// each upstream held (its address, or the address in its file).
 #[derive(Default)]
 struct Reads {
     seen: Mutex<HashMap<String, Seen>>,
@@ -38,7 +39,7 @@ struct Reads {
 #[derive(Clone)]
 struct Seen {
     etag: Option<String>,
-    targets: Option<Vec<String>>,
+    held: Option<Vec<Option<String>>>,
 }
 
 impl Reads {
@@ -77,8 +78,8 @@ impl Reads {
         if seen.etag.as_deref().is_some_and(|etag| etag != route.etag) {
             return Err(conflict());
         }
-        match seen.targets {
-            Some(targets) if targets != route.targets()? => Err(conflict()),
+        match seen.held {
+            Some(held) if held != route.held()? => Err(conflict()),
             _ => Ok(()),
         }
     }
@@ -102,7 +103,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn config[context, reads](call) -> Dynamic {
             let admin = admin(&context)?;
             let read = run(&context, admin.config())?;
-            reads.remember(&admin, "/config/", Seen { etag: read.etag, targets: None });
+            reads.remember(&admin, "/config/", Seen { etag: read.etag, held: None });
             rhai::serde::to_dynamic(read.value)
         }
     );
@@ -144,44 +145,50 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
-        /// The addresses route `route_id` (an `@id` in Caddy's config) sends traffic to now; for
-        /// a route that dials a file, the address in the file. A later `caddy::switch` or
-        /// `caddy::weights` of this route is refused if it changed in between.
+        /// The addresses route `route_id` (an `@id` in Caddy's config) sends traffic to now,
+        /// each once; for a route that dials files (slots), the addresses they hold, in slot
+        /// order. A later `caddy::switch` or `caddy::weights` of this route is refused if it
+        /// changed in between.
         ///
         /// ```rhai
-        /// let live = caddy::upstreams("production");   // ["127.0.0.1:8081"]
+        /// let live = caddy::upstreams("production");   // ["127.0.0.1:4100", "127.0.0.1:4101"]
         /// ```
         fn upstreams[context, reads](call, route_id: &str) -> Array {
             let admin = admin(&context)?;
             let route = run(&context, admin.route(route_id))?;
             let targets = route.targets().map_err(|e| fail_masked(&context, e))?;
+            let held = route.held().map_err(|e| fail_masked(&context, e))?;
             reads.remember(&admin, &route_path(route_id), Seen {
                 etag: Some(route.etag.clone()),
-                targets: Some(targets.clone()),
+                held: Some(held),
             });
             Ok(targets.into_iter().map(Dynamic::from).collect())
         }
     );
     function!(&mut module,
-        /// Sends all of route `route_id`'s traffic to `addrs` (`host:port` each) in one atomic
-        /// step, once each address is valid and accepts a connection. A route that dials a file
-        /// (`{file.PATH}`) is switched by replacing the file: no config reload, so no keep-alive
-        /// connection is closed. Otherwise one If-Match PATCH of its handler. Returns
+        /// Sends all of route `route_id`'s traffic to `addrs` (`host:port` each), once each
+        /// address is valid and accepts a connection. A route that dials files (`{file.PATH}`
+        /// upstreams: its slots) is switched by replacing them, slot i getting `addrs[i % n]`:
+        /// no config reload, so no keep-alive connection is closed; more addresses than slots
+        /// is an error. Otherwise one atomic If-Match PATCH of its handler. Returns
         /// `#{route, from, to, mode}`.
         ///
         /// ```rhai
         /// let moved = caddy::switch("production", ["127.0.0.1:8082"]);
         /// log::info(`production: ${moved.from} -> ${moved.to} (${moved.mode})`);
+        /// caddy::switch("production", ["127.0.0.1:4100", "127.0.0.1:4101", "127.0.0.1:4102"]);
         /// ```
         fn switch[context, reads](call, route_id: &str, addrs: Array) -> Map {
             switch(&context, &reads, route_id, addrs, Map::new())
         }
     );
     function!(&mut module,
-        /// `caddy::switch` with options: `mode` (`"auto"` default: by the file when the route
-        /// dials one; `"file"`: make the route dial `file` and switch by it; `"patch"`: literal
-        /// addresses by PATCH, a reload), `file` (path, for mode file), `check` (false: skip the
-        /// connection check, e.g. when Caddy reaches targets cutover cannot), `check_timeout` (ms).
+        /// `caddy::switch` with options: `mode` (`"auto"` default: by the slot files when the
+        /// route dials some; `"file"`: by slot files, those of `file` if given, making the
+        /// route dial them (one PATCH, only if it dials others); `"patch"`: literal addresses
+        /// by PATCH, a reload), `file` (a path or a list of paths: the slots, for mode file),
+        /// `check` (false: skip the connection check, e.g. when Caddy reaches targets cutover
+        /// cannot), `check_timeout` (ms).
         ///
         /// ```rhai
         /// caddy::switch("production", ["api-green:8080"],
@@ -194,7 +201,10 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Splits route `route_id`'s traffic by weight (a canary): `#{addr: weight}`, integers,
         /// 0 for none. Needs Caddy ≥ 2.7 (`weighted_round_robin`); an older Caddy is a clear
-        /// error. Always a config change (reload). Returns `#{route, from, to, mode}`.
+        /// error. Always a config change (reload). A route that dials slot files keeps them
+        /// all: the first slot holding an address carries its weight, the others 0, and an
+        /// address no slot holds is added beside them; the `caddy::switch` that ends the canary
+        /// returns the route to its slots. Returns `#{route, from, to, mode}`.
         ///
         /// ```rhai
         /// caddy::weights("production", #{"127.0.0.1:8081": 90, "127.0.0.1:8082": 10});
@@ -344,11 +354,26 @@ fn switch(
     if to.is_empty() {
         return Err(fail("caddy::switch: no address to switch to"));
     }
-    let file = options.string("file")?.map(PathBuf::from);
+    let files = options.strings("file")?;
+    if let Some(files) = &files {
+        if files.is_empty() {
+            return Err(options.error("`file` lists no file"));
+        }
+        if let Some(twice) = files
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| files[..i].contains(f).then_some(f))
+        {
+            return Err(options.error(format!(
+                "`file` lists {twice} twice: each slot is its own file"
+            )));
+        }
+    }
+    let files: Option<Vec<PathBuf>> = files.map(|f| f.into_iter().map(PathBuf::from).collect());
     let mode = match options.string("mode")?.as_deref() {
-        None | Some("auto") if file.is_none() => Mode::Auto,
-        None | Some("auto") | Some("file") => Mode::File(file),
-        Some("patch") if file.is_none() => Mode::Patch,
+        None | Some("auto") if files.is_none() => Mode::Auto,
+        None | Some("auto") | Some("file") => Mode::File(files),
+        Some("patch") if files.is_none() => Mode::Patch,
         Some(other) => {
             return Err(options.error(format!(
                 "mode {other:?} is not one of \"auto\", \"file\", \"patch\" \
@@ -363,7 +388,7 @@ fn switch(
     reads
         .verify(&admin, &route)
         .map_err(|e| fail_masked(context, e))?;
-    let plan = upstream::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
+    let plan = switch_plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::switch", plan)
 }
 
@@ -407,7 +432,7 @@ fn set_weights(
     reads
         .verify(&admin, &route)
         .map_err(|e| fail_masked(context, e))?;
-    let plan = upstream::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
+    let plan = switch_plan::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::weights", plan)
 }
 

@@ -186,15 +186,38 @@ pub fn http(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {text:?}")))?;
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     Ok(Response {
         status,
         headers,
-        body: body.to_string(),
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
     })
+}
+
+/// The body of a `transfer-encoding: chunked` response (Caddy sends a large config so).
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16);
+        match size {
+            Ok(size) if size > 0 && after.len() >= size => {
+                body.push_str(&after[..size]);
+                rest = after[size..].trim_start_matches("\r\n");
+            }
+            _ => break,
+        }
+    }
+    body
 }
 
 /// GET through the proxy: the body (the demo service's version on `/version`).
@@ -219,9 +242,15 @@ pub fn proxy_config(port: u16, routes: Vec<Value>) -> Value {
 
 /// A route with `@id` `id` proxying to `dial`, for requests under `prefix` (all when `None`).
 pub fn proxy_route(id: &str, prefix: Option<&str>, dial: &str) -> Value {
+    proxy_route_to(id, prefix, &[dial.to_string()])
+}
+
+/// [`proxy_route`] with several upstreams, e.g. the dials of slot files.
+pub fn proxy_route_to(id: &str, prefix: Option<&str>, dials: &[String]) -> Value {
+    let upstreams: Vec<Value> = dials.iter().map(|d| json!({"dial": d})).collect();
     let mut route = json!({
         "@id": id,
-        "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}],
+        "handle": [{"handler": "reverse_proxy", "upstreams": upstreams}],
         "terminal": true,
     });
     if let Some(prefix) = prefix {
@@ -233,4 +262,19 @@ pub fn proxy_route(id: &str, prefix: Option<&str>, dial: &str) -> Value {
 /// The dial of a route that follows the address in `file`.
 pub fn file_dial(file: &Path) -> String {
     format!("{{file.{}}}", file.display())
+}
+
+/// `count` slot files in `dir` named as the shipped config names them (`NAME`, `NAME.2`, …),
+/// each holding `addr`.
+pub fn slot_files(dir: &Path, name: &str, count: usize, addr: &str) -> Vec<PathBuf> {
+    (1..=count)
+        .map(|n| {
+            let file = match n {
+                1 => dir.join(name),
+                n => dir.join(format!("{name}.{n}")),
+            };
+            std::fs::write(&file, addr).unwrap();
+            file
+        })
+        .collect()
 }

@@ -41,7 +41,7 @@ pub fn binary() -> PathBuf {
 
 /// A demo-service process on 127.0.0.1; killed when dropped.
 pub struct DemoProcess {
-    _child: KillOnDrop,
+    child: KillOnDrop,
     pub port: u16,
 }
 
@@ -60,7 +60,7 @@ impl DemoProcess {
         }
         let child = command.spawn().expect("cannot start the demo service");
         let process = DemoProcess {
-            _child: KillOnDrop(child),
+            child: KillOnDrop(child),
             port,
         };
         if !env.iter().any(|(name, _)| *name == "START_DELAY_MS") {
@@ -71,6 +71,26 @@ impl DemoProcess {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops them all as `docker stop` does: SIGTERM, after which each finishes the requests
+    /// it has in flight (at most `DRAIN_MS`) and exits. Returns once every one has.
+    pub fn stop_all(processes: Vec<DemoProcess>) {
+        for process in &processes {
+            let pid = process.child.0.id() as libc::pid_t;
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        for mut process in processes {
+            let status = process
+                .child
+                .0
+                .wait()
+                .expect("cannot wait for the demo service");
+            assert!(
+                status.success(),
+                "the demo service ended {status} on SIGTERM"
+            );
+        }
     }
 
     pub fn wait_listening(&self, limit: Duration) {
