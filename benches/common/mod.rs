@@ -1,0 +1,27 @@
+//! What every benchmark measures with: one command's wall time, and the median of several.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Runs `command` to its end (output discarded, stderr kept for the failure message) and
+/// returns its wall time; panics if it fails, since a failed run measures nothing.
+pub fn timed(command: &mut Command) -> Duration {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = command.output().expect("cannot run");
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    took
+}
+
+/// The median of `times`.
+pub fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
