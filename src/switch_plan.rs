@@ -226,16 +226,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::upstream::WEIGHTED;
-
-    fn route(handler: Value) -> ProxyRoute {
-        ProxyRoute::parse(
-            "production",
-            json!({"@id": "production", "handle": [handler]}),
-            "\"/config/x 1\"".into(),
-        )
-        .unwrap()
-    }
+    use crate::upstream::{WEIGHTED, tests::route};
 
     fn dial(path: &Path) -> String {
         format!("{{file.{}}}", path.display())

@@ -300,10 +300,11 @@ pub fn write_slots(writes: &[SlotWrite]) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn route(handler: Value) -> ProxyRoute {
+    /// Route `production` with one handler: the fixture of the route-model and planning tests.
+    pub(crate) fn route(handler: Value) -> ProxyRoute {
         ProxyRoute::parse(
             "production",
             json!({"@id": "production", "handle": [handler]}),

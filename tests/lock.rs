@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::test::{Ran, Test};
+use crate::test::{Ran, Test, wait_until_held};
 
 /// Holds the lock until the test sets the state key `release`.
 const HOLD: &str = "//! Holds the lock until released.\nfn main(tag) {\n    while state::get(\"release\", false) != true { sleep(20); }\n}\n";
@@ -27,23 +27,6 @@ fn release(test: &Test) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(".release.tmp"), r#"{"release": true}"#).unwrap();
     std::fs::rename(dir.join(".release.tmp"), dir.join("cutover-state.json")).unwrap();
-}
-
-/// Waits until `lock status` says the lock is held, and returns what it says.
-fn wait_until_held(test: &Test) -> String {
-    let started = Instant::now();
-    loop {
-        let status = test.run(&["lock", "status"]).success();
-        if status.stdout.starts_with("held by") {
-            return status.stdout;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never held: {}",
-            status.stdout
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until one of `children` exits; returns its index.

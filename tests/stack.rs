@@ -15,7 +15,7 @@ use crate::{
         load::{Group, Load, Method, Plan, Retry},
         stack::Stack,
     },
-    test::Finished,
+    test::{Finished, wait_until_held},
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -50,6 +50,14 @@ fn load_on(stack: &Stack) -> Load {
     })
 }
 
+/// `.current-environment` names `env`, and production answers its build `version`.
+fn assert_serving(stack: &Stack, env: &str, version: &str) {
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        (env, version)
+    );
+}
+
 fn finished_runs(stack: &Stack, runbook: &str) -> Vec<String> {
     stack
         .journal()
@@ -68,10 +76,7 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
         .cutover(&["promote", "blue"])
         .stderr_contains("production: none -> blue (v1)")
         .success();
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("blue", "v1")
-    );
+    assert_serving(&stack, "blue", "v1");
 
     let load = load_on(&stack);
     std::thread::sleep(Duration::from_millis(500));
@@ -87,18 +92,12 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
         .cutover(&["promote", "green"])
         .stderr_contains("production: blue -> green (v2)")
         .success();
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("green", "v2")
-    );
+    assert_serving(&stack, "green", "v2");
     stack
         .cutover(&["rollback", "--yes"])
         .stderr_contains("rolled back: production green -> blue (v1)")
         .success();
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("blue", "v1")
-    );
+    assert_serving(&stack, "blue", "v1");
     std::thread::sleep(Duration::from_millis(500));
     let report = load.stop();
     for group in ["browser", "never-retry GET", "never-retry POST"] {
@@ -155,10 +154,7 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
         .cutover(&["emergency-failover"])
         .stderr_contains("failed over: production blue -> green (v2)")
         .success();
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("green", "v2")
-    );
+    assert_serving(&stack, "green", "v2");
     stack
         .cutover(&["emergency-failover"])
         .stderr_contains("production (green, v2) is healthy: no failover needed")
@@ -202,10 +198,7 @@ fn a_build_that_never_gets_healthy_stops_before_promotion() {
         .stderr_lacks("caddy::switch production")
         .status(1);
     assert!(started.elapsed() < Duration::from_secs(60));
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("blue", "v1")
-    );
+    assert_serving(&stack, "blue", "v1");
     assert_eq!(finished_runs(&stack, "deploy"), ["failed"]);
 }
 
@@ -222,20 +215,14 @@ fn rollback_refuses_an_unhealthy_standby_unless_forced_and_says_what_it_did() {
         .stderr_contains("Production stays on blue.")
         .stderr_contains("This run changed nothing.")
         .status(1);
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("blue", "v1")
-    );
+    assert_serving(&stack, "blue", "v1");
     stack
         .cutover(&["rollback"])
         .env("FORCE_ROLLBACK", "true")
         .stderr_contains("FORCE_ROLLBACK=true: switching production to green although it is unhealthy: green-auth-service#1")
         .stderr_contains("rolled back: production blue -> green (v2)")
         .success();
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("green", "v2")
-    );
+    assert_serving(&stack, "green", "v2");
 }
 
 #[test]
@@ -243,7 +230,7 @@ fn a_second_run_during_a_deploy_fails_naming_the_holder() {
     let Some(_turn) = turn() else { return };
     let stack = Stack::running("lock");
     let deploy = stack.cutover(&["deploy", "staging-only"]).spawn();
-    let holder = wait_for_lock(&stack);
+    let holder = wait_until_held(&stack.cutover(&[]));
     assert!(holder.contains("running `deploy staging-only`"), "{holder}");
     stack
         .cutover(&["rollback", "--yes"])
@@ -251,25 +238,7 @@ fn a_second_run_during_a_deploy_fails_naming_the_holder() {
         .stderr_contains("running `deploy staging-only`")
         .status(1);
     deploy.finish(0, Instant::now());
-    assert_eq!(
-        (stack.active().as_str(), stack.version().as_str()),
-        ("blue", "v1")
-    );
-}
-
-fn wait_for_lock(stack: &Stack) -> String {
-    let started = Instant::now();
-    loop {
-        let status = stack.cutover(&["lock", "status"]).success();
-        if status.stdout.starts_with("held by") {
-            return status.stdout;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the lock was never taken"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_serving(&stack, "blue", "v1");
 }
 
 #[test]
@@ -277,7 +246,7 @@ fn ctrl_c_mid_deploy_leaves_traffic_on_a_healthy_environment_and_says_what_chang
     let Some(_turn) = turn() else { return };
     let stack = Stack::running("interrupt");
     let deploy = stack.cutover(&["deploy"]).env("STAGING_TAG", "v2").spawn();
-    wait_for_lock(&stack);
+    wait_until_held(&stack.cutover(&[]));
     std::thread::sleep(Duration::from_millis(1500));
     deploy.signal(libc::SIGINT);
     let sent = Instant::now();

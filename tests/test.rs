@@ -333,3 +333,20 @@ impl Running {
         (self.test.check(output, code), lived)
     }
 }
+
+/// Waits until `lock status` says the lock is held, and returns what it says.
+pub fn wait_until_held(test: &Test) -> String {
+    let started = Instant::now();
+    loop {
+        let status = test.run(&["lock", "status"]).success();
+        if status.stdout.starts_with("held by") {
+            return status.stdout;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never held: {}",
+            status.stdout
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
