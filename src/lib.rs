@@ -45,6 +45,7 @@ pub mod pgdump;
 pub mod pgprogram;
 pub mod pgquery;
 pub mod pgrestore;
+pub mod pgscript;
 pub mod pgtarget;
 pub mod pgvalue;
 pub mod progress;

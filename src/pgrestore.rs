@@ -93,6 +93,11 @@ pub enum RestoreError {
         database: String,
         sessions: Vec<String>,
     },
+    #[error("{}: {refused}; nothing was changed", path.display())]
+    Refused {
+        path: PathBuf,
+        refused: crate::pgscript::Refused,
+    },
     #[error(transparent)]
     Program(#[from] ProgramError),
     #[error("{0}; the database was left as it was")]
@@ -119,6 +124,24 @@ pub fn inspect(path: &Path, sha256: Option<&str>) -> Result<(DumpKind, u64), Res
     } else {
         head[..n] == *b"PGDMP"
     };
+    if !custom {
+        // A plain dump is a psql script: only SQL for the scratch database may be in it.
+        let file = File::open(path).map_err(open_error)?;
+        let reader: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(BufReader::with_capacity(
+                pgprogram::CHUNK,
+                file,
+            )))
+        } else {
+            Box::new(BufReader::with_capacity(pgprogram::CHUNK, file))
+        };
+        if let Err(refused) = crate::pgscript::check(reader).map_err(open_error)? {
+            return Err(RestoreError::Refused {
+                path: path.to_path_buf(),
+                refused,
+            });
+        }
+    }
     if let Some(expected) = sha256 {
         let actual = crate::pgdump::sha256_file(path).map_err(open_error)?;
         if !actual.eq_ignore_ascii_case(expected.trim()) {
@@ -157,22 +180,51 @@ pub fn scratch_name(database: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
+/// A dump loaded into the scratch database and counted, ready to be swapped in.
+#[derive(Debug)]
+pub struct Loaded {
+    kind: DumpKind,
+    bytes: u64,
+    /// The settings of the database replaced, if it exists.
+    existing: Option<Vec<String>>,
+    statements: Option<u64>,
+    loaded_rows: Option<u64>,
+    tables: Vec<(String, u64)>,
+    started: Instant,
+}
+
 /// Restores `request.from`, already [`inspect`]ed, into `request.target`'s database as
-/// described above.
+/// described above: [`load`] then [`swap`].
 pub async fn restore(
+    request: &RestoreRequest,
+    inspected: (DumpKind, u64),
+    docker: Option<&Docker>,
+) -> Result<Restored, RestoreError> {
+    let loaded = load(request, inspected, docker, true).await?;
+    swap(request, loaded, docker).await
+}
+
+/// The first part of a restore, which changes nothing that is live: creates the scratch
+/// database, loads the dump into it and counts its rows (dropping it again on failure). With
+/// `check_sessions`, other sessions on the live database make it fail at once unless they may
+/// be terminated (else the swap checks them, e.g. once the caller has stopped their clients).
+pub async fn load(
     request: &RestoreRequest,
     (kind, bytes): (DumpKind, u64),
     docker: Option<&Docker>,
-) -> Result<Restored, RestoreError> {
+    check_sessions: bool,
+) -> Result<Loaded, RestoreError> {
     let started = Instant::now();
     let admin = Admin {
         target: request.target.with_database(&request.maintenance_db),
         docker,
     };
     let database = request.target.database();
-    let sessions = admin.sessions(&database).await?;
-    if !sessions.is_empty() && !request.terminate_sessions {
-        return Err(RestoreError::Sessions { database, sessions });
+    if check_sessions {
+        let sessions = admin.sessions(&database).await?;
+        if !sessions.is_empty() && !request.terminate_sessions {
+            return Err(RestoreError::Sessions { database, sessions });
+        }
     }
     let existing = admin.database_settings(&database).await?;
     admin
@@ -180,7 +232,7 @@ pub async fn restore(
         .await?;
     let result = async {
         let scratch = request.target.with_database(&request.scratch);
-        let (statements, loaded_rows) = load(&scratch, &request.from, kind, docker).await?;
+        let (statements, loaded_rows) = load_dump(&scratch, &request.from, kind, docker).await?;
         let tables = Admin {
             target: scratch,
             docker,
@@ -196,24 +248,14 @@ pub async fn restore(
                 "the dump loaded {loaded} rows but the restored tables hold only {counted}"
             )));
         }
-        let terminated = admin
-            .swap(
-                &request.scratch,
-                &database,
-                existing.is_some(),
-                request.terminate_sessions,
-            )
-            .await?;
-        Ok(Restored {
-            database: database.clone(),
+        Ok(Loaded {
             kind,
             bytes,
+            existing: existing.clone(),
             statements,
             loaded_rows,
             tables,
-            replaced: existing.is_some(),
-            terminated,
-            took: started.elapsed(),
+            started,
         })
     }
     .await;
@@ -221,6 +263,46 @@ pub async fn restore(
         let _ = drop_scratch(request, docker).await;
     }
     result
+}
+
+/// The second part of a restore: puts the loaded scratch database in the live one's place (or
+/// drops it, if that fails).
+pub async fn swap(
+    request: &RestoreRequest,
+    loaded: Loaded,
+    docker: Option<&Docker>,
+) -> Result<Restored, RestoreError> {
+    let admin = Admin {
+        target: request.target.with_database(&request.maintenance_db),
+        docker,
+    };
+    let database = request.target.database();
+    let swapped = admin
+        .swap(
+            &request.scratch,
+            &database,
+            loaded.existing.is_some(),
+            request.terminate_sessions,
+        )
+        .await;
+    let terminated = match swapped {
+        Ok(terminated) => terminated,
+        Err(error) => {
+            let _ = drop_scratch(request, docker).await;
+            return Err(error);
+        }
+    };
+    Ok(Restored {
+        database,
+        kind: loaded.kind,
+        bytes: loaded.bytes,
+        statements: loaded.statements,
+        loaded_rows: loaded.loaded_rows,
+        tables: loaded.tables,
+        replaced: loaded.existing.is_some(),
+        terminated,
+        took: loaded.started.elapsed(),
+    })
 }
 
 /// Drops the scratch database of `request` (after a failed or interrupted restore).
@@ -253,7 +335,7 @@ pub async fn other_sessions(
 }
 
 /// Loads the dump into `scratch`: psql for plain SQL, pg_restore for a custom archive.
-async fn load(
+async fn load_dump(
     scratch: &Target,
     from: &Path,
     kind: DumpKind,
@@ -299,17 +381,79 @@ async fn load(
         check(&outcome, "pg_restore")?;
         return Ok((None, None));
     }
-    args.extend(["--no-psqlrc", "--set=ON_ERROR_STOP=1", "--file=-"].map(String::from));
+    args.extend(["--no-psqlrc", "--set=ON_ERROR_STOP=1"].map(String::from));
+    // Besides the check of every line as it streams past (see `pgscript`), psql itself refuses
+    // every backslash command once restricted with a key the dump cannot know.
+    let mut env = scratch.environment();
+    env.push((
+        "PGOPTIONS".into(),
+        "-c standard_conforming_strings=on".into(),
+    ));
+    if psql_restricts(container, &env).await {
+        args.push(format!("--command=\\restrict {}", restrict_key()));
+    }
+    args.push("--file=-".into());
     let program = Program {
         name: "psql",
         args,
-        env: scratch.environment(),
+        env,
     };
-    let mut input = open()?;
+    let mut input = crate::pgscript::Guarded::new(open()?);
     let mut tags = CommandTags::default();
     let outcome = pgprogram::run(&program, container, Some(&mut input), &mut tags).await?;
     check(&outcome, "psql")?;
     Ok((Some(tags.statements), Some(tags.rows)))
+}
+
+/// True when this psql knows `\restrict` (PostgreSQL 18, and 17.6, 16.10, 15.14, 14.19, 13.22
+/// and later minor releases).
+async fn psql_restricts(container: Option<(&Docker, &str)>, env: &[(String, String)]) -> bool {
+    let program = Program {
+        name: "psql",
+        args: vec!["--version".into()],
+        env: env.to_vec(),
+    };
+    let mut output = Vec::new();
+    if pgprogram::run(&program, container, None, &mut output)
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    restricts(&String::from_utf8_lossy(&output))
+}
+
+/// Whether the psql of `version` (`psql (PostgreSQL) 15.18 (Debian …)`) knows `\restrict`.
+fn restricts(version: &str) -> bool {
+    let number = version
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()));
+    let Some(number) = number else { return false };
+    let mut parts = number.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    match major {
+        18.. => true,
+        17 => minor >= 6,
+        16 => minor >= 10,
+        15 => minor >= 14,
+        14 => minor >= 19,
+        13 => minor >= 22,
+        _ => false,
+    }
+}
+
+/// A key for psql's `\restrict` that no file can know: random, alphanumeric.
+fn restrict_key() -> String {
+    let mut bytes = [0u8; 24];
+    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        // No /dev/urandom: time and process are still unknown to whoever wrote the dump.
+        let seed = format!("{:?}{}", Instant::now(), std::process::id());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
+        bytes.copy_from_slice(&digest[..24]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Counts the command tags psql prints (`CREATE TABLE`, `COPY 1000`, `INSERT 0 1`), line by
@@ -408,6 +552,30 @@ mod tests {
         assert!(inspect(&plain, Some(&sha)).is_ok());
         let error = inspect(&plain, Some("00")).unwrap_err().to_string();
         assert!(error.contains("not the expected 00"), "{error}");
+    }
+
+    #[test]
+    fn knows_which_psql_restricts() {
+        assert!(restricts(
+            "psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        ));
+        assert!(restricts("psql (PostgreSQL) 18.1"));
+        assert!(!restricts("psql (PostgreSQL) 15.13"));
+        assert!(!restricts("psql (PostgreSQL) 12.22"));
+        assert!(!restricts("garbage"));
+        assert_eq!(restrict_key().len(), 48);
+    }
+
+    #[test]
+    fn hostile_plain_dumps_are_refused_on_inspection() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostile = dir.path().join("hostile.sql");
+        std::fs::write(&hostile, "SELECT 1;\n\\connect live\nDELETE FROM t;\n").unwrap();
+        let error = inspect(&hostile, None).unwrap_err().to_string();
+        assert!(
+            error.ends_with("hostile.sql: line 2: psql command `\\connect` refused: a restore runs only SQL, in its scratch database (a dump made by pg_dump has no such command); nothing was changed"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -436,3 +436,195 @@ fn failed_restore_leaves_the_database_as_it_was() {
     assert_eq!(cluster.fingerprint(&db), before);
     assert_eq!(cluster.databases_like(&db), databases);
 }
+
+#[test]
+fn hostile_plain_dumps_cannot_touch_the_live_database() {
+    if !support::require(Service::Postgres) {
+        return;
+    }
+    let cluster = shared();
+    let live = cluster.create_database("live");
+    cluster.seed(&live, 100);
+    let target = cluster.create_database("target");
+    cluster.seed(&target, 10);
+    let before = (cluster.fingerprint(&live), cluster.fingerprint(&target));
+    let databases = cluster.databases();
+    let hostile = [
+        (
+            format!(
+                "CREATE TABLE t (x int);\n\\connect {live}\nDELETE FROM orders WHERE id > 100;\nSELECT * FROM missing;\n"
+            ),
+            "line 2: psql command `\\connect` refused",
+        ),
+        (
+            format!("SELECT 1;\n\\c {live}\nDELETE FROM orders;\n"),
+            "line 2: psql command `\\c` refused",
+        ),
+        (
+            "SELECT 1; \\! touch pwned\n".to_string(),
+            "line 1: psql command `\\!` refused",
+        ),
+        (
+            "\\copy (SELECT 1) to program 'touch pwned'\n".to_string(),
+            "line 1: psql command `\\copy` refused",
+        ),
+        (
+            "COPY (SELECT 1) TO PROGRAM 'touch pwned';\n".to_string(),
+            "line 1: statement `COPY … PROGRAM` refused",
+        ),
+        (
+            format!("CREATE TABLE t (x int);\nDROP DATABASE {live};\n"),
+            "line 2: statement `DROP DATABASE` refused",
+        ),
+        (
+            // The command hides after COPY data, where backslashes are data.
+            "CREATE TABLE t (x text);\nCOPY t (x) FROM stdin;\n\\N\n\\.\n\\i /etc/passwd\n"
+                .to_string(),
+            "line 5: psql command `\\i` refused",
+        ),
+    ];
+    for (dump, refused) in &hostile {
+        let run = pg_test(cluster)
+            .file("hostile.sql", dump)
+            .args(["restore", &cluster.bare_url(&target), "hostile.sql"])
+            .stderr_contains(&format!("hostile.sql: {refused}"))
+            .stderr_contains("nothing was changed")
+            .status(1);
+        assert!(!run.path().join("pwned").exists(), "{dump}");
+        assert_eq!(
+            (cluster.fingerprint(&live), cluster.fingerprint(&target)),
+            before,
+            "{dump}"
+        );
+        assert_eq!(cluster.databases(), databases, "{dump}");
+    }
+    // The same dump gzipped is read the same way.
+    let gzipped = {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(hostile[0].0.as_bytes()).unwrap();
+        encoder.finish().unwrap()
+    };
+    let test = pg_test(cluster).args(["restore", &cluster.bare_url(&target), "hostile.sql.gz"]);
+    std::fs::write(test.path().join("hostile.sql.gz"), gzipped).unwrap();
+    test.stderr_contains("line 2: psql command `\\connect` refused")
+        .status(1);
+    assert_eq!(
+        (cluster.fingerprint(&live), cluster.fingerprint(&target)),
+        before
+    );
+}
+
+#[test]
+fn restore_stops_the_apps_only_for_the_swap() {
+    if !support::require(Service::Docker) || !support::require(Service::Postgres) {
+        return;
+    }
+    use crate::support::docker::{Cleanup, demo_image, docker, inspect};
+    let cleanup = Cleanup::new("swap");
+    let image = demo_image();
+    let name = |n: &str| format!("{}-{n}", cleanup.id);
+    for app in ["a", "b"] {
+        docker(&[
+            "run",
+            "-d",
+            "--label",
+            &cleanup.label(),
+            "--name",
+            &name(app),
+            &image,
+        ]);
+    }
+    // One that was stopped before stays stopped.
+    docker(&[
+        "create",
+        "--label",
+        &cleanup.label(),
+        "--name",
+        &name("idle"),
+        &image,
+    ]);
+    let started = || {
+        ["a", "b", "idle"].map(|app| inspect(&name(app), "{{.State.Status}} {{.State.StartedAt}}"))
+    };
+    let cluster = shared();
+    let db = cluster.create_database("swapped");
+    cluster.seed(&db, 50);
+    let original = cluster.fingerprint(&db);
+    let dumped = pg_test(cluster)
+        .args(["dump", &cluster.bare_url(&db), "good.dump", "custom"])
+        .success();
+    cluster.psql(&db, "DELETE FROM orders");
+    let changed = cluster.fingerprint(&db);
+    let runbook = r#"fn main(url, from, a, b, idle) {
+    print(pg::restore(#{url: url, password: env::get("DB_PASSWORD"), from: from,
+        terminate_sessions: true, stop: [a, b, idle]}).to_json());
+}"#;
+    let restore = |file: &str| {
+        let test = pg_test(cluster)
+            .runbook("swap", runbook)
+            .file(
+                "broken.sql",
+                "CREATE TABLE t (x int);\nINSERT INTO missing VALUES (1);\n",
+            )
+            .file("hostile.sql", "\\! touch pwned\n")
+            .args([
+                "swap",
+                &cluster.bare_url(&db),
+                file,
+                &name("a"),
+                &name("b"),
+                &name("idle"),
+            ]);
+        std::fs::copy(
+            dumped.path().join("good.dump"),
+            test.path().join("good.dump"),
+        )
+        .unwrap();
+        test
+    };
+    let before = started();
+    assert!(before[0].starts_with("running") && before[2].starts_with("created"));
+    for (file, why) in [
+        ("/nonexistent.dump", "cannot read /nonexistent.dump"),
+        ("broken.sql", "relation \"missing\" does not exist"),
+        ("hostile.sql", "psql command `\\!` refused"),
+    ] {
+        let run = restore(file).stderr_contains(why).status(1);
+        assert_eq!(started(), before, "{file}: an app was stopped");
+        assert_eq!(cluster.fingerprint(&db), changed, "{file}");
+        let journal = std::fs::read_to_string(run.path().join("deploy/cutover-journal.jsonl"))
+            .unwrap_or_default();
+        assert!(!journal.contains("docker::stop"), "{file}: {journal}");
+    }
+    let run = restore("good.dump").success();
+    assert_eq!(cluster.fingerprint(&db), original);
+    let after = started();
+    for i in 0..2 {
+        assert!(after[i].starts_with("running"), "{after:?}");
+        assert_ne!(after[i], before[i], "not restarted: {after:?}");
+    }
+    assert_eq!(after[2], before[2], "the stopped one was started");
+    let result = &printed(&run.stderr)[0];
+    assert_eq!(result["stopped"], serde_json::json!([name("a"), name("b")]));
+    // The journal has the stops and starts, all before the restore's own entry ends.
+    let journal = std::fs::read_to_string(run.path().join("deploy/cutover-journal.jsonl")).unwrap();
+    let order: Vec<&str> = journal
+        .lines()
+        .filter_map(|l| {
+            ["docker::stop", "docker::start", "pg::restore"]
+                .into_iter()
+                .find(|call| l.contains(call))
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "docker::stop",
+            "docker::stop",
+            "docker::start",
+            "docker::start",
+            "pg::restore"
+        ]
+    );
+}

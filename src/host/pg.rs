@@ -14,6 +14,7 @@ use super::{
     pg_requests::{dump_request, restore_request, target_of},
 };
 use crate::{
+    containers,
     context::Context,
     pgbackups, pgdump,
     pgquery::{self, Readiness},
@@ -91,9 +92,13 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// Restores a dump into a database: `#{url, from}` or `#{container, db, user, from}`.
         /// Plain dumps (`.sql`, `.sql.gz`) load with psql, custom ones with pg_restore, both
         /// stopping at the first error, into a scratch database that replaces the live one only
-        /// when the load succeeded and its rows are counted. Other sessions on the database make
-        /// it fail unless `terminate_sessions: true`. `sha256` checks the file first. Returns
-        /// `#{database, from, format, bytes, ms, tables: #{name: rows}, rows, replaced, …}`.
+        /// when the load succeeded and its rows are counted. A plain dump holding a psql
+        /// command (`\connect`, `\!`…) or a statement on another database is refused before
+        /// anything changes. Other sessions on the database make it fail unless
+        /// `terminate_sessions: true`. `sha256` checks the file first. `stop: [containers]`
+        /// are stopped only for the swap, once the dump is loaded and counted, and started
+        /// again after it, whatever happened. Returns `#{database, from, format, bytes, ms,
+        /// tables: #{name: rows}, rows, replaced, stopped, …}`.
         ///
         /// ```rhai
         /// let restored = pg::restore(#{url: db_url, from: "backups/app-20260126-043102.sql.gz",
@@ -212,13 +217,13 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
 }
 
 fn restore(context: &Context, options: Map) -> HostResult<Map> {
-    let request = restore_request(context, options)?;
+    let (request, stop) = restore_request(context, options)?;
     let database = request.target.database();
-    // Reading the file (format, checksum) is no change: a dry run does it too.
+    // Reading the file (format, checksum, psql commands) is no change: a dry run does it too.
     let (kind, bytes) = pgrestore::inspect(&request.from, request.sha256.as_deref())
         .map_err(|e| fail_masked(context, format!("pg::restore: {e}")))?;
     let detail = format!(
-        "{} ← {} ({}{})",
+        "{} ← {} ({}{}{})",
         request.target,
         request.from.display(),
         kind.describe(),
@@ -226,6 +231,10 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
             ", terminating sessions"
         } else {
             ""
+        },
+        match stop.len() {
+            0 => String::new(),
+            n => format!(", stopping {n} container(s) for the swap"),
         }
     );
     if context.is_dry_run() {
@@ -254,16 +263,24 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
         },
         || {
             let docker = docker_for(context, &request.target)?;
-            let _progress = Progress::spinner(context, &format!("restoring {detail}"));
-            let restoring = pgrestore::restore(&request, (kind, bytes), docker.as_ref());
-            let restored = match context.block_on(restoring) {
-                Ok(result) => result.map_err(|e| {
-                    fail_masked(context, format!("pg::restore {}: {e}", request.target))
-                })?,
-                Err(stopped) => {
-                    cleanup(context, &request, docker.as_ref());
-                    return Err(stopped);
-                }
+            let (restored, halted) = {
+                let _progress = Progress::spinner(context, &format!("restoring {detail}"));
+                // Nothing live is touched until the dump is loaded and counted.
+                let loading =
+                    pgrestore::load(&request, (kind, bytes), docker.as_ref(), stop.is_empty());
+                let loaded = settle(context, &request, &docker, context.block_on(loading))?;
+                let halted = match stop_for_swap(context, &stop) {
+                    Ok(halted) => halted,
+                    Err((error, halted)) => {
+                        cleanup(context, &request, docker.as_ref());
+                        start_after_swap(context, &halted);
+                        return Err(error);
+                    }
+                };
+                let swapping = pgrestore::swap(&request, loaded, docker.as_ref());
+                let swapped = settle(context, &request, &docker, context.block_on(swapping));
+                start_after_swap(context, &halted);
+                (swapped?, halted)
             };
             tracing::info!(
                 "restored {} into {}: {} tables, {} rows in {} ms",
@@ -290,9 +307,102 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
             if let Some(loaded) = restored.loaded_rows {
                 map.insert("loaded_rows".into(), (loaded as i64).into());
             }
+            let halted: Array = halted.into_iter().map(Dynamic::from).collect();
+            map.insert("stopped".into(), halted.into());
             Ok(map)
         },
     )
+}
+
+/// The outcome of a step of a restore: its error masked, or after an interrupt the scratch
+/// database dropped.
+fn settle<T>(
+    context: &Context,
+    request: &RestoreRequest,
+    docker: &Option<bollard::Docker>,
+    outcome: Result<Result<T, pgrestore::RestoreError>, Box<rhai::EvalAltResult>>,
+) -> HostResult<T> {
+    match outcome {
+        Ok(result) => {
+            result.map_err(|e| fail_masked(context, format!("pg::restore {}: {e}", request.target)))
+        }
+        Err(stopped) => {
+            cleanup(context, request, docker.as_ref());
+            Err(stopped)
+        }
+    }
+}
+
+/// Stops the running ones of `names` (each a journaled change) for the swap; returns those it
+/// stopped, or the error and those it had stopped before it.
+fn stop_for_swap(
+    context: &Context,
+    names: &[String],
+) -> Result<Vec<String>, (Box<rhai::EvalAltResult>, Vec<String>)> {
+    let mut halted = Vec::new();
+    if names.is_empty() {
+        return Ok(halted);
+    }
+    let docker = context.docker().map_err(|e| (e, Vec::new()))?;
+    for name in names {
+        // One already stopped stays stopped: it is not started after the swap either.
+        let running = context
+            .block_on(containers::inspect(&docker, name))
+            .map_err(|e| (e, halted.clone()))?
+            .map(|c| c.state.and_then(|s| s.running).unwrap_or(false))
+            .map_err(|e| {
+                (
+                    fail(format!("pg::restore: cannot stop {name}: {e}")),
+                    halted.clone(),
+                )
+            })?;
+        if !running {
+            continue;
+        }
+        let stopped = context.change(
+            "docker::stop",
+            name,
+            || (),
+            || {
+                context
+                    .block_on(containers::stop(&docker, name, None))?
+                    .map_err(|e| fail(format!("docker::stop {name}: {e}")))
+            },
+        );
+        match stopped {
+            Ok(()) => halted.push(name.clone()),
+            Err(error) => return Err((error, halted)),
+        }
+    }
+    tracing::info!("stopped {} container(s) for the swap", halted.len());
+    Ok(halted)
+}
+
+/// Starts again what [`stop_for_swap`] stopped, whatever the swap did; a container that will
+/// not start is a warning (the restore's outcome stands).
+fn start_after_swap(context: &Context, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let Ok(docker) = context.docker() else { return };
+    for name in names {
+        let started = context.change(
+            "docker::start",
+            name,
+            || (),
+            || {
+                // Started even after Ctrl-C: the containers must not stay down for it.
+                context
+                    .runtime()
+                    .block_on(containers::start(&docker, name, name))
+                    .map_err(|e| fail(format!("docker::start {name}: {e}")))
+            },
+        );
+        if let Err(error) = started {
+            tracing::warn!("{}", context.secrets.redact(&error.to_string()));
+        }
+    }
+    tracing::info!("started {} container(s) again", names.len());
 }
 
 /// After an interrupted restore: drop the scratch database, if it got that far.

@@ -123,12 +123,20 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
     })
 }
 
-pub fn restore_request(context: &Context, map: Map) -> HostResult<RestoreRequest> {
-    let own = ["from", "sha256", "terminate_sessions", "maintenance_db"];
+/// A restore request from `pg::restore`'s options, and the containers to stop for its swap.
+pub fn restore_request(context: &Context, map: Map) -> HostResult<(RestoreRequest, Vec<String>)> {
+    let own = [
+        "from",
+        "sha256",
+        "terminate_sessions",
+        "maintenance_db",
+        "stop",
+    ];
     let options = Options::new("pg::restore", map, &keys(&own))?;
     let target = target(&options, context)?;
     let scratch = scratch_name(&target.database());
-    Ok(RestoreRequest {
+    let stop = options.strings("stop")?.unwrap_or_default();
+    let request = RestoreRequest {
         from: options.required("from", "the dump file")?.into(),
         sha256: options.string("sha256")?,
         terminate_sessions: options.bool("terminate_sessions")?.unwrap_or(false),
@@ -137,7 +145,8 @@ pub fn restore_request(context: &Context, map: Map) -> HostResult<RestoreRequest
             .unwrap_or_else(|| "postgres".into()),
         scratch,
         target,
-    })
+    };
+    Ok((request, stop))
 }
 
 /// A target from `pg::isready`/`pg::query`'s first argument: a URL, or a map of target options.
