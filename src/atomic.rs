@@ -68,6 +68,38 @@ impl AtomicFile {
         File::open(dir)?.sync_all()
     }
 
+    /// Like [`AtomicFile::commit`], but never replaces a file: the content goes to the first of
+    /// `candidates` (the target first) that does not exist, checked and taken in one step by
+    /// the kernel (`renameat2(RENAME_NOREPLACE)`, or a hard link where that is not supported).
+    /// Returns the path it went to.
+    pub fn commit_new(
+        mut self,
+        candidates: impl IntoIterator<Item = PathBuf>,
+    ) -> io::Result<PathBuf> {
+        self.sync()?;
+        drop(self.file.take());
+        let result = (|| {
+            for candidate in candidates {
+                match rename_no_replace(&self.temp, &candidate) {
+                    Ok(()) => {
+                        File::open(parent(&candidate))?.sync_all()?;
+                        return Ok(candidate);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("every name for {} is taken", self.target.display()),
+            ))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        result
+    }
+
     /// Renames the (synced) content over the target; the directory is left to the caller to
     /// fsync. A failed rename removes the temporary file.
     fn install(mut self) -> io::Result<()> {
@@ -153,6 +185,37 @@ pub fn remove_abandoned(target: &Path) {
     }
 }
 
+/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`), atomically.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+    };
+    let (source, target) = (c(from)?, c(to)?);
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        // A file system without RENAME_NOREPLACE: a hard link fails as well if `to` exists.
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        _ => Err(error),
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -163,6 +226,28 @@ fn parent(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_new_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("b.dump");
+        std::fs::write(&first, "first").unwrap();
+        let second = dir.path().join("b-2.dump");
+        let mut file = AtomicFile::create(&first, 0o600).unwrap();
+        file.file().write_all(b"new").unwrap();
+        let went = file.commit_new([first.clone(), second.clone()]).unwrap();
+        assert_eq!(went, second);
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "first");
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), "new");
+        let mut file = AtomicFile::create(&first, 0o600).unwrap();
+        file.file().write_all(b"newer").unwrap();
+        assert!(file.commit_new([first.clone(), second.clone()]).is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "temp file left"
+        );
+    }
 
     #[test]
     fn commit_replaces_and_drop_discards() {

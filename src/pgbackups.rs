@@ -1,8 +1,11 @@
 //! The backup naming convention and retention. A backup of database `DB` taken at a UTC instant
 //! is named `DB-YYYYMMDD-HHMMSS.EXT`, where EXT is `sql` (plain), `sql.gz` (plain, gzipped) or
-//! `dump` (custom format), e.g. `shop-20260126-043102.sql.gz`. Names sort by time, so "the newest
-//! N backups of a database in a directory" needs nothing but the names: retention keeps those and
-//! deletes the rest, and touches no other file (other databases, other names, temporary files).
+//! `dump` (custom format), e.g. `shop-20260126-043102.sql.gz`; a second backup in the same second
+//! is `DB-YYYYMMDD-HHMMSS-2.EXT` (then `-3`…), so no backup ever replaces another. Names sort by
+//! time, so "the newest N backups of a database in a directory" needs nothing but the names:
+//! retention keeps those and deletes the rest, and touches no other file (other databases, other
+//! names) — except the temporary files of backups whose writer died (a `kill -9`d dump), which
+//! the next backup or prune of the database removes.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +31,8 @@ pub struct Backup {
     pub path: PathBuf,
     /// `YYYYMMDD-HHMMSS`, UTC; sorts as time does.
     pub stamp: String,
+    /// 1, or N of a name ending in `-N` (the Nth backup of that second).
+    pub sequence: u32,
 }
 
 /// The extension of a backup in `format`, gzipped or not.
@@ -61,15 +66,76 @@ fn check_db(db: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// The Nth name (N ≥ 1) for a backup named `name` by [`file_name`]: `name` itself, then
+/// `DB-YYYYMMDD-HHMMSS-N.EXT`.
+pub fn numbered(name: &str, n: u32) -> String {
+    if n <= 1 {
+        return name.to_string();
+    }
+    for extension in EXTENSIONS {
+        if let Some(stem) = name.strip_suffix(&format!(".{extension}")) {
+            return format!("{stem}-{n}.{extension}");
+        }
+    }
+    format!("{name}-{n}")
+}
+
 /// The stamp of `name` if it is a conventional backup name of `db`.
 pub fn parse(db: &str, name: &str) -> Option<String> {
+    parse_numbered(db, name).map(|(stamp, _)| stamp)
+}
+
+/// The stamp and sequence number of `name` if it is a conventional backup name of `db`.
+fn parse_numbered(db: &str, name: &str) -> Option<(String, u32)> {
     let rest = name.strip_prefix(db)?.strip_prefix('-')?;
-    let (stamp, extension) = rest.split_at_checked(15)?;
-    let extension = extension.strip_prefix('.')?;
+    let (stamp, rest) = rest.split_at_checked(15)?;
+    let (sequence, extension) = match rest.strip_prefix('-') {
+        Some(numbered) => {
+            let (n, extension) = numbered.split_once('.')?;
+            let value: u32 = n.parse().ok()?;
+            // Only the canonical spelling: `-2`, never `-1` or `-02`.
+            (value >= 2 && value.to_string() == n).then_some(())?;
+            (value, extension)
+        }
+        None => (1, rest.strip_prefix('.')?),
+    };
     let (date, time) = stamp.split_once('-')?;
     let digits = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     (digits(date, 8) && digits(time, 6) && EXTENSIONS.contains(&extension))
-        .then(|| stamp.to_string())
+        .then(|| (stamp.to_string(), sequence))
+}
+
+/// Removes the temporary files of backups of `db` in `dir` whose writer is gone (a dump killed
+/// before it could clean up); those of live processes may be mid-write and stay. Returns how
+/// many it removed.
+pub fn remove_abandoned(dir: &Path, db: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().into_string().ok() else {
+            continue;
+        };
+        // `.NAME.tmp-PID-N`, as `AtomicFile` names them.
+        let Some((backup, rest)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-"))
+        else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+        if let Some(pid) = pid
+            && parse_numbered(db, backup).is_some()
+            && !crate::identity::process_exists(pid)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            tracing::info!(
+                "removed {}, left by a backup that was killed",
+                entry.path().display()
+            );
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// The backups of `db` in `dir`, newest first.
@@ -85,20 +151,23 @@ pub fn list(dir: &Path, db: &str) -> Result<Vec<Backup>, NameError> {
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let stamp = parse(db, &name)?;
+            let (stamp, sequence) = parse_numbered(db, &name)?;
             let modified = entry.metadata().and_then(|m| m.modified()).ok();
             Some((
                 Backup {
                     path: entry.path(),
                     stamp,
+                    sequence,
                 },
                 modified,
             ))
         })
         .collect();
-    // Two backups stamped in the same second: the one written last is the newer.
+    // Two backups stamped in the same second: the higher number, else the one written last,
+    // is the newer.
     backups.sort_by(|(a, a_modified), (b, b_modified)| {
-        (&b.stamp, b_modified, &b.path).cmp(&(&a.stamp, a_modified, &a.path))
+        (&b.stamp, b.sequence, b_modified, &b.path)
+            .cmp(&(&a.stamp, a.sequence, a_modified, &a.path))
     });
     let backups: Vec<Backup> = backups.into_iter().map(|(backup, _)| backup).collect();
     Ok(backups)
@@ -155,6 +224,80 @@ mod tests {
             assert_eq!(parse("shop", other), None, "{other}");
         }
         assert_eq!(parse("my", "my-app-20260126-043102.sql"), None);
+        assert_eq!(
+            parse_numbered("shop", "shop-20260126-043102-12.sql.gz"),
+            Some(("20260126-043102".into(), 12))
+        );
+        for other in [
+            "shop-20260126-043102-1.sql",
+            "shop-20260126-043102-02.sql",
+            "shop-20260126-043102-.sql",
+            "shop-20260126-043102-x.sql",
+        ] {
+            assert_eq!(parse("shop", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn numbered_names_sort_after_their_second() {
+        assert_eq!(
+            numbered("a-20260126-043102.sql.gz", 1),
+            "a-20260126-043102.sql.gz"
+        );
+        assert_eq!(
+            numbered("a-20260126-043102.sql.gz", 3),
+            "a-20260126-043102-3.sql.gz"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "a-20260126-043102-2.dump",
+            "a-20260126-043102-10.dump",
+            "a-20260126-043102.dump",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let names: Vec<String> = list(dir.path(), "a")
+            .unwrap()
+            .iter()
+            .map(|b| b.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a-20260126-043102-10.dump",
+                "a-20260126-043102-2.dump",
+                "a-20260126-043102.dump"
+            ]
+        );
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = format!(".a-20260126-043102.dump.tmp-{}-7", std::process::id());
+        for name in [
+            ".a-20260126-043102.dump.tmp-2147483646-5",
+            ".a-20260126-043102-2.sql.gz.tmp-2147483645-1",
+            ".b-20260126-043102.dump.tmp-2147483646-5",
+            ".notes.tmp-2147483646-5",
+            &live,
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(remove_abandoned(dir.path(), "a"), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                live.as_str(),
+                ".b-20260126-043102.dump.tmp-2147483646-5",
+                ".notes.tmp-2147483646-5"
+            ]
+        );
     }
 
     #[test]

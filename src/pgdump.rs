@@ -55,6 +55,9 @@ pub struct DumpRequest {
     pub format: Format,
     /// gzip level (1–9) for a plain dump; None writes it uncompressed.
     pub gzip: Option<u32>,
+    /// `to` is a conventional backup name chosen by cutover: never replace a file, take the
+    /// next free `-N` name instead (see [`crate::pgbackups::numbered`]).
+    pub numbered: bool,
     /// More pg_dump arguments, e.g. `--schema=public`.
     pub extra_args: Vec<String>,
 }
@@ -146,8 +149,21 @@ pub async fn dump(
             .map_err(|e| failed(format!("writing {}: {e}", file.temp_path().display())))?
     };
     let dumped = started.elapsed();
-    file.commit()
-        .map_err(|e| failed(format!("saving {}: {e}", path.display())))?;
+    let path = &if request.numbered {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let candidates = (1..=1000).map(|n| dir.join(crate::pgbackups::numbered(&name, n)));
+        file.commit_new(candidates)
+            .map_err(|e| failed(format!("saving {}: {e}", path.display())))?
+    } else {
+        file.commit()
+            .map_err(|e| failed(format!("saving {}: {e}", path.display())))?;
+        path.clone()
+    };
     tracing::debug!(
         "pg_dump done in {} ms; {} fsynced and renamed in {} ms",
         dumped.as_millis(),

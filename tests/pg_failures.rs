@@ -628,3 +628,115 @@ fn restore_stops_the_apps_only_for_the_swap() {
         ]
     );
 }
+
+#[test]
+fn backups_in_the_same_second_never_replace_each_other() {
+    if !support::require(Service::Postgres) {
+        return;
+    }
+    let cluster = shared();
+    let db = cluster.create_database("twice");
+    cluster.seed(&db, 5);
+    // Files already holding the names of the coming seconds: each dump meets one of them.
+    let now = jiff::Timestamp::now();
+    let mut test = pg_test(cluster);
+    let mut taken = Vec::new();
+    for second in 0..30 {
+        let at = now + jiff::SignedDuration::from_secs(second);
+        let name = format!("{db}-{}.sql", at.strftime("%Y%m%d-%H%M%S"));
+        test = test.file(&format!("backups/{name}"), "precious");
+        taken.push(name);
+    }
+    let runbook = r#"fn main(url) {
+    for i in 0..3 {
+        print(pg::dump(#{url: url, password: env::get("DB_PASSWORD"), to: "backups/"}).to_json());
+    }
+}"#;
+    let run = test
+        .runbook("thrice", runbook)
+        .args(["thrice", &cluster.bare_url(&db)])
+        .success();
+    let dumped: Vec<String> = printed(&run.stderr)
+        .iter()
+        .map(|d| d["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dumped.len(), 3);
+    for name in &taken {
+        let content = std::fs::read_to_string(run.path().join("backups").join(name)).unwrap();
+        assert_eq!(content, "precious", "{name} was replaced");
+    }
+    for path in &dumped {
+        assert!(
+            path.ends_with("-2.sql") || path.ends_with("-3.sql") || path.ends_with("-4.sql"),
+            "{path}"
+        );
+        let content = std::fs::read_to_string(run.path().join(path)).unwrap();
+        assert!(content.contains("PostgreSQL database dump"), "{path}");
+    }
+    let mut unique = dumped.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "{dumped:?}");
+    assert_eq!(files_in(&run.path().join("backups")).len(), taken.len() + 3);
+}
+
+#[test]
+fn killed_backup_leaves_no_temporary_file_after_the_next_one() {
+    if !support::require(Service::Postgres) {
+        return;
+    }
+    let cluster = shared();
+    let big = big_database();
+    let test = pg_test(cluster)
+        .env("PGAPPNAME", "cutover-test-kill-cutover")
+        .runbook(
+            "backup",
+            r#"fn main(url) { pg::dump(#{url: url, password: env::get("DB_PASSWORD"), to: "backups/"}); }"#,
+        )
+        .runbook(
+            "prune",
+            r#"fn main(db) { print(pg::prune(#{dir: "backups", db: db, keep: 5}).to_json()); }"#,
+        )
+        .file(&format!("backups/{big}-20200101-000000.sql"), "old");
+    let backups = test.path().join("backups");
+    let killed = |test: &Test| {
+        let mut running = test.start(&["backup", &cluster.bare_url(big)]);
+        wait_for("dump data in the temporary file", || {
+            std::fs::read_dir(&backups).unwrap().flatten().find(|e| {
+                e.file_name().to_string_lossy().contains(".tmp-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        });
+        running.kill().unwrap();
+        running.wait().unwrap();
+        let left: Vec<String> = files_in(&backups)
+            .into_iter()
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        left
+    };
+    // The next prune removes it; so does the next backup.
+    let left = killed(&test);
+    let pruned = test.run(&["prune", big]).success();
+    assert_eq!(
+        files_in(&backups),
+        [format!("{big}-20200101-000000.sql")],
+        "{left:?} is still there: {}",
+        pruned.stderr
+    );
+    killed(&test);
+    let small = cluster.create_database("small");
+    // A backup of another database leaves the temporary file alone; one of the same removes it.
+    test.run(&["backup", &cluster.bare_url(&small)]).success();
+    assert_eq!(
+        files_in(&backups)
+            .iter()
+            .filter(|n| n.contains(".tmp-"))
+            .count(),
+        1
+    );
+    test.run(&["backup", &cluster.bare_url(big)]).success();
+    let names = files_in(&backups);
+    assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
+}

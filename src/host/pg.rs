@@ -191,6 +191,13 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
             map
         },
         || {
+            // Temporary files of dumps killed before they could clean up go first.
+            if request.numbered {
+                let dir = request.to.parent().unwrap_or(std::path::Path::new("."));
+                pgbackups::remove_abandoned(dir, &request.target.database());
+            } else {
+                crate::atomic::remove_abandoned(&request.to);
+            }
             let docker = docker_for(context, &request.target)?;
             let progress = Progress::spinner(context, &format!("pg_dump {detail}"));
             let mut report = |bytes: u64| {
@@ -434,6 +441,9 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
         None => return Err(options.missing("keep", "how many backups to keep")),
     };
     let (kept, deleted) = pgbackups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
+    if !context.is_dry_run() && !context.run_info().readonly {
+        pgbackups::remove_abandoned(&dir, &db);
+    }
     let mut gone = Array::new();
     for backup in &deleted {
         let path = backup.path.display().to_string();

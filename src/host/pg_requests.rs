@@ -104,7 +104,8 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
         return Err(options.error(format!("directory {to} does not exist")));
     }
     let mut to = PathBuf::from(to);
-    if to.is_dir() {
+    let numbered = to.is_dir();
+    if numbered {
         let name = pgbackups::file_name(
             &target.database(),
             format,
@@ -119,6 +120,7 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
         to,
         format,
         gzip,
+        numbered,
         extra_args: options.strings("args")?.unwrap_or_default(),
     })
 }
