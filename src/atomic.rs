@@ -185,6 +185,36 @@ pub fn remove_abandoned(target: &Path) {
     }
 }
 
+/// Opens `path` with `options` without following a symbolic link (`O_NOFOLLOW`: a link planted
+/// at the path is an error naming it, never a way to write to what it points at) and keeps the
+/// file private to its owner (0600, tightened if it was created looser): the lock and the
+/// journal name who ran what, with which arguments.
+pub fn open_private(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = options
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| {
+            if error.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    error.kind(),
+                    format!(
+                        "{} is a symbolic link, which cutover does not follow: remove it",
+                        path.display()
+                    ),
+                )
+            } else {
+                error
+            }
+        })?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7700))?;
+    }
+    Ok(file)
+}
+
 /// Renames `from` to `to` unless `to` exists (then `AlreadyExists`), atomically.
 fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -226,6 +256,27 @@ fn parent(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_files_are_never_opened_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("cutover.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        let error = open_private(&mut options, &link).unwrap_err().to_string();
+        assert!(error.contains("cutover.lock is a symbolic link"), "{error}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let loose = dir.path().join("journal");
+        std::fs::write(&loose, "").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        open_private(OpenOptions::new().append(true), &loose).unwrap();
+        let mode = std::fs::metadata(&loose).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn commit_new_never_replaces_a_file() {

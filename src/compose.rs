@@ -84,6 +84,9 @@ pub struct LoadOptions {
     /// Variables looked up last, after the environment and the env file (cutover's
     /// `--env-file` and `env::load` ones).
     pub fallback: Vec<(String, String)>,
+    /// Where the values of secret-looking variables read here go, for masking: those of the
+    /// env file, and every service's `environment` (`env_file:` ones included).
+    pub redactor: Option<std::sync::Arc<crate::redact::Redactor>>,
 }
 
 /// Reads and checks the compose file at `path`.
@@ -101,6 +104,15 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
         (None, _) if dir.join(".env").is_file() => EnvFile::load(&dir.join(".env"))?,
         (None, _) => EnvFile::default(),
     };
+    // Registered before anything could show them (an error, a warning, the project).
+    let register = |name: &str, value: &str| {
+        if let Some(redactor) = &options.redactor {
+            redactor.add_if_secret_name(name, value);
+        }
+    };
+    for (name, value) in &env_file.vars {
+        register(name, value);
+    }
     let lookup = |name: &str| {
         std::env::var(name)
             .ok()
@@ -165,6 +177,11 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
     };
     let result = read_sections(&name, &sections, &mut reader);
     let (services, networks, volumes) = result.map_err(|e| e.in_source(&source))?;
+    for service in services.values() {
+        for (name, value) in &service.environment {
+            register(name, value);
+        }
+    }
     let project = Project {
         name,
         working_dir: dir.display().to_string(),

@@ -14,9 +14,12 @@ use bollard::{
 };
 use futures_util::{Stream, StreamExt};
 
+use std::sync::Arc;
+
 use crate::{
     atomic::AtomicFile,
     docker::{Doing, EngineError},
+    redact::Redactor,
 };
 
 /// How much of a stream a result keeps; the rest goes uncounted but not unnoticed.
@@ -89,15 +92,18 @@ impl Capture {
 struct Lines<F: FnMut(&[u8]) -> std::io::Result<()>> {
     pending: Vec<u8>,
     sink: F,
+    /// Where a long line is cut: never through one of these secrets.
+    secrets: Option<Arc<Redactor>>,
 }
 
 impl<F: FnMut(&[u8]) -> std::io::Result<()>> Lines<F> {
     const LONGEST: usize = 64 << 10;
 
-    fn new(sink: F) -> Self {
+    fn new(sink: F, secrets: Option<Arc<Redactor>>) -> Self {
         Lines {
             pending: Vec::new(),
             sink,
+            secrets,
         }
     }
 
@@ -109,8 +115,15 @@ impl<F: FnMut(&[u8]) -> std::io::Result<()>> Lines<F> {
             (self.sink)(line.strip_suffix(b"\r").unwrap_or(line))?;
         }
         if self.pending.len() > Self::LONGEST {
-            let line = std::mem::take(&mut self.pending);
-            (self.sink)(&line)?;
+            // Each piece is masked on its own: cut where no secret is split.
+            let cut = self
+                .secrets
+                .as_ref()
+                .map_or(self.pending.len(), |s| s.safe_cut(&self.pending));
+            if cut > 0 {
+                let line: Vec<u8> = self.pending.drain(..cut).collect();
+                (self.sink)(&line)?;
+            }
         }
         Ok(())
     }
@@ -228,6 +241,8 @@ pub struct LogsRequest {
     pub append: bool,
     /// Start each line written to `to` with `NAME | `, as the log shows followed lines.
     pub prefix: bool,
+    /// The run's secrets: a long followed line is cut where none is split.
+    pub secrets: Option<Arc<Redactor>>,
 }
 
 /// Where the logs went.
@@ -267,19 +282,20 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
     let mut bytes = 0u64;
     let prefix = request.container.as_str();
     if let Some(path) = &request.to {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(request.append)
-            .truncate(!request.append)
-            .open(path)
-            .map_err(|e| write_error(path, e))?;
+        // Nothing is written before the first chunk arrives (a mistyped container leaves the
+        // file as it was): appended to the file, opened then, or written to a temporary file
+        // that replaces `to` (mode 0600) only once the whole stream has been read.
+        let mut target = LogFile::new(path, request.append);
         if request.prefix {
-            let mut lines = Lines::new(|line| {
-                file.write_all(format!("{prefix} | ").as_bytes())?;
-                file.write_all(line)?;
-                file.write_all(b"\n")
-            });
+            let mut lines = Lines::new(
+                |line| {
+                    let file = target.file()?;
+                    file.write_all(format!("{prefix} | ").as_bytes())?;
+                    file.write_all(line)?;
+                    file.write_all(b"\n")
+                },
+                request.secrets.clone(),
+            );
             while let Some(chunk) = chunks.next().await? {
                 bytes += chunk.len() as u64;
                 lines.push(&chunk).map_err(|e| write_error(path, e))?;
@@ -288,18 +304,24 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
         } else {
             while let Some(chunk) = chunks.next().await? {
                 bytes += chunk.len() as u64;
-                file.write_all(&chunk).map_err(|e| write_error(path, e))?;
+                target
+                    .file()
+                    .and_then(|file| file.write_all(&chunk))
+                    .map_err(|e| write_error(path, e))?;
             }
         }
-        file.flush().map_err(|e| write_error(path, e))?;
+        target.finish().map_err(|e| write_error(path, e))?;
         return Ok(LogsResult::Streamed(bytes));
     }
     if request.follow {
-        let mut lines = Lines::new(|line| {
-            let line = String::from_utf8_lossy(line);
-            tracing::info!("{prefix} | {line}");
-            Ok(())
-        });
+        let mut lines = Lines::new(
+            |line| {
+                let line = String::from_utf8_lossy(line);
+                tracing::info!("{prefix} | {line}");
+                Ok(())
+            },
+            request.secrets.clone(),
+        );
         while let Some(chunk) = chunks.next().await? {
             bytes += chunk.len() as u64;
             let _ = lines.push(&chunk);
@@ -312,6 +334,54 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
         kept.push(&chunk);
     }
     Ok(LogsResult::Text(kept.text()))
+}
+
+/// Where `docker::logs(#{to})` writes: opened at the first byte, so a stream that fails before
+/// any leaves the file untouched.
+enum LogFile<'a> {
+    Closed { path: &'a Path, append: bool },
+    Appending(std::fs::File),
+    Replacing(AtomicFile),
+}
+
+impl<'a> LogFile<'a> {
+    fn new(path: &'a Path, append: bool) -> Self {
+        LogFile::Closed { path, append }
+    }
+
+    fn file(&mut self) -> std::io::Result<&mut std::fs::File> {
+        if let LogFile::Closed { path, append } = *self {
+            *self = if append {
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(path)?;
+                LogFile::Appending(file)
+            } else {
+                LogFile::Replacing(AtomicFile::create(path, 0o600)?)
+            };
+        }
+        Ok(match self {
+            LogFile::Appending(file) => file,
+            LogFile::Replacing(atomic) => atomic.file(),
+            LogFile::Closed { .. } => unreachable!("opened above"),
+        })
+    }
+
+    /// Saves what was written. A stream that brought nothing still empties the file it
+    /// replaces (there were no logs), but creates no file to append to.
+    fn finish(mut self) -> std::io::Result<()> {
+        if let LogFile::Closed { append: false, .. } = self {
+            self.file()?;
+        }
+        match self {
+            LogFile::Closed { .. } => Ok(()),
+            LogFile::Appending(mut file) => file.flush(),
+            LogFile::Replacing(atomic) => atomic.commit(),
+        }
+    }
 }
 
 /// The chunks of a log stream, ending early at the deadline.

@@ -40,6 +40,8 @@ pub struct Spec {
     /// Added to (or overriding) the inherited environment.
     pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
+    /// The secrets of the run: a line too long to log whole is cut where none is split.
+    pub secrets: Option<Arc<crate::redact::Redactor>>,
 }
 
 /// How it ended.
@@ -117,8 +119,12 @@ pub async fn run(spec: &Spec, cancel: &Cancel) -> Result<Output, ExecError> {
     })?;
     let mut group = GroupGuard(child.id().map(|pid| pid as libc::pid_t));
     let label = program.rsplit('/').next().unwrap_or(program).to_string();
-    let stdout = Pump::start(child.stdout.take(), label.clone());
-    let stderr = Pump::start(child.stderr.take(), format!("{label}:err"));
+    let stdout = Pump::start(child.stdout.take(), label.clone(), spec.secrets.clone());
+    let stderr = Pump::start(
+        child.stderr.take(),
+        format!("{label}:err"),
+        spec.secrets.clone(),
+    );
 
     let timeout = async {
         match spec.timeout {
@@ -210,9 +216,10 @@ impl Pump {
     fn start(
         pipe: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
         label: String,
+        secrets: Option<Arc<crate::redact::Redactor>>,
     ) -> Pump {
         let tail = Arc::new(Mutex::new(Tail::default()));
-        let task = pipe.map(|pipe| tokio::spawn(pump(pipe, label, Arc::clone(&tail))));
+        let task = pipe.map(|pipe| tokio::spawn(pump(pipe, label, Arc::clone(&tail), secrets)));
         Pump { task, tail }
     }
 
@@ -230,7 +237,12 @@ impl Pump {
     }
 }
 
-async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, label: String, tail: Arc<Mutex<Tail>>) {
+async fn pump(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    label: String,
+    tail: Arc<Mutex<Tail>>,
+    secrets: Option<Arc<crate::redact::Redactor>>,
+) {
     let mut buffer = vec![0u8; 16 << 10];
     let mut line: Vec<u8> = Vec::new();
     loop {
@@ -249,8 +261,14 @@ async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, label: String, tail: 
         }
         line.extend_from_slice(rest);
         if line.len() >= MAX_LINE {
-            log_line(&label, &line);
-            line.clear();
+            // Logged in pieces, each masked on its own: cut where no secret is split.
+            let cut = secrets
+                .as_ref()
+                .map_or(line.len(), |secrets| secrets.safe_cut(&line));
+            if cut > 0 {
+                log_line(&label, &line[..cut]);
+                line.drain(..cut);
+            }
         }
     }
     if !line.is_empty() {

@@ -15,7 +15,6 @@ use std::{
     collections::VecDeque,
     fs::{File, OpenOptions},
     io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write},
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::Arc,
     time::Instant,
@@ -178,13 +177,11 @@ impl Journal {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(error)?;
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .read(true)
-            .create(true)
-            .mode(0o644)
-            .open(&self.path)
-            .map_err(error)?;
+        let mut file = crate::atomic::open_private(
+            OpenOptions::new().append(true).read(true).create(true),
+            &self.path,
+        )
+        .map_err(error)?;
         let length = file.metadata().map_err(error)?.len();
         // A crash mid-append leaves a line without its newline: start on a fresh line so the
         // torn one cannot swallow this entry.

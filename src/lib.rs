@@ -86,6 +86,11 @@ pub fn main() -> i32 {
     };
     let secrets = Arc::new(Redactor::default());
     secrets.add_process_environment();
+    // A password in a URL given as an argument is masked from the start (the journal records
+    // the arguments).
+    for arg in std::env::args() {
+        secrets.add_urls_in(&arg);
+    }
     logging::init(&settings, Arc::clone(&secrets));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

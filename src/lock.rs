@@ -19,7 +19,7 @@ use std::{
     io::{self, Read},
     os::{
         fd::AsRawFd,
-        unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+        unix::fs::{FileExt, MetadataExt},
     },
     path::{Path, PathBuf},
     sync::Arc,
@@ -200,13 +200,14 @@ pub fn acquire_within(context: &Context, wait: Duration) -> Result<LockGuard, Lo
 /// Opens the lock file and tries to lock it once. `None` when someone else holds it.
 fn try_lock(path: &Path) -> io::Result<Option<File>> {
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)?;
+        let file = crate::atomic::open_private(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            path,
+        )?;
         if !set_lock(&file)? {
             return Ok(None);
         }

@@ -105,6 +105,9 @@ impl Repl {
             if input.trim().is_empty() {
                 continue;
             }
+            let flow = self.handle(&input);
+            // Saved once it ran, masked with what is known then: a secret the line itself
+            // brought in (`let pw = secret::get(…)`) never reaches the history file.
             let entry = self.context.secrets.redact(&input).into_owned();
             let _ = editor.add_history_entry(entry.as_str());
             if let Some(path) = &history
@@ -116,7 +119,7 @@ impl Repl {
                     path.display()
                 );
             }
-            match self.handle(&input) {
+            match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) => break,
                 Err(failure) => self.report(&failure),
@@ -152,19 +155,33 @@ impl Repl {
     /// One complete input: a `:` command or code.
     fn handle(&mut self, input: &str) -> Result<Flow, Failure> {
         let trimmed = input.trim();
+        // Credentials written in the line are known before it is journaled as the run's input.
+        self.context.secrets.add_urls_in(trimmed);
         let entry = self.context.secrets.redact(trimmed).into_owned();
-        self.entries.push(entry.clone());
         if trimmed.starts_with(':') {
-            return self.command(trimmed);
+            self.entries.push(entry);
+            let flow = self.command(trimmed);
+            self.remask_last_entry(trimmed);
+            return flow;
         }
+        self.entries.push(entry.clone());
         let run = RunInfo {
             runbook: RUNBOOK.to_string(),
             args: vec![entry],
             ..RunInfo::default()
         };
-        let value = self.call(run, |session| session.eval(input))?;
-        self.echo(&value);
+        let value = self.call(run, |session| session.eval(input));
+        // Masked again once it ran: the input may have brought in a secret of its own.
+        self.remask_last_entry(trimmed);
+        self.echo(&value?);
         Ok(Flow::Continue)
+    }
+
+    /// Masks the last `:history` entry, `input`, with the secrets known now.
+    fn remask_last_entry(&mut self, input: &str) {
+        if let Some(last) = self.entries.last_mut() {
+            *last = self.context.secrets.redact(input).into_owned();
+        }
     }
 
     /// Runs one call the way `cutover run` runs a runbook: as `run` for the journal and the

@@ -127,7 +127,14 @@ impl StateStore {
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(error)?;
-        crate::atomic::write(path, content, 0o644).map_err(error)?;
+        // Private: a runbook may set anything. `.current-environment` holds only a name, and
+        // the old scripts (perhaps run by another user) read it.
+        let mode = if path.ends_with(ACTIVE_FILE) {
+            0o644
+        } else {
+            0o600
+        };
+        crate::atomic::write(path, content, mode).map_err(error)?;
         // A run killed mid-write leaves its temporary file; the next write sweeps it away.
         crate::atomic::remove_abandoned(path);
         Ok(())

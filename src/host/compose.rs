@@ -11,7 +11,7 @@ use rhai::{Array, Dynamic, Map, Module};
 use super::{
     HostResult,
     docker::{to_dynamic, wait},
-    fail, function,
+    fail, fail_masked, function,
     options::Options,
 };
 use crate::{
@@ -142,8 +142,10 @@ fn load(context: &Context, path: &str, options: Map) -> HostResult<Map> {
         profiles: options.strings("profiles")?,
         project_name: options.string("project_name")?,
         fallback: context.env_files.lock().unwrap().vars.clone(),
+        redactor: Some(context.secrets.clone()),
     };
-    let project = compose::load(std::path::Path::new(path), &load_options).map_err(fail)?;
+    let project = compose::load(std::path::Path::new(path), &load_options)
+        .map_err(|e| fail_masked(context, e))?;
     for warning in &project.warnings {
         tracing::warn!("{warning}");
     }

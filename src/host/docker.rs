@@ -206,9 +206,12 @@ pub fn module(context: &Arc<Context>) -> Module {
     );
     function!(&mut module,
         /// Logs with options: `tail` (lines from the end), `since` (ms since the epoch, as
-        /// `time::now()` gives), `timestamps`, `to` (a file that receives every byte as it
-        /// arrives; returns the byte count), `append` (add to the end of `to` instead of
-        /// replacing it), `prefix` (start each line written to `to` with `NAME | `), `follow` (keep reading until the container stops,
+        /// `time::now()` gives), `timestamps`, `to` (a file that receives every byte; returns
+        /// the byte count; nothing is written before the first byte arrives, and the file is
+        /// replaced whole, mode 0600, only once all is read; writing it is a change, refused
+        /// in a readonly runbook and only said in a dry run), `append` (add to the end of `to`
+        /// instead of replacing it), `prefix` (start each line written to `to` with `NAME | `),
+        /// `follow` (keep reading until the container stops,
         /// or `timeout` ms pass; without `to` each line goes to the run's log as
         /// `NAME | line`; returns the byte count).
         ///
@@ -454,14 +457,29 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
         to: options.string("to")?.map(PathBuf::from),
         append: options.bool("append")?.unwrap_or(false),
         prefix: options.bool("prefix")?.unwrap_or(false),
+        secrets: Some(context.secrets.clone()),
     };
     let docker = context.docker()?;
-    Ok(
-        match wait(context, container_io::logs(&docker, &request))? {
-            LogsResult::Text(text) => text.into(),
-            LogsResult::Streamed(bytes) => (bytes as i64).into(),
-        },
-    )
+    let read = || -> HostResult<Dynamic> {
+        Ok(
+            match wait(context, container_io::logs(&docker, &request))? {
+                LogsResult::Text(text) => text.into(),
+                LogsResult::Streamed(bytes) => (bytes as i64).into(),
+            },
+        )
+    };
+    match &request.to {
+        // Writing a file is a change: refused in a readonly runbook, only said in a dry run.
+        Some(path) => {
+            let detail = format!(
+                "{name} {} {}",
+                if request.append { ">>" } else { ">" },
+                path.display()
+            );
+            context.change("docker::logs", &detail, || Dynamic::from(0_i64), read)
+        }
+        None => read(),
+    }
 }
 
 /// `docker::stats` of one container, which must be running.

@@ -90,7 +90,10 @@ fn result(output: Output) -> Map {
 
 /// Reads the argument vector and options, rejecting anything ambiguous before anything runs.
 fn spec(context: &Context, argv: Array, options: Map) -> HostResult<Spec> {
-    let mut spec = Spec::default();
+    let mut spec = Spec {
+        secrets: Some(context.secrets.clone()),
+        ..Spec::default()
+    };
     for (i, word) in argv.into_iter().enumerate() {
         if word.is_string() || word.is_int() || word.is_float() || word.is_bool() {
             spec.argv.push(word.to_string());

@@ -314,6 +314,8 @@ fn parse_check(
     if target.trim().is_empty() {
         return Err(fail(format!("{label}: `{kind}` is empty")));
     }
+    // Credentials in the target are masked before any error or check name could show them.
+    context.secrets.add_url(&target);
     if kind != "http"
         && let Some(key) = HTTP_KEYS.iter().find(|k| options.contains_key(**k))
     {

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration, time::Instant};
 use rhai::{Dynamic, Map, Module};
 
 use super::{
-    HostResult, fail, function,
+    HostResult, fail, fail_masked, function,
     json::{from_json, to_json},
     options::Options,
 };
@@ -93,10 +93,16 @@ impl Request {
         options: Map,
     ) -> HostResult<Request> {
         let call = format!("http::{}", method.as_str().to_ascii_lowercase());
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| fail(format!("{call}: {url:?} is not a valid URL: {e}")))?;
+        // Before anything could show the URL, an error included.
+        context.secrets.add_url(url);
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            fail_masked(context, format!("{call}: {url:?} is not a valid URL: {e}"))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(fail(format!("{call}: {url:?} is not an http or https URL")));
+            return Err(fail_masked(
+                context,
+                format!("{call}: {url:?} is not an http or https URL"),
+            ));
         }
         if let Some(password) = parsed.password() {
             context.secrets.add(password);
@@ -112,7 +118,9 @@ impl Request {
                     "authorization" | "proxy-authorization" | "cookie"
                 )
             {
-                context.secrets.add(&value);
+                for credential in crate::redact::authorization_credentials(&value) {
+                    context.secrets.add(&credential);
+                }
             }
             headers.push((name.to_string(), value));
         }

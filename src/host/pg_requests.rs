@@ -40,10 +40,8 @@ fn target(options: &Options, context: &Context) -> HostResult<Target> {
         context.secrets.add(password);
     }
     let url = options.string("url")?;
-    if let Some(url) = &url
-        && let Some(raw) = crate::pgtarget::url_password_as_written(url)
-    {
-        context.secrets.add(raw);
+    if let Some(url) = &url {
+        context.secrets.add_url(url);
     }
     let container = options.string("container")?;
     let mut target = match (url, container) {
