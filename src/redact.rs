@@ -163,7 +163,17 @@ fn match_escaped(text: &[u8], start: usize, secret: &[u8]) -> Option<usize> {
     Some(at)
 }
 
-/// What a URL encoder escapes in a path or user info: controls, space and the delimiters.
+/// What the `url` crate (and so reqwest) escapes in a query, and in a path.
+const URL_QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\'');
+const URL_PATH: &percent_encoding::AsciiSet = &URL_QUERY.add(b'?').add(b'`').add(b'{').add(b'}');
+
+/// What a URL encoder escapes in user info: controls, space and the delimiters.
 const URL_PART: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
@@ -226,7 +236,9 @@ impl Redactor {
                 .to_string(),
         );
         forms.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
-        forms.push(percent_encoding::utf8_percent_encode(value, URL_PART).to_string());
+        for set in [URL_QUERY, URL_PATH, URL_PART] {
+            forms.push(percent_encoding::utf8_percent_encode(value, set).to_string());
+        }
         if value.contains('\n') {
             forms.extend(value.lines().map(|line| line.trim().to_string()));
         }

@@ -372,3 +372,35 @@ fn history_command_lists_the_session() {
         .stdout("1\n   1  1\n   2  fn f() {\n        2\n      }\n   3  :history\n")
         .success();
 }
+
+#[test]
+fn history_never_keeps_a_secret_the_line_brought_in() {
+    let test = Test::new();
+    let mut repl = terminal(&test);
+    ready(&mut repl, "cutover> ");
+    // A password typed in a URL, and a value that becomes a secret as the line runs.
+    repl.send("pg::isready(\"postgres://u:canary-repl-url@127.0.0.1:1/db\")\r")
+        .unwrap();
+    expect(&mut repl, "false");
+    ready(&mut repl, "cutover> ");
+    repl.send(
+        "let pw = \"canary-typed-pw\"; exec::run([\"true\"], #{env: #{DB_PASSWORD: pw}}).code\r",
+    )
+    .unwrap();
+    expect(&mut repl, "0");
+    ready(&mut repl, "cutover> ");
+    repl.send(":history\r").unwrap();
+    expect(&mut repl, "postgres://u:***@127.0.0.1:1/db");
+    expect(&mut repl, "let pw = \"***\"");
+    ready(&mut repl, "cutover> ");
+    quit(repl);
+    let history = std::fs::read_to_string(test.path().join(".local/state/cutover/repl-history"))
+        .expect("history file written");
+    assert!(history.contains("let pw = \"***\""), "{history}");
+    assert!(history.contains("postgres://u:***@"), "{history}");
+    let journal = std::fs::read_to_string(test.path().join("deploy/cutover-journal.jsonl"))
+        .unwrap_or_default();
+    for text in [&history, &journal] {
+        assert!(!text.contains("canary"), "a secret was kept:\n{text}");
+    }
+}

@@ -186,3 +186,171 @@ fn secret_get_fails_clearly_when_unset() {
         .stderr_lacks("from-the-file-value")
         .success();
 }
+
+/// Secrets that enter by every path at once, each with a value no other part of the test
+/// writes, and every one of them reaches an output. Beside them, their inputs.
+const EVERY_PATH: &str = r#"//! Every path a secret can come in by.
+fn main(url) {
+    // The compose file's .env, a service's env_file, and compose::load's env_file option.
+    print(compose::load("stack/compose.yaml"));
+    print(compose::load("stack/compose.yaml", #{env_file: "other.env"}));
+    // The settings file (--env-file) and the process environment.
+    print(`settings ${env::get("JWT_SECRET")} process ${env::get("POSTGRES_PASSWORD")}`);
+    // URLs: a password in the user info reaching a parse error, one in a query parameter.
+    try { http::get("http://u:canary-url-pw@127.0.0.1:99999/"); } catch (e) { print(`http: ${e}`); }
+    print(`isready ${pg::isready("postgres://u@127.0.0.1:1/db?password=canary-query-pw")}`);
+    try { health::wait([#{postgres: "postgres://u:canary-health-pw@127.0.0.1:1/db"}], #{timeout: 200}); }
+    catch (e) { print(`health: ${e}`); }
+    // A bearer token, shown alone; a Basic password ("u:canary-basic-pw").
+    let r = http::get(`${url}/echo`, #{headers: #{Authorization: "Bearer canary-bearer-tok",
+        "Proxy-Authorization": "Basic dTpjYW5hcnktYmFzaWMtcHc="}});
+    print(r.body);
+    print("the token was canary-bearer-tok, the password canary-basic-pw");
+    // secret::get: escaped in a debug form, and URL-encoded by the HTTP client.
+    let zw = secret::get("ZERO_WIDTH_SECRET");
+    print([zw]);
+    let encoded = secret::get("ENCODED_PASSWORD");
+    print(http::get(`${url}/echo?q=${encoded}`).body);
+    // A line longer than 64 KiB, secrets back to back where it is cut; a child still running.
+    let long = secret::get("LONG_SECRET");
+    exec::run(["sh", "-c", "head -c 65000 /dev/zero | tr '\\0' x; for i in $(seq 1000); do printf '%s ' \"$S\"; done; echo; sleep 2"],
+        #{env: #{S: long}});
+    throw `failed with ${zw} ${encoded} ${long}`;
+}"#;
+
+const COMPOSE: &str = r#"services:
+  api:
+    image: cutover-never-pulled:1
+    environment:
+      DATABASE_URL: "postgres://app:${DB_PASSWORD}@db/app"
+    env_file: app.env
+    command: ["serve", "--password", "${DB_PASSWORD}"]
+"#;
+
+/// Every process below `root` (its children, theirs…), by pid.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?;
+            Some((pid, ppid.trim().parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[test]
+fn no_secret_from_any_path_reaches_any_output_or_file() {
+    let server = Server::start();
+    let inputs = [
+        ("runbooks/every.rhai", EVERY_PATH),
+        ("vars.env", "JWT_SECRET=canary-settings-jwt\n"),
+        ("stack/compose.yaml", COMPOSE),
+        ("stack/.env", "DB_PASSWORD=canary-dotenv-pw\n"),
+        ("stack/app.env", "API_KEY=canary-envfile-key\n"),
+        (
+            "other.env",
+            "DB_PASSWORD=canary-option-pw\nSESSION_SECRET=canary-option-secret\n",
+        ),
+    ];
+    let mut test = Test::new()
+        .env("POSTGRES_PASSWORD", "canary-process-pw")
+        .env("ZERO_WIDTH_SECRET", "canary\u{200b}zero\twidth")
+        .env("ENCODED_PASSWORD", "canary enc@ded\"pw")
+        .env("LONG_SECRET", "canary-long-line-secret");
+    for (path, text) in inputs {
+        test = test.file(path, text);
+    }
+    for format in ["text", "json"] {
+        let child = test.start(&[
+            "-vv",
+            "--log-format",
+            format,
+            "--env-file",
+            "vars.env",
+            "every",
+            &server.url,
+        ]);
+        // While it runs: no process it started carries a secret on its command line.
+        let pid = child.id();
+        let output = std::thread::spawn(move || crate::test::Ran::of(child));
+        let mut children_seen = 0;
+        while !output.is_finished() {
+            for child in descendants(pid) {
+                if let Ok(cmdline) = std::fs::read(format!("/proc/{child}/cmdline")) {
+                    children_seen += usize::from(!cmdline.is_empty());
+                    assert_clean(&format!("/proc/{child}/cmdline"), &cmdline);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(children_seen > 0, "never saw the runbook's child process");
+        let ran = output.join().unwrap().status(1);
+        // Each path did reach its output: masked there.
+        for seen in [
+            "DATABASE_URL",
+            "API_KEY",
+            "settings *** process ***",
+            "http: ",
+            "isready false",
+            "health: ",
+            "the token was ***, the password ***",
+            "failed with *** *** ***",
+        ] {
+            assert!(
+                ran.stderr.contains(seen),
+                "{format}: lacks {seen:?}:\n{}",
+                ran.stderr
+            );
+        }
+        assert!(
+            ran.stderr.matches("*** ").count() >= 1000,
+            "the long line was not logged"
+        );
+        assert_clean(
+            &format!("stdout of the {format} run"),
+            ran.stdout.as_bytes(),
+        );
+        assert_clean(
+            &format!("stderr of the {format} run"),
+            ran.stderr.as_bytes(),
+        );
+    }
+    // The secrets did reach the server.
+    let requests = server.requests();
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some("Bearer canary-bearer-tok")
+    );
+    for args in [
+        vec!["history", "-n", "100"],
+        vec!["history", "--json", "-n", "100"],
+    ] {
+        let ran = test.run(&args).success();
+        assert_clean(&format!("{args:?}"), ran.stdout.as_bytes());
+        assert_clean(&format!("{args:?}"), ran.stderr.as_bytes());
+    }
+    for file in files(test.path()) {
+        let relative = file.strip_prefix(test.path()).unwrap().to_str().unwrap();
+        if inputs.iter().any(|(path, _)| *path == relative) {
+            continue;
+        }
+        assert_clean(relative, &std::fs::read(&file).unwrap());
+    }
+}
