@@ -291,3 +291,51 @@ fn audit_record_rejects_a_kind_that_is_not_a_word() {
         .stderr_contains("audit::record: kind \"two words\" must be one word")
         .status(1);
 }
+
+#[test]
+fn journal_lock_and_state_are_private_and_never_followed_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |test: &Test, file: &str| {
+        std::fs::metadata(test.path().join("deploy").join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let test = Test::new().runbook("backup", BACKUP);
+    test.run(&["backup"]).success();
+    for file in [
+        "cutover-journal.jsonl",
+        "cutover.lock",
+        "cutover-state.json",
+    ] {
+        assert_eq!(mode(&test, file), 0o600, "{file}");
+    }
+    // A journal made readable by others before is made private again.
+    let journal_path = test.path().join("deploy/cutover-journal.jsonl");
+    std::fs::set_permissions(&journal_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    test.run(&["backup"]).success();
+    assert_eq!(mode(&test, "cutover-journal.jsonl"), 0o600);
+
+    // A link planted at the lock or the journal never writes to what it points at.
+    for file in ["cutover.lock", "cutover-journal.jsonl"] {
+        let test = Test::new()
+            .runbook("backup", BACKUP)
+            .file("precious.txt", "keep me\n");
+        let precious = test.path().join("precious.txt");
+        std::fs::create_dir_all(test.path().join("deploy")).unwrap();
+        std::os::unix::fs::symlink(&precious, test.path().join("deploy").join(file)).unwrap();
+        let ran = test.run(&["backup"]);
+        assert_eq!(
+            std::fs::read_to_string(&precious).unwrap(),
+            "keep me\n",
+            "{file}: {ran:?}"
+        );
+        assert!(
+            ran.stderr.contains(&format!(
+                "{file} is a symbolic link, which cutover does not follow"
+            )),
+            "{file}: {ran:?}"
+        );
+    }
+}
