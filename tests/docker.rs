@@ -416,3 +416,53 @@ fn bad_run_spec_is_an_error_naming_the_key() {
         .stderr_contains("docker::stop: unknown option `timout` (known: timeout)")
         .status(1);
 }
+
+#[test]
+fn logs_to_a_file_change_nothing_for_a_missing_container_a_dry_run_or_a_readonly_runbook() {
+    if !support::require(Service::Docker) {
+        return;
+    }
+    let missing = support::unique_name("cutover-test-no-such-container");
+    let test = || {
+        Test::new()
+            .file("kept.log", "yesterday's archive\n")
+            .runbook(
+                "r",
+                r#"fn main(name) {
+                    try { docker::logs(name, #{to: "kept.log"}); } catch (e) { print(`replace: ${e}`); }
+                    try { docker::logs(name, #{to: "kept.log", append: true, prefix: true}); } catch (e) { print(`append: ${e}`); }
+                    try { docker::logs(name, #{to: "new.log", append: true}); } catch (e) { print(`new: ${e}`); }
+                }"#,
+            )
+            .runbook(
+                "ro",
+                "//! readonly\nfn main(name) { docker::logs(name, #{to: \"kept.log\"}); }",
+            )
+    };
+    let check = |finished: &crate::test::Finished| {
+        assert_eq!(
+            std::fs::read_to_string(finished.path().join("kept.log")).unwrap(),
+            "yesterday's archive\n"
+        );
+        assert!(!finished.path().join("new.log").exists());
+    };
+    // A mistyped container: the engine says so, and no file is emptied or created.
+    let finished = test()
+        .args(["r", &missing])
+        .stderr_contains("replace: ")
+        .stderr_contains("append: ")
+        .stderr_contains("No such container")
+        .success();
+    check(&finished);
+    let finished = test()
+        .args(["--dry-run", "r", &missing])
+        .stderr_contains(&format!("would docker::logs {missing} > kept.log"))
+        .stderr_contains(&format!("would docker::logs {missing} >> kept.log"))
+        .success();
+    check(&finished);
+    let finished = test()
+        .args(["ro", &missing])
+        .stderr_contains("is a readonly runbook")
+        .status(1);
+    check(&finished);
+}
