@@ -2,6 +2,15 @@
 //! `$NAME`, `${NAME}`, `${NAME:-default}` / `${NAME-default}` (default when unset-or-empty /
 //! unset), `${NAME:?message}` / `${NAME?message}` (an error), `${NAME:+alt}` / `${NAME+alt}`
 //! (alternative when set), and `$$` for a literal dollar. Defaults may themselves interpolate.
+//!
+//! Bounded, so a hostile file cannot take the host down: defaults nest at most [`MAX_DEPTH`]
+//! deep, and a value grows to at most [`MAX_LENGTH`] bytes (27 lines of `V2=${V1}${V1}` would
+//! otherwise reach half a gigabyte); beyond either, a clear error.
+
+/// How deep `${A:-${B:-…}}` may nest.
+pub const MAX_DEPTH: usize = 32;
+/// The longest value interpolation may produce: 1 MiB.
+pub const MAX_LENGTH: usize = 1 << 20;
 
 /// An interpolation that cannot be completed. `offset` is the byte offset of the `$` in the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,7 +39,30 @@ pub fn interpolate(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolateError> {
-    let mut out = String::with_capacity(text.len());
+    interpolate_within(text, lookup, 0)
+}
+
+fn interpolate_within(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, InterpolateError> {
+    if depth > MAX_DEPTH {
+        return Err(InterpolateError::Malformed {
+            reason: format!("`${{…}}` nested more than {MAX_DEPTH} deep"),
+            offset: 0,
+        });
+    }
+    let mut out = String::with_capacity(text.len().min(MAX_LENGTH));
+    let too_long = |out: &String, offset| {
+        (out.len() > MAX_LENGTH).then(|| InterpolateError::Malformed {
+            reason: format!(
+                "the value grows beyond {} MiB once its variables are replaced",
+                MAX_LENGTH >> 20
+            ),
+            offset,
+        })
+    };
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -51,12 +83,18 @@ pub fn interpolate(
                         reason: format!("unclosed `${{` in {:?}", &text[i..]),
                         offset: i,
                     })?;
-                out.push_str(&braced(&text[i + 2..close], i, lookup)?);
+                out.push_str(&braced(&text[i + 2..close], i, lookup, depth)?);
+                if let Some(error) = too_long(&out, i) {
+                    return Err(error);
+                }
                 i = close + 1;
             }
             Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
                 let end = name_end(text, i + 1);
                 out.push_str(&lookup(&text[i + 1..end]).unwrap_or_default());
+                if let Some(error) = too_long(&out, i) {
+                    return Err(error);
+                }
                 i = end;
             }
             _ => {
@@ -73,6 +111,7 @@ fn braced(
     inner: &str,
     offset: usize,
     lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
 ) -> Result<String, InterpolateError> {
     let end = name_end(inner, 0);
     let name = &inner[..end];
@@ -97,7 +136,8 @@ fn braced(
     }
     let set = value.is_some();
     let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
-    let expand = |arg: &str| interpolate(arg, lookup).map_err(|e| shift(e, offset));
+    let expand =
+        |arg: &str| interpolate_within(arg, lookup, depth + 1).map_err(|e| shift(e, offset));
     match operator {
         "" => Ok(value.unwrap_or_default()),
         ":-" if !non_empty => expand(argument),
@@ -225,5 +265,24 @@ mod tests {
             run("${TAG!}"),
             Err(InterpolateError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn bounded_in_depth_and_size() {
+        let nested = |n: usize| format!("x {}v{}", "${MISSING:-".repeat(n), "}".repeat(n));
+        assert_eq!(run(&nested(MAX_DEPTH)).unwrap(), "x v");
+        let error = run(&nested(50_000)).unwrap_err();
+        assert_eq!(
+            error,
+            InterpolateError::Malformed {
+                reason: "`${…}` nested more than 32 deep".into(),
+                offset: 2
+            }
+        );
+        let big = "y".repeat(MAX_LENGTH / 2 + 1);
+        let lookup = |name: &str| (name == "BIG").then(|| big.clone());
+        let error = interpolate("${BIG}$BIG", &lookup).unwrap_err();
+        assert!(error.to_string().contains("grows beyond 1 MiB"), "{error}");
+        assert!(interpolate("${BIG}", &lookup).is_ok());
     }
 }

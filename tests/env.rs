@@ -191,3 +191,39 @@ fn env_save_changes_nothing_in_a_dry_run_and_refuses_bad_names() {
         text
     );
 }
+
+#[test]
+fn runaway_interpolation_is_a_clear_error_that_runs_nothing() {
+    // 27 lines, each doubling the last, would reach 128 MiB; 50,000 nested defaults would
+    // overflow the stack.
+    let mut doubling = String::from("V1=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+    for n in 2..=40 {
+        doubling.push_str(&format!("V{n}=${{V{}}}${{V{}}}\n", n - 1, n - 1));
+    }
+    let nested = format!(
+        "A=1\nDEEP={}x{}\n",
+        "${X:-".repeat(50_000),
+        "}".repeat(50_000)
+    );
+    for (file, message) in [
+        (
+            doubling.as_str(),
+            "error: big.env:17: the value grows beyond 1 MiB once its variables are replaced\n",
+        ),
+        (
+            nested.as_str(),
+            "error: big.env:2: `${…}` nested more than 32 deep\n",
+        ),
+    ] {
+        let test = Test::new()
+            .file("big.env", file)
+            .runbook("r", r#"fn main() { state::set("ran", true); }"#)
+            .args(["--env-file", "big.env", "r"])
+            .stderr(message)
+            .status(2);
+        assert!(
+            !test.path().join("deploy").exists(),
+            "it ran, or left a lock or state behind"
+        );
+    }
+}
