@@ -50,6 +50,11 @@ pub enum CatalogError {
         name: String,
         searched: String,
     },
+    #[error(
+        "`{name}` is not a {kind}: give a {kind}'s name (`cutover list` shows the runbooks) or \
+         the path of a .rhai file"
+    )]
+    NotAScript { kind: &'static str, name: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -84,11 +89,18 @@ impl Catalog {
         }
     }
 
-    /// Finds `name`: a path to a file (contains `/` or ends in `.rhai`) is read as is; otherwise
-    /// the first directory holding `NAME.rhai` wins, then the embedded copy.
+    /// Finds `name`: a path ending in `.rhai` is read as is; a name (no `/`) is looked up: the
+    /// first directory holding `NAME.rhai` wins, then the embedded copy. Any other path
+    /// (`../../etc/passwd`, `deploy/.env`) is refused unread: it is no script.
     pub fn find(&self, name: &str) -> Result<Script, CatalogError> {
-        if name.contains('/') || name.ends_with(&format!(".{EXTENSION}")) {
+        if name.ends_with(&format!(".{EXTENSION}")) {
             return read(Path::new(name));
+        }
+        if name.contains('/') || name.is_empty() || name.starts_with('.') {
+            return Err(CatalogError::NotAScript {
+                kind: self.kind,
+                name: name.to_string(),
+            });
         }
         for dir in &self.dirs {
             let path = dir.join(format!("{name}.{EXTENSION}"));

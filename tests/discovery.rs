@@ -176,3 +176,39 @@ fn stdlib_modules_import_each_other() {
         .stderr_contains("value 42")
         .success();
 }
+
+#[test]
+fn a_runbook_is_a_name_or_a_rhai_path_and_nothing_else_is_read() {
+    for args in [
+        vec!["run", "../../etc/passwd"],
+        vec!["../../etc/passwd"],
+        vec!["show", "/etc/passwd"],
+        vec!["check", "deploy/stack.env"],
+        vec!["check", "./deploy/stack.env"],
+    ] {
+        let name = args.last().unwrap().to_string();
+        Test::new()
+            .file(
+                "deploy/stack.env",
+                "POSTGRES_PASSWORD=hunter2-in-a-settings-file\n",
+            )
+            .args(args)
+            .stderr_contains(&format!(
+                "`{name}` is not a runbook: give a runbook's name (`cutover list` shows the \
+                 runbooks) or the path of a .rhai file"
+            ))
+            .stderr_lacks("hunter2")
+            .stderr_lacks("root")
+            .stdout_lacks("root")
+            .status(2);
+    }
+    // A .rhai path is read as is.
+    Test::new()
+        .file(
+            "elsewhere/hello.rhai",
+            "fn main() { print(\"hello from a path\") }",
+        )
+        .args(["run", "elsewhere/hello.rhai"])
+        .stderr_contains("hello from a path")
+        .success();
+}
