@@ -120,7 +120,7 @@ impl Cancel {
                     continue;
                 }
                 if cancel.signals.fetch_add(1, Ordering::SeqCst) >= 1 {
-                    eprintln!("interrupted again: exiting now");
+                    errln!("interrupted again: exiting now");
                     std::process::exit(crate::error::exit::INTERRUPTED);
                 }
                 cancel.stop(StopReason::Interrupted);

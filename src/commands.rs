@@ -34,12 +34,10 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
         Command::Show { name, module } => show(context, &name, module),
         Command::Check { targets } => check(context, &targets),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "cutover",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(exit::OK)
         }
         Command::History { kind, limit, json } => history(context, kind, limit, json),
@@ -59,7 +57,7 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     let runbook = Runbook::compile(&engine, script)
         .map_err(|d| Failure::Compile(engine.redact(&d.render(&engine.sources))))?;
     if matches!(args, [flag] if flag == "--help" || flag == "-h") {
-        print!("{}", runbook.help());
+        out!("{}", runbook.help());
         return Ok(exit::OK);
     }
     runbook
@@ -137,7 +135,7 @@ fn history(
         .map_err(|e| Failure::Other(e.into()))?;
     if entries.is_empty() {
         let of_kind = kind.map(|k| format!(" of kind {k}")).unwrap_or_default();
-        eprintln!("no entries{of_kind} in {}", journal.path().display());
+        errln!("no entries{of_kind} in {}", journal.path().display());
         return Ok(exit::OK);
     }
     let text = if json {
@@ -149,7 +147,7 @@ fn history(
     } else {
         crate::history::table(&entries)
     };
-    print!("{}", context.secrets.redact(&text));
+    out!("{}", context.secrets.redact(&text));
     Ok(exit::OK)
 }
 
@@ -194,7 +192,7 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
             }
         }
     };
-    println!("{}", context.secrets.redact(&text));
+    outln!("{}", context.secrets.redact(&text));
     Ok(exit::OK)
 }
 
@@ -240,7 +238,7 @@ fn show(context: &Arc<Context>, name: &str, stdlib: bool) -> Result<i32, Failure
     let script = catalog
         .find(name)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    print!("{}", script.text);
+    out!("{}", script.text);
     Ok(exit::OK)
 }
 
@@ -272,7 +270,7 @@ fn check(context: &Arc<Context>, targets: &[String]) -> Result<i32, Failure> {
         }
     }
     if problems.is_empty() {
-        eprintln!("checked {} scripts: all compile", scripts.len());
+        errln!("checked {} scripts: all compile", scripts.len());
         return Ok(exit::OK);
     }
     let count = problems.len();

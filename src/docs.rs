@@ -296,9 +296,9 @@ pub fn command(context: &Arc<Context>, definitions: Option<&Path>) -> Result<i32
                     dir.display()
                 ))
             })?;
-            eprintln!("wrote Rhai definition files to {}", dir.display());
+            errln!("wrote Rhai definition files to {}", dir.display());
         }
-        None => print!("{}", markdown(&functions(&engine.rhai))),
+        None => out!("{}", markdown(&functions(&engine.rhai))),
     }
     Ok(exit::OK)
 }

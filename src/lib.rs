@@ -5,6 +5,34 @@
 //! Start at [`main`]: it parses the command line ([`cli`]), resolves [`config::Settings`],
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
+/// `print!`, `println!`, `eprint!` and `eprintln!` that never panic: output that cannot be
+/// written (`cutover … | head -1`, a closed terminal) is dropped, and the run goes on exactly as
+/// it would have — its journal entries, its change list and its exit code unchanged.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod address;
 pub mod atomic;
 pub mod caddy;
@@ -80,7 +108,7 @@ pub fn main() -> i32 {
     let settings = match Settings::from_args(&cli.global) {
         Ok(settings) => settings,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return exit::USAGE;
         }
     };
@@ -100,7 +128,7 @@ pub fn main() -> i32 {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            errln!("error: cannot start the async runtime: {error}");
             return exit::FAILED;
         }
     };
@@ -118,9 +146,9 @@ pub fn main() -> i32 {
             let text = failure.to_string();
             let text = secrets.redact(&text);
             if text.ends_with('\n') {
-                eprint!("{text}")
+                err!("{text}")
             } else {
-                eprintln!("{text}")
+                errln!("{text}")
             }
             failure.exit_code()
         }

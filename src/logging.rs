@@ -33,7 +33,8 @@ pub fn init(settings: &Settings, redactor: Arc<Redactor>) {
     let writer = RedactingStderr { redactor };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .log_internal_errors(false);
     let _ = match settings.log_format {
         LogFormat::Json => builder
             .json()
@@ -71,13 +72,16 @@ struct RedactingWriter<'a> {
 impl Write for RedactingWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        io::stderr()
+        // A closed stderr (`cutover … 2>&1 | head -1`) drops the line: logging must never
+        // change what a run does.
+        let _ = io::stderr()
             .lock()
-            .write_all(self.redactor.redact(&text).as_bytes())?;
+            .write_all(self.redactor.redact(&text).as_bytes());
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }
 

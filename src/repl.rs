@@ -85,7 +85,7 @@ impl Repl {
             // A missing file is a first session.
             let _ = editor.load_history(path);
         }
-        eprintln!(
+        errln!(
             "cutover {} — every host function, the stdlib and the runbooks. \
              :help lists them, Tab completes, Ctrl-D quits.",
             env!("CARGO_PKG_VERSION")
@@ -205,7 +205,7 @@ impl Repl {
 
     pub(crate) fn echo(&self, value: &rhai::Dynamic) {
         if !value.is_unit() {
-            println!("{}", self.context.secrets.redact(&display_value(value)));
+            outln!("{}", self.context.secrets.redact(&display_value(value)));
         }
     }
 
@@ -213,9 +213,9 @@ impl Repl {
         let text = failure.to_string();
         let text = self.context.secrets.redact(&text);
         if text.ends_with('\n') {
-            eprint!("{text}");
+            err!("{text}");
         } else {
-            eprintln!("{text}");
+            errln!("{text}");
         }
     }
 

@@ -36,11 +36,11 @@ impl Repl {
                     ..RunInfo::default()
                 };
                 let count = self.call(run, |session| session.load(Path::new(rest)))?;
-                println!("{rest}: {count} functions defined");
+                outln!("{rest}: {count} functions defined");
             }
             ":dry" => match rest {
                 "on" | "off" => self.context.set_dry_run(rest == "on"),
-                "" => println!(
+                "" => outln!(
                     "dry run is {}",
                     if self.context.is_dry_run() {
                         "on"
@@ -57,9 +57,9 @@ impl Repl {
             ":history" => {
                 for (number, entry) in self.entries.iter().enumerate() {
                     let mut lines = entry.lines();
-                    println!("{:>4}  {}", number + 1, lines.next().unwrap_or(""));
+                    outln!("{:>4}  {}", number + 1, lines.next().unwrap_or(""));
                     for line in lines {
-                        println!("      {line}");
+                        outln!("      {line}");
                     }
                 }
             }
@@ -84,7 +84,7 @@ impl Repl {
         };
         let runbook = self.session.runbook(name)?;
         if matches!(args, [flag] if flag == "--help" || flag == "-h") {
-            print!("{}", runbook.help());
+            out!("{}", runbook.help());
             return Ok(());
         }
         runbook
@@ -119,13 +119,13 @@ impl Repl {
     fn help(&self, name: &str) -> Result<(), Failure> {
         let functions = self.session.functions();
         if name.is_empty() {
-            print!("{}", overview(&functions));
+            out!("{}", overview(&functions));
             return Ok(());
         }
         let overloads: Vec<&FunctionDoc> = functions.iter().filter(|f| f.path() == name).collect();
         if !overloads.is_empty() {
             let described: Vec<String> = overloads.iter().map(|f| f.describe()).collect();
-            print!("{}", described.join("\n"));
+            out!("{}", described.join("\n"));
             return Ok(());
         }
         let in_module: Vec<&FunctionDoc> = functions
@@ -133,16 +133,16 @@ impl Repl {
             .filter(|f| f.module.as_deref() == Some(name))
             .collect();
         if !in_module.is_empty() {
-            print!("{}", docs::listing(&in_module));
+            out!("{}", docs::listing(&in_module));
             return Ok(());
         }
         let command = format!(":{}", name.trim_start_matches(':'));
         if let Some((command, args, what)) = COMMANDS.iter().find(|(c, ..)| *c == command) {
-            println!("{command} {args}\n\n{what}");
+            outln!("{command} {args}\n\n{what}");
             return Ok(());
         }
         if let Ok(runbook) = self.session.runbook(name) {
-            print!("{}", runbook.help());
+            out!("{}", runbook.help());
             return Ok(());
         }
         Err(Failure::Usage(format!(

@@ -99,3 +99,56 @@ fn time_functions() {
         .stderr_contains("slept=true stamp=20 day=4")
         .success();
 }
+
+#[test]
+fn output_that_cannot_be_written_never_changes_what_a_run_does() {
+    let noisy = r#"fn main(fail) {
+    for i in 0..3000 { print(`line ${i}`); log::warn(`warning ${i}`); }
+    state::set("done", true);
+    if fail == "yes" { throw "failed as asked"; }
+}"#;
+    for (fail, code, outcome) in [("no", 0, "ok"), ("yes", 1, "failed")] {
+        let test = Test::new().runbook("noisy", noisy);
+        // `cutover … | head -1` for both streams: the readers are gone before the first line.
+        let mut child = test
+            .command()
+            .args(["noisy", fail])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{status:?}");
+        let state = std::fs::read_to_string(test.path().join("deploy/cutover-state.json")).unwrap();
+        assert!(
+            state.contains("\"done\": true") || state.contains("\"done\":true"),
+            "{state}"
+        );
+        let journal =
+            std::fs::read_to_string(test.path().join("deploy/cutover-journal.jsonl")).unwrap();
+        let finish = journal.lines().last().unwrap();
+        assert!(
+            finish.contains("\"event\":\"finish\"")
+                && finish.contains(&format!("\"outcome\":\"{outcome}\"")),
+            "{journal}"
+        );
+        // Commands that print results, into a closed pipe.
+        for args in [["history", "-n", "50"], ["list", "", ""], ["docs", "", ""]] {
+            let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+            let mut child = test
+                .command()
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            drop(child.stderr.take());
+            assert_eq!(child.wait().unwrap().code(), Some(0), "{args:?}");
+        }
+    }
+}

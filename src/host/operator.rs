@@ -55,7 +55,7 @@ fn confirm(ctx: &Context, question: &str) -> HostResult<bool> {
              pass --yes to answer yes"
         )));
     }
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     // Read on a blocking thread so Ctrl-C still stops the run while the prompt waits. When it
     // does, the reader is told to give up rather than left blocked on stdin, where it would
