@@ -573,7 +573,7 @@ mod tests {
         std::fs::write(&hostile, "SELECT 1;\n\\connect live\nDELETE FROM t;\n").unwrap();
         let error = inspect(&hostile, None).unwrap_err().to_string();
         assert!(
-            error.ends_with("hostile.sql: line 2: psql command `\\connect` refused: a restore runs only SQL, in its scratch database (a dump made by pg_dump has no such command); nothing was changed"),
+            error.ends_with("hostile.sql: line 2: psql command `\\connect` refused: a restore runs only SQL, in its scratch database (pg_dump --create writes one: dump without --create); nothing was changed"),
             "{error}"
         );
     }

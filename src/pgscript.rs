@@ -34,9 +34,13 @@ impl fmt::Display for Refused {
             write!(
                 f,
                 "line {}: psql command `{}` refused: a restore runs only SQL, in its scratch \
-                 database (a dump made by pg_dump has no such command)",
+                 database",
                 self.line, self.what
-            )
+            )?;
+            if matches!(self.what.as_str(), "\\connect" | "\\c") {
+                write!(f, " (pg_dump --create writes one: dump without --create)")?;
+            }
+            Ok(())
         } else {
             write!(
                 f,
