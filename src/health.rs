@@ -64,6 +64,9 @@ pub struct Outcome {
 pub struct Clients {
     pub http: Option<reqwest::Client>,
     pub docker: Option<Result<bollard::Docker, String>>,
+    /// Masked in what a check quotes of an answer before it is cut short, so no secret shows
+    /// in part.
+    pub secrets: Option<std::sync::Arc<crate::redact::Redactor>>,
 }
 
 /// Runs one check. Never fails: an unhealthy target is an outcome with `ok: false`.
@@ -169,13 +172,13 @@ pub async fn wait(
 async fn probe(probe: &Probe, clients: &Clients, limit: Duration) -> Result<String, String> {
     match probe {
         Probe::Http(http) => match &clients.http {
-            Some(client) => probe_http(http, client, limit).await,
+            Some(client) => probe_http(http, client, limit, clients.secrets.as_deref()).await,
             None => Err("no HTTP client".to_string()),
         },
         Probe::Tcp(addr) => probe_tcp(addr).await,
         Probe::Postgres(url) => probe_postgres(url).await,
         Probe::Container(name) => match &clients.docker {
-            Some(Ok(docker)) => probe_container(docker, name).await,
+            Some(Ok(docker)) => probe_container(docker, name, clients.secrets.as_deref()).await,
             Some(Err(why)) => Err(why.clone()),
             None => Err("no Docker client".to_string()),
         },
@@ -186,6 +189,7 @@ async fn probe_http(
     check: &HttpProbe,
     client: &reqwest::Client,
     limit: Duration,
+    secrets: Option<&crate::redact::Redactor>,
 ) -> Result<String, String> {
     let response = client
         .get(&check.url)
@@ -195,7 +199,7 @@ async fn probe_http(
         .map_err(|e| describe_reqwest(&e, limit))?;
     let status = response.status().as_u16();
     let body = read_body(response, limit).await?;
-    let excerpt = || excerpt(&body);
+    let excerpt = || excerpt(&masked(&body, secrets));
     match check.status {
         Some(want) if status != want => {
             return Err(format!("HTTP {status} (expected {want}): {}", excerpt()));
@@ -273,6 +277,11 @@ async fn read_body(mut response: reqwest::Response, limit: Duration) -> Result<S
 }
 
 /// The start of a body, on one line, for a detail message.
+/// `text` with the secrets masked: before an excerpt cuts it, so none is cut in two.
+fn masked(text: &str, secrets: Option<&crate::redact::Redactor>) -> String {
+    secrets.map_or_else(|| text.to_string(), |s| s.redact(text).into_owned())
+}
+
 fn excerpt(body: &str) -> String {
     let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     match line.char_indices().nth(120) {
@@ -339,7 +348,11 @@ fn describe_postgres(error: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn probe_container(docker: &bollard::Docker, name: &str) -> Result<String, String> {
+async fn probe_container(
+    docker: &bollard::Docker,
+    name: &str,
+    secrets: Option<&crate::redact::Redactor>,
+) -> Result<String, String> {
     use bollard::models::HealthStatusEnum;
     let inspected = docker
         .inspect_container(name, None)
@@ -374,7 +387,7 @@ async fn probe_container(docker: &bollard::Docker, name: &str) -> Result<String,
                 .unwrap_or_default()
                 .pop()
                 .and_then(|result| result.output)
-                .map(|output| format!(": {}", excerpt(&output)))
+                .map(|output| format!(": {}", excerpt(&masked(&output, secrets))))
                 .filter(|text| text != ": (empty body)")
                 .unwrap_or_default();
             Err(format!("running, {status}{last}"))
@@ -399,5 +412,18 @@ mod tests {
         assert_eq!(excerpt(""), "(empty body)");
         assert_eq!(excerpt("a\n  b"), "a b");
         assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 121);
+    }
+
+    #[test]
+    fn excerpts_never_show_part_of_a_secret() {
+        let secrets = crate::redact::Redactor::default();
+        secrets.add("secret-in-a-health-answer");
+        let body = format!("{}secret-in-a-health-answer", "x".repeat(110));
+        let shown = excerpt(&masked(&body, Some(&secrets)));
+        assert_eq!(shown, format!("{}***", "x".repeat(110)));
+        assert!(
+            excerpt(&body).contains("secret-in"),
+            "the cut would show part of it"
+        );
     }
 }

@@ -232,6 +232,7 @@ fn clients(context: &Context, checks: &[Check]) -> HostResult<Clients> {
     Ok(Clients {
         http: wants_http.then(|| context.http()),
         docker,
+        secrets: Some(context.secrets.clone()),
     })
 }
 
