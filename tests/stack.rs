@@ -138,6 +138,34 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
         0o600
     );
     stack.psql("UPDATE notes SET body = 'corrupted'; INSERT INTO notes VALUES (2, 'junk')");
+    // A missing, broken or hostile file fails before any app container is stopped.
+    let apps = stack.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", stack.name),
+    ]);
+    let started = || {
+        let mut args = vec!["inspect", "-f", "{{.Name}} {{.State.StartedAt}}"];
+        args.extend(apps.split_whitespace());
+        stack.docker(&args)
+    };
+    let before = started();
+    std::fs::write(
+        stack.path().join("hostile.sql"),
+        "\\connect postgres\nDELETE FROM notes;\n",
+    )
+    .unwrap();
+    for (file, why) in [
+        ("/nonexistent.dump", "cannot read /nonexistent.dump"),
+        ("hostile.sql", "psql command `\\connect` refused"),
+    ] {
+        stack
+            .cutover(&["restore-db", file, "--yes"])
+            .stderr_contains(why)
+            .status(1);
+    }
+    assert_eq!(started(), before, "an app container was stopped");
     stack
         .cutover(&["restore-db", &path, "--yes"])
         .stderr_contains("restored flappyjournal")
