@@ -466,3 +466,35 @@ fn logs_to_a_file_change_nothing_for_a_missing_container_a_dry_run_or_a_readonly
         .status(1);
     check(&finished);
 }
+
+#[test]
+fn secret_named_variables_given_to_a_container_are_masked() {
+    if !support::require(Service::Docker) {
+        return;
+    }
+    let cleanup = Cleanup::new("secret-env");
+    let name = format!("{}-app", cleanup.id);
+    let finished = Test::new()
+        .runbook(
+            "r",
+            r#"fn main(image, name, label) {
+                docker::run(#{image: image, name: name, labels: #{"cutover.test": label},
+                    env: #{APP_SECRET: "canary-run-secret-value"}});
+                print(docker::inspect(name));
+                print(docker::exec(name, ["/demo-service", "check"], #{env: #{EXEC_TOKEN: "canary-exec-token-value"}}));
+                print("run canary-run-secret-value exec canary-exec-token-value");
+            }"#,
+        )
+        .args(["r", &demo_image(), &name, &cleanup.id])
+        .stderr_contains("run *** exec ***")
+        .stderr_lacks("canary-")
+        .success();
+    // The container really got it.
+    let env = inspect(&name, "{{json .Config.Env}}");
+    assert!(env.contains("APP_SECRET=canary-run-secret-value"), "{env}");
+    assert!(
+        finished.stderr.contains("APP_SECRET=***"),
+        "{}",
+        finished.stderr
+    );
+}

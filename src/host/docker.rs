@@ -8,7 +8,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, function, options::Options};
+use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     container_io::{self, ExecRequest, LogsRequest, LogsResult},
     containers,
@@ -319,7 +319,11 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
     };
     let node = Node::from(&Dynamic::from_map(spec));
     let service = service_parse::service(&node, "", &mut reader)
-        .map_err(|e| fail(e.in_source("docker::run")))?;
+        .map_err(|e| fail_masked(context, e.in_source("docker::run")))?;
+    // Secret-named variables given to the container are masked from here on, like exec's.
+    for (variable, value) in &service.environment {
+        context.secrets.add_if_secret_name(variable, value);
+    }
     let name = service.container_name.clone().unwrap_or_default();
     let placement = Placement {
         name: name.clone(),
@@ -406,7 +410,10 @@ fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResu
             .pairs("env")?
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| {
+                context.secrets.add_if_secret_name(&k, &v);
+                format!("{k}={v}")
+            })
             .collect(),
         user: options.string("user")?,
         working_dir: options.string("working_dir")?,
