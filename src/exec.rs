@@ -218,7 +218,10 @@ impl Pump {
         label: String,
         secrets: Option<Arc<crate::redact::Redactor>>,
     ) -> Pump {
-        let tail = Arc::new(Mutex::new(Tail::default()));
+        let tail = Arc::new(Mutex::new(Tail {
+            secrets: secrets.clone(),
+            ..Tail::default()
+        }));
         let task = pipe.map(|pipe| tokio::spawn(pump(pipe, label, Arc::clone(&tail), secrets)));
         Pump { task, tail }
     }
@@ -286,6 +289,8 @@ fn log_line(label: &str, line: &[u8]) {
 struct Tail {
     bytes: Vec<u8>,
     cut: bool,
+    /// The kept end never starts with the second half of one of these.
+    secrets: Option<Arc<crate::redact::Redactor>>,
 }
 
 impl Tail {
@@ -300,9 +305,12 @@ impl Tail {
     fn trim(&mut self) {
         if self.bytes.len() > KEEP_BYTES {
             let mut start = self.bytes.len() - KEEP_BYTES;
-            // Do not start in the middle of a UTF-8 character.
+            // Do not start in the middle of a UTF-8 character, nor of a secret.
             while start < self.bytes.len() && (self.bytes[start] & 0xC0) == 0x80 {
                 start += 1;
+            }
+            if let Some(secrets) = &self.secrets {
+                start = secrets.safe_start(&self.bytes, start);
             }
             self.bytes.drain(..start);
             self.cut = true;

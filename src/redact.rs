@@ -315,6 +315,33 @@ impl Redactor {
         }
     }
 
+    /// Where to start keeping the end of `text` from, at `start` or just after it: past any
+    /// registered secret that `start` would cut in two (the kept end must not begin with the
+    /// second half of one), on a character boundary.
+    pub fn safe_start(&self, text: &[u8], start: usize) -> usize {
+        let secrets = self.secrets.read().unwrap();
+        let mut start = start.min(text.len());
+        loop {
+            while start < text.len() && (text[start] & 0xC0) == 0x80 {
+                start += 1;
+            }
+            let past = secrets
+                .iter()
+                .filter_map(|secret| {
+                    let secret = secret.as_bytes();
+                    let from = start.saturating_sub(secret.len() - 1);
+                    (from..start)
+                        .find(|&at| text[at..].starts_with(secret))
+                        .map(|at| at + secret.len())
+                })
+                .max();
+            match past {
+                Some(end) if end > start => start = end,
+                _ => return start,
+            }
+        }
+    }
+
     /// `text` with every registered secret replaced by [`MASK`]. A secret with `"` or `\` in it
     /// is also found escaped, any number of times: a JSON body echoed inside a JSON answer,
     /// logged as a JSON line, puts several backslashes before each of them.
@@ -433,6 +460,23 @@ mod tests {
         let text = "aé".repeat(20);
         let cut = redactor.safe_cut(text.as_bytes());
         assert!(text.is_char_boundary(cut));
+    }
+
+    #[test]
+    fn kept_ends_start_outside_secrets() {
+        let redactor = Redactor::default();
+        redactor.add("secret-value");
+        let text = b"aaaasecret-valuebbbb";
+        for start in 0..text.len() {
+            let kept = &text[redactor.safe_start(text, start)..];
+            let kept = String::from_utf8_lossy(kept);
+            assert!(
+                kept.contains("secret-value") || !kept.contains("value"),
+                "{start}: {kept}"
+            );
+        }
+        assert_eq!(redactor.safe_start(text, 6), 16);
+        assert_eq!(redactor.safe_start(text, 4), 4);
     }
 
     #[test]

@@ -198,3 +198,30 @@ fn bad_calls_are_clear_errors() {
             .status(1);
     }
 }
+
+#[test]
+fn the_kept_end_of_long_output_never_starts_inside_a_secret() {
+    // 1,000 secrets, then output enough that the last MiB kept starts among them.
+    let runbook = r#"fn main() {
+    let s = secret::get("TAIL_SECRET");
+    let r = exec::run(["sh", "-c", "for i in $(seq 1000); do printf '%s ' \"$S\"; done; head -c 1038580 /dev/zero | tr '\\0' x"],
+        #{env: #{S: s}});
+    print(`truncated ${r.truncated}; starts [${r.stdout.sub_string(0, 40)}]`);
+}"#;
+    let finished = Test::new()
+        .runbook("r", runbook)
+        .env("TAIL_SECRET", "canary-tail-secret-value")
+        .args(["r"])
+        .stderr_contains("truncated true; starts [")
+        .success();
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("truncated true"))
+        .unwrap();
+    let start = &line[line.find('[').unwrap() + 1..];
+    assert!(
+        start.starts_with(" ***") || start.starts_with("***"),
+        "the kept end starts with part of a secret: {line}"
+    );
+}
