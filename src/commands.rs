@@ -7,14 +7,14 @@ use clap::CommandFactory;
 use rhai::Scope;
 
 use crate::{
-    catalog::{Catalog, Origin, Script},
     cli::{Cli, Command, LockAction},
     context::{Context, RunInfo},
     engine::ScriptEngine,
-    error::{Failure, exit},
+    engine::catalog::{Catalog, Origin, Script},
+    engine::error::{Failure, exit},
+    engine::runbook::{Header, Runbook},
+    journal::lock::{self, LockError, LockGuard, Status},
     journal::{Filter, Outcome, RunRecord},
-    lock::{self, LockError, LockGuard, Status},
-    runbook::{Header, Runbook},
 };
 
 pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32, Failure> {
@@ -45,7 +45,9 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
         Command::History { kind, limit, json } => history(context, kind, limit, json),
         Command::Lock { action } => lock_command(context, action),
         Command::Repl => crate::repl::command(context),
-        Command::Docs { definitions } => crate::docs::command(context, definitions.as_deref()),
+        Command::Docs { definitions } => {
+            crate::engine::docs::command(context, definitions.as_deref())
+        }
     }
 }
 
@@ -147,7 +149,7 @@ fn history(
             .collect::<Result<String, _>>()
             .map_err(|e| Failure::Other(e.into()))?
     } else {
-        crate::history::table(&entries)
+        crate::journal::table::table(&entries)
     };
     print!("{}", context.secrets.redact(&text));
     Ok(exit::OK)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cutover::{
-    cli::GlobalArgs, config::Settings, context::Context, docs, engine::ScriptEngine,
+    cli::GlobalArgs, config::Settings, context::Context, engine::ScriptEngine, engine::docs,
     redact::Redactor,
 };
 

@@ -19,11 +19,11 @@ use serde_json::Value;
 
 use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
-    address,
+    caddy::address,
+    caddy::plan::{self, Mode, SwitchPlan},
+    caddy::upstream::ProxyRoute,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
     context::Context,
-    switch_plan::{self, Mode, SwitchPlan},
-    upstream::ProxyRoute,
 };
 
 /// How long a target gets to accept the connection that proves it is there.
@@ -388,7 +388,7 @@ fn switch(
     reads
         .verify(&admin, &route)
         .map_err(|e| fail_masked(context, e))?;
-    let plan = switch_plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
+    let plan = plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::switch", plan)
 }
 
@@ -432,7 +432,7 @@ fn set_weights(
     reads
         .verify(&admin, &route)
         .map_err(|e| fail_masked(context, e))?;
-    let plan = switch_plan::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
+    let plan = plan::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::weights", plan)
 }
 

@@ -15,12 +15,12 @@ use super::{
     options::Options,
 };
 use crate::{
+    compose::down,
+    compose::plan::{self, UpOptions},
+    compose::tree::Node,
     compose::{self, LoadOptions, Project},
-    compose_down,
-    compose_up::{self, UpOptions},
     context::Context,
-    progress::Progress,
-    yaml::Node,
+    context::progress::Progress,
 };
 
 pub fn module(context: &Arc<Context>) -> Module {
@@ -118,7 +118,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn ps[context](call, project: Map) -> Array {
             let name = project_name(&project)?;
             let docker = context.docker()?;
-            let found = wait(&context, compose_down::ps(&docker, &name))?;
+            let found = wait(&context, down::ps(&docker, &name))?;
             found.into_iter().map(to_dynamic).collect()
         }
     );
@@ -182,7 +182,7 @@ fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     };
     let project = Project::from_node(&Node::from(&Dynamic::from_map(project))).map_err(fail)?;
     let docker = context.docker()?;
-    let plan = wait(context, compose_up::plan(&docker, &project, &up_options))?;
+    let plan = wait(context, plan::plan(&docker, &project, &up_options))?;
     let steps = plan.describe();
     carry_out(
         context,
@@ -204,7 +204,7 @@ fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     let grace = options.millis("timeout")?;
     let name = project_name(&project)?;
     let docker = context.docker()?;
-    let plan = wait(context, compose_down::plan(&docker, &name, volumes))?;
+    let plan = wait(context, down::plan(&docker, &name, volumes))?;
     let steps = plan.describe();
     carry_out(
         context,

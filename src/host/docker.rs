@@ -10,12 +10,12 @@ use rhai::{Array, Dynamic, Map, Module};
 
 use super::{HostResult, fail, function, options::Options};
 use crate::{
-    container_io::{self, ExecRequest, LogsRequest, LogsResult},
-    containers,
+    compose::service::Placement,
+    compose::service::parse::{self, Dialect, Reader},
+    compose::tree::Node,
     context::Context,
-    service::Placement,
-    service_parse::{self, Dialect, Reader},
-    yaml::Node,
+    docker::containers,
+    docker::io::{ExecRequest, LogsRequest, LogsResult},
 };
 
 /// Runs an engine call from the script thread; its error becomes the script's.
@@ -315,11 +315,10 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
         warnings: &mut warnings,
     };
     let node = Node::from(&Dynamic::from_map(spec));
-    let service = service_parse::service(&node, "", &mut reader)
-        .map_err(|e| fail(e.in_source("docker::run")))?;
+    let service =
+        parse::service(&node, "", &mut reader).map_err(|e| fail(e.in_source("docker::run")))?;
     let name = service.container_name.clone().unwrap_or_default();
     let placement = Placement {
-        name: name.clone(),
         labels: Default::default(),
         networks: service
             .networks
@@ -415,7 +414,7 @@ fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResu
         "docker::exec",
         &detail,
         || None,
-        || wait(context, container_io::exec(&docker, &request)).map(Some),
+        || wait(context, crate::docker::io::exec(&docker, &request)).map(Some),
     )?;
     let mut map = Map::new();
     let (code, stdout, stderr, bytes) = match result {
@@ -457,7 +456,7 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
     };
     let docker = context.docker()?;
     Ok(
-        match wait(context, container_io::logs(&docker, &request))? {
+        match wait(context, crate::docker::io::logs(&docker, &request))? {
             LogsResult::Text(text) => text.into(),
             LogsResult::Streamed(bytes) => (bytes as i64).into(),
         },

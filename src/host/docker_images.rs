@@ -11,9 +11,9 @@ use rhai::{Map, Module};
 use super::{HostResult, docker::wait, fail, function, options::Options};
 use crate::{
     context::Context,
+    context::progress::Progress,
     docker::Doing,
-    image::{self, BuildRequest},
-    progress::Progress,
+    docker::image::{self, BuildRequest},
 };
 
 pub fn register(module: &mut Module, context: &Arc<Context>) {

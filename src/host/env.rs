@@ -8,7 +8,7 @@ use std::{path::Path, sync::Arc};
 use rhai::{Map, Module};
 
 use super::{fail, function};
-use crate::{context::Context, dotenv::EnvFile};
+use crate::{compose::dotenv::EnvFile, context::Context};
 
 impl Context {
     /// `name` from the process environment, then from the loaded `.env` files.
@@ -19,7 +19,10 @@ impl Context {
     }
 
     /// Parses `path` and makes its variables visible to `env::get`.
-    pub fn load_env_file(&self, path: &Path) -> Result<EnvFile, crate::dotenv::DotenvError> {
+    pub fn load_env_file(
+        &self,
+        path: &Path,
+    ) -> Result<EnvFile, crate::compose::dotenv::DotenvError> {
         let file = self.read_env_file(path)?;
         for (name, value) in &file.vars {
             self.secrets.add_if_secret_name(name, value);
@@ -32,12 +35,15 @@ impl Context {
 impl Context {
     /// Reads `path`, with what a dry run's `env::save` would have written to it. A file that
     /// only a dry run would have created reads as those variables.
-    pub fn read_env_file(&self, path: &Path) -> Result<EnvFile, crate::dotenv::DotenvError> {
+    pub fn read_env_file(
+        &self,
+        path: &Path,
+    ) -> Result<EnvFile, crate::compose::dotenv::DotenvError> {
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let pending = self.dry_saves.lock().unwrap().get(&key).cloned();
         let mut file = match (EnvFile::load(path), &pending) {
             (Ok(file), _) => file,
-            (Err(crate::dotenv::DotenvError::Read { .. }), Some(_)) => EnvFile::default(),
+            (Err(crate::compose::dotenv::DotenvError::Read { .. }), Some(_)) => EnvFile::default(),
             (Err(error), _) => return Err(error),
         };
         if let Some(pending) = pending {
@@ -73,8 +79,9 @@ impl Context {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), 0o600),
             Err(e) => return Err(format!("cannot read {shown}: {e}")),
         };
-        let updated = crate::dotenv::update(&text, &shown, &vars).map_err(|e| e.to_string())?;
-        crate::atomic::write(path, updated.as_bytes(), mode)
+        let updated =
+            crate::compose::dotenv::update(&text, &shown, &vars).map_err(|e| e.to_string())?;
+        crate::journal::atomic::write(path, updated.as_bytes(), mode)
             .map_err(|e| format!("cannot write {shown}: {e}"))?;
         for (name, value) in &vars {
             self.secrets.add_if_secret_name(name, value);

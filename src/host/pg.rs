@@ -2,7 +2,7 @@
 //! and restores with the PostgreSQL client programs, run here against a URL or inside a container
 //! through the Docker exec API. Backups stream into a file that is whole or absent; restores are
 //! loaded beside the live database and swapped in only once they are complete and counted;
-//! retention keeps the newest backups by the naming convention of [`crate::pgbackups`].
+//! retention keeps the newest backups by the naming convention of [`crate::pg::backups`].
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -15,11 +15,12 @@ use super::{
 };
 use crate::{
     context::Context,
-    pgbackups, pgdump,
-    pgquery::{self, Readiness},
-    pgrestore::{self, RestoreRequest},
-    pgtarget::Target,
-    progress::Progress,
+    context::progress::Progress,
+    pg::backups,
+    pg::dump,
+    pg::query::{self, Readiness},
+    pg::restore::{self, RestoreRequest},
+    pg::target::Target,
 };
 
 /// How long cleaning up after an interrupted restore may take.
@@ -125,7 +126,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let latest = pg::backups("backups", "app")[0];
         /// ```
         fn backups(call, dir: &str, db: &str) -> Array {
-            let backups = pgbackups::list(&PathBuf::from(dir), db).map_err(fail)?;
+            let backups = backups::list(&PathBuf::from(dir), db).map_err(fail)?;
             Ok(backups.into_iter().map(|b| b.path.display().to_string().into()).collect())
         }
     );
@@ -134,7 +135,7 @@ pub fn module(context: &Arc<Context>) -> Module {
 
 fn isready(context: &Context, target: &Target) -> HostResult<bool> {
     let docker = docker_for(context, target)?;
-    match context.block_on(pgquery::isready(target, docker.as_ref()))? {
+    match context.block_on(query::isready(target, docker.as_ref()))? {
         Ok(Readiness::Ready) => Ok(true),
         Ok(Readiness::NotReady(reason)) => {
             tracing::debug!("pg::isready {target}: {reason}");
@@ -149,14 +150,14 @@ fn isready(context: &Context, target: &Target) -> HostResult<bool> {
 
 fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> HostResult<Array> {
     let rows = context
-        .block_on(pgquery::query(target, sql, params))?
+        .block_on(query::query(target, sql, params))?
         .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?;
     Ok(rows.into_iter().map(Dynamic::from_map).collect())
 }
 
 fn dump(context: &Context, options: Map) -> HostResult<Map> {
     let request = dump_request(context, options)?;
-    pgdump::check_directory(&request.to)
+    dump::check_directory(&request.to)
         .map_err(|e| fail_masked(context, format!("pg::dump: {e}")))?;
     let gzip = request.gzip.is_some();
     let detail = format!(
@@ -192,7 +193,7 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
                 progress.set_message(&format!("pg_dump {detail}: {} MiB", bytes >> 20))
             };
             let dumped = context
-                .block_on(pgdump::dump(&request, docker.as_ref(), &mut report))?
+                .block_on(dump::dump(&request, docker.as_ref(), &mut report))?
                 .map_err(|e| fail_masked(context, format!("pg::dump {}: {e}", request.target)))?;
             tracing::info!(
                 "backup of {} written to {}: {} bytes in {} ms",
@@ -215,7 +216,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
     let request = restore_request(context, options)?;
     let database = request.target.database();
     // Reading the file (format, checksum) is no change: a dry run does it too.
-    let (kind, bytes) = pgrestore::inspect(&request.from, request.sha256.as_deref())
+    let (kind, bytes) = restore::inspect(&request.from, request.sha256.as_deref())
         .map_err(|e| fail_masked(context, format!("pg::restore: {e}")))?;
     let detail = format!(
         "{} ← {} ({}{})",
@@ -255,7 +256,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
         || {
             let docker = docker_for(context, &request.target)?;
             let _progress = Progress::spinner(context, &format!("restoring {detail}"));
-            let restoring = pgrestore::restore(&request, (kind, bytes), docker.as_ref());
+            let restoring = restore::restore(&request, kind, docker.as_ref());
             let restored = match context.block_on(restoring) {
                 Ok(result) => result.map_err(|e| {
                     fail_masked(context, format!("pg::restore {}: {e}", request.target))
@@ -297,7 +298,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
 
 /// After an interrupted restore: drop the scratch database, if it got that far.
 fn cleanup(context: &Context, request: &RestoreRequest, docker: Option<&bollard::Docker>) {
-    let dropping = tokio::time::timeout(CLEANUP_LIMIT, pgrestore::drop_scratch(request, docker));
+    let dropping = tokio::time::timeout(CLEANUP_LIMIT, restore::drop_scratch(request, docker));
     let scratch = &request.scratch;
     match context.runtime().block_on(dropping) {
         Ok(Ok(())) => tracing::info!("restore interrupted; scratch database {scratch} dropped"),
@@ -323,7 +324,7 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
         }
         None => return Err(options.missing("keep", "how many backups to keep")),
     };
-    let (kept, deleted) = pgbackups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
+    let (kept, deleted) = backups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
     let mut gone = Array::new();
     for backup in &deleted {
         let path = backup.path.display().to_string();
@@ -338,7 +339,7 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
         )?;
         gone.push(path.into());
     }
-    let paths = |list: &[pgbackups::Backup]| -> Array {
+    let paths = |list: &[backups::Backup]| -> Array {
         list.iter()
             .map(|b| b.path.display().to_string().into())
             .collect()
@@ -357,7 +358,7 @@ fn warn_of_sessions(context: &Context, request: &RestoreRequest) -> HostResult<(
     }
     let docker = docker_for(context, &request.target)?;
     let sessions = context
-        .block_on(pgrestore::other_sessions(request, docker.as_ref()))?
+        .block_on(restore::other_sessions(request, docker.as_ref()))?
         .map_err(|e| fail_masked(context, format!("pg::restore {}: {e}", request.target)))?;
     if !sessions.is_empty() {
         tracing::warn!(

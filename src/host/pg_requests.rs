@@ -11,10 +11,10 @@ use rhai::{Dynamic, Map};
 use super::{HostResult, fail, options::Options};
 use crate::{
     context::Context,
-    pgbackups,
-    pgdump::{DEFAULT_GZIP_LEVEL, DumpRequest, Format},
-    pgrestore::{RestoreRequest, scratch_name},
-    pgtarget::Target,
+    pg::backups,
+    pg::dump::{DEFAULT_GZIP_LEVEL, DumpRequest, Format},
+    pg::restore::{RestoreRequest, scratch_name},
+    pg::target::Target,
 };
 
 /// The keys that say where the database is; every function that reaches one accepts them.
@@ -41,7 +41,7 @@ fn target(options: &Options, context: &Context) -> HostResult<Target> {
     }
     let url = options.string("url")?;
     if let Some(url) = &url
-        && let Some(raw) = crate::pgtarget::url_password_as_written(url)
+        && let Some(raw) = crate::pg::target::url_password_as_written(url)
     {
         context.secrets.add(raw);
     }
@@ -105,7 +105,7 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
     }
     let mut to = PathBuf::from(to);
     if to.is_dir() {
-        let name = pgbackups::file_name(
+        let name = backups::file_name(
             &target.database(),
             format,
             gzip.is_some(),

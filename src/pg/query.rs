@@ -1,0 +1,183 @@
+//! Talking to PostgreSQL directly (tokio-postgres): readiness, and queries whose rows come back as
+//! maps of column name to script value (see [`crate::pg::value`] for how values are carried). In a
+//! container, readiness is asked of `pg_isready` there.
+
+use std::{error::Error as StdError, fmt::Write as _, str::FromStr, time::Duration};
+
+use bollard::Docker;
+use rhai::{Dynamic, Map};
+use tokio_postgres::{Client, NoTls, error::SqlState, types::ToSql};
+
+use crate::{
+    pg::program::{self, Program},
+    pg::target::{Place, Target},
+    pg::value::{Cell, TextParam},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Postgres(String),
+    #[error("pg::query reaches a server by URL; {0} is a container")]
+    Container(String),
+    #[error("column {column}: {reason}")]
+    Column { column: String, reason: String },
+}
+
+/// Whether a server takes connections, and if not why.
+pub enum Readiness {
+    Ready,
+    NotReady(String),
+}
+
+/// Whether the server of `target` takes connections. By URL: connects and runs `SELECT 1`;
+/// authentication failures are errors, not "not ready" (waiting will not fix a wrong password).
+/// In a container (`docker` is then needed): runs `pg_isready` there; a container that is not
+/// running is not ready.
+pub async fn isready(target: &Target, docker: Option<&Docker>) -> Result<Readiness, QueryError> {
+    if let Some(container) = target.container_name() {
+        let docker = docker.expect("a container target comes with a Docker client");
+        return isready_in_container(target, docker, container).await;
+    }
+    let client = match connect(target).await {
+        Ok(client) => client,
+        Err(ConnectError::Refused(reason)) => return Ok(Readiness::NotReady(reason)),
+        Err(ConnectError::Fatal(error)) => return Err(error),
+    };
+    match client.simple_query("SELECT 1").await {
+        Ok(_) => Ok(Readiness::Ready),
+        Err(error) => Ok(Readiness::NotReady(describe(&error))),
+    }
+}
+
+async fn isready_in_container(
+    target: &Target,
+    docker: &Docker,
+    container: &str,
+) -> Result<Readiness, QueryError> {
+    let mut args: Vec<String> = target
+        .connection_args()
+        .into_iter()
+        .filter(|a| a != "--no-password")
+        .collect();
+    args.push(format!(
+        "--timeout={}",
+        target.connect_timeout.as_secs().max(1)
+    ));
+    let program = Program {
+        name: "pg_isready",
+        args,
+        env: target.environment(),
+    };
+    let mut sink = std::io::sink();
+    match program::run(&program, Some((docker, container)), None, &mut sink).await {
+        Ok(outcome) if outcome.success() => Ok(Readiness::Ready),
+        Ok(outcome) => Ok(Readiness::NotReady(outcome.describe("pg_isready"))),
+        Err(error) if error.container_not_running() => Ok(Readiness::NotReady(error.to_string())),
+        Err(error) => Err(QueryError::Postgres(error.to_string())),
+    }
+}
+
+/// Runs `sql` with `params` bound to `$1`, `$2`… and returns every row as a map.
+pub async fn query(target: &Target, sql: &str, params: &[Dynamic]) -> Result<Vec<Map>, QueryError> {
+    let client = connect(target).await.map_err(|e| match e {
+        ConnectError::Refused(reason) => QueryError::Postgres(reason),
+        ConnectError::Fatal(error) => error,
+    })?;
+    let params: Vec<TextParam> = params.iter().map(TextParam::from_dynamic).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+    let rows = client
+        .query(sql, &refs)
+        .await
+        .map_err(|e| QueryError::Postgres(describe(&e)))?;
+    rows.iter()
+        .map(|row| {
+            let mut map = Map::new();
+            for (i, column) in row.columns().iter().enumerate() {
+                let cell: Cell = row.try_get(i).map_err(|e| QueryError::Column {
+                    column: column.name().to_string(),
+                    reason: e.source().map_or_else(|| e.to_string(), |s| s.to_string()),
+                })?;
+                map.insert(column.name().into(), cell.0);
+            }
+            Ok(map)
+        })
+        .collect()
+}
+
+enum ConnectError {
+    /// The server is not there, or not taking connections yet.
+    Refused(String),
+    /// Waiting will not help: bad credentials, a bad URL, a container target.
+    Fatal(QueryError),
+}
+
+async fn connect(target: &Target) -> Result<Client, ConnectError> {
+    let Place::Server { url } = &target.place else {
+        return Err(ConnectError::Fatal(QueryError::Container(
+            target.to_string(),
+        )));
+    };
+    let mut config = tokio_postgres::Config::from_str(url.as_str())
+        .map_err(|e| ConnectError::Fatal(QueryError::Postgres(describe(&e))))?;
+    if let Some(password) = &target.password {
+        config.password(password);
+    }
+    config.connect_timeout(target.connect_timeout);
+    let connecting = config.connect(NoTls);
+    // libpq-style connect_timeout covers each address; bound the whole attempt as well.
+    let limit = target.connect_timeout + Duration::from_secs(1);
+    let (client, connection) = match tokio::time::timeout(limit, connecting).await {
+        Err(_) => {
+            return Err(ConnectError::Refused(format!(
+                "no answer from {target} within {} ms",
+                limit.as_millis()
+            )));
+        }
+        Ok(Err(error)) => {
+            let fatal = error.as_db_error().is_some_and(|db| {
+                let code = db.code();
+                code == &SqlState::INVALID_PASSWORD
+                    || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            });
+            let reason = describe(&error);
+            return Err(if fatal {
+                ConnectError::Fatal(QueryError::Postgres(reason))
+            } else {
+                ConnectError::Refused(reason)
+            });
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A tokio-postgres error in full: the server's message with its SQLSTATE, detail and hint, or
+/// the chain of causes for a connection problem.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+        if let Some(detail) = db.detail() {
+            let _ = write!(text, "; DETAIL: {detail}");
+        }
+        if let Some(hint) = db.hint() {
+            let _ = write!(text, "; HINT: {hint}");
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
