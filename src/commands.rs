@@ -9,12 +9,13 @@ use rhai::Scope;
 use crate::{
     cli::{Cli, Command, LockAction},
     context::{Context, RunInfo},
+    context::{LockGuard, RunRecord},
     engine::ScriptEngine,
     engine::catalog::{Catalog, Origin, Script},
     engine::error::{Failure, exit},
     engine::runbook::{Header, Runbook},
-    journal::lock::{self, LockError, LockGuard, Status},
-    journal::{Filter, Outcome, RunRecord},
+    journal::lock::{self, LockError, Status},
+    journal::{Filter, Outcome},
 };
 
 pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32, Failure> {
@@ -111,7 +112,8 @@ fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
     if context.is_dry_run() || context.run_info().readonly {
         return Ok(None);
     }
-    lock::acquire(context)
+    context
+        .acquire_lock()
         .map(Some)
         .map_err(|error| match error {
             LockError::Stopped(reason) => Failure::Stopped {
@@ -184,7 +186,10 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
                 kind: "lock".to_string(),
                 ..RunInfo::default()
             });
-            match lock::force_release(context).map_err(|e| Failure::Other(e.into()))? {
+            match context
+                .force_release_lock()
+                .map_err(|e| Failure::Other(e.into()))?
+            {
                 Status::Held(holder) => {
                     format!("released the lock held by {}", lock::describe(&holder))
                 }

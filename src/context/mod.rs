@@ -2,8 +2,14 @@
 //! a plain thread and host calls `block_on` it), the cancellation flag, the dry-run switch, the
 //! secret registry and the settings. One `Context` per process, shared by `Arc`.
 
+mod env;
+mod journal;
+mod lock;
 pub(crate) mod logging;
 pub(crate) mod progress;
+
+pub(crate) use journal::RunRecord;
+pub(crate) use lock::LockGuard;
 
 use std::{
     future::Future,
@@ -45,7 +51,7 @@ pub struct Context {
     pub(crate) run_lock: Mutex<Weak<crate::journal::lock::Held>>,
     /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
     /// held until the call ends.
-    pub(crate) change_lock: Mutex<Option<crate::journal::lock::LockGuard>>,
+    pub(crate) change_lock: Mutex<Option<lock::LockGuard>>,
     /// Take the lock around each change instead of for a whole run (the REPL).
     pub(crate) lock_each_change: AtomicBool,
 }
@@ -99,9 +105,7 @@ impl Context {
         if let Some(docker) = self.docker.get() {
             return Ok(docker.clone());
         }
-        let docker = self
-            .block_on(crate::docker::connect())?
-            .map_err(crate::host::fail)?;
+        let docker = self.block_on(crate::docker::connect())?.map_err(fail)?;
         Ok(self.docker.get_or_init(|| docker).clone())
     }
 
@@ -126,7 +130,7 @@ impl Context {
     ) -> Result<T, Box<EvalAltResult>> {
         let run = self.run_info();
         if run.readonly {
-            return Err(crate::host::fail(format!(
+            return Err(fail(format!(
                 "{action} {detail}: refused, `{}` is a readonly runbook (its header says \
                  `//! readonly`) and may not change anything",
                 run.runbook
@@ -136,7 +140,7 @@ impl Context {
             tracing::info!("would {action} {detail}");
             return Ok(dry());
         }
-        let _lock = self.lock_for_change().map_err(crate::host::fail)?;
+        let _lock = self.lock_for_change().map_err(fail)?;
         let started = Instant::now();
         let result = apply();
         self.record_change(
@@ -186,6 +190,11 @@ impl Context {
         let _ = self.journal_append(&entry);
     }
 
+    /// The state files of this process's state directory.
+    pub fn state(&self) -> crate::journal::state::StateStore {
+        crate::journal::state::StateStore::new(&self.settings.state_dir)
+    }
+
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
     }
@@ -213,6 +222,11 @@ impl Context {
             }
         })
     }
+}
+
+/// An error from a host function (or from the change gate every host function goes through).
+pub fn fail(message: impl std::fmt::Display) -> Box<EvalAltResult> {
+    message.to_string().into()
 }
 
 /// The error a host call returns when the run is stopped. It is an ordinary runtime error, so

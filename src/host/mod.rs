@@ -75,10 +75,7 @@ macro_rules! function {
 }
 pub(crate) use function;
 
-/// An error from a host function.
-pub fn fail(message: impl Display) -> Box<EvalAltResult> {
-    message.to_string().into()
-}
+pub use crate::context::fail;
 
 /// An error whose text has every registered secret masked: for messages that quote what a
 /// server or a program said, which may echo a password back.

@@ -11,14 +11,7 @@ use super::{
     fail, function,
     json::{from_json, preview, to_json},
 };
-use crate::{context::Context, journal::state::StateStore};
-
-impl Context {
-    /// The state files of this process's state directory.
-    pub fn state(&self) -> StateStore {
-        StateStore::new(&self.settings.state_dir)
-    }
-}
+use crate::context::Context;
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();

@@ -22,19 +22,13 @@ use std::{
         unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    cancel::StopReason,
-    context::Context,
-    context::progress::Progress,
-    journal::Event,
-    journal::identity::{Actor, identity, process_exists},
-};
+use super::identity::{Actor, identity, process_exists};
+use crate::cancel::StopReason;
 
 /// The lock file's name inside the state directory.
 pub const FILE_NAME: &str = "cutover.lock";
@@ -52,11 +46,11 @@ pub struct Holder {
 }
 
 impl Holder {
-    fn me(context: &Context) -> Holder {
-        let run = context.run_info();
+    /// `actor`, holding the lock from now on.
+    pub fn new(actor: Actor) -> Holder {
         Holder {
-            actor: Actor::me(run.runbook, run.args).redacted(&context.secrets),
-            since: crate::journal::now(),
+            actor,
+            since: super::now(),
         }
     }
 
@@ -114,10 +108,6 @@ pub enum LockError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// The lock, held while any clone of the guard lives; dropping the last one releases it.
-#[derive(Clone)]
-pub struct LockGuard(#[allow(dead_code)] Arc<Held>);
-
 /// A lock this process holds. Its file keeps the lock; closing it releases.
 pub struct Held {
     file: File,
@@ -144,32 +134,40 @@ pub fn lock_path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE_NAME)
 }
 
-/// Takes the lock, waiting up to `--lock-wait` for another run to release it.
-pub fn acquire(context: &Context) -> Result<LockGuard, LockError> {
-    acquire_within(context, context.settings.lock_wait)
+/// A lock just taken.
+pub struct Taken {
+    pub held: Held,
+    /// Said (and worth journaling) when the file still named a holder that never released it.
+    pub takeover: Option<String>,
 }
 
-/// Takes the lock, waiting up to `wait` (showing who holds it) before failing with the holder's
-/// name. Re-entrant: while this process holds the lock, it returns another guard at once. Ctrl-C
-/// and SIGTERM stop the wait.
-pub fn acquire_within(context: &Context, wait: Duration) -> Result<LockGuard, LockError> {
-    let mut current = context.run_lock.lock().unwrap();
-    if let Some(held) = current.upgrade() {
-        return Ok(LockGuard(held));
-    }
-    let path = lock_path(&context.settings.state_dir);
+/// What a run waiting for the lock needs from its caller.
+pub trait Waiting {
+    /// Told once, when the lock turns out to be held: `holder` names who holds it.
+    fn started(&mut self, holder: &str, wait: Duration);
+    /// Sleeps for `pause` before the next try, or says why the wait must stop.
+    fn pause(&mut self, pause: Duration) -> Result<(), StopReason>;
+}
+
+/// Takes the lock of `state_dir` for `me`, trying again for up to `wait` while another run
+/// holds it, then failing with the holder's name.
+pub fn acquire(
+    state_dir: &Path,
+    me: &Holder,
+    wait: Duration,
+    waiting: &mut dyn Waiting,
+) -> Result<Taken, LockError> {
+    let path = lock_path(state_dir);
     let io_error = |source| LockError::Io {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(&context.settings.state_dir).map_err(io_error)?;
+    std::fs::create_dir_all(state_dir).map_err(io_error)?;
     let started = Instant::now();
-    let mut progress: Option<Progress> = None;
+    let mut told = false;
     loop {
         if let Some(file) = try_lock(&path).map_err(io_error)? {
-            let held = Arc::new(take(context, file).map_err(io_error)?);
-            *current = Arc::downgrade(&held);
-            return Ok(LockGuard(held));
+            return take(me, file).map_err(io_error);
         }
         let holder = describe(&read_holder(&path));
         let waited = started.elapsed();
@@ -179,21 +177,13 @@ pub fn acquire_within(context: &Context, wait: Duration) -> Result<LockGuard, Lo
                 waited: (!wait.is_zero()).then_some(wait),
             });
         }
-        if progress.is_none() {
-            tracing::info!(
-                "the lock is held by {holder}; waiting up to {} s for it",
-                wait.as_secs_f64()
-            );
-            progress = Some(Progress::spinner(
-                context,
-                &format!("waiting for the lock held by {holder}"),
-            ));
+        if !told {
+            waiting.started(&holder, wait);
+            told = true;
         }
-        context
-            .block_on(tokio::time::sleep(POLL.min(wait - waited)))
-            .map_err(|_| {
-                LockError::Stopped(context.cancel.reason().unwrap_or(StopReason::Interrupted))
-            })?;
+        waiting
+            .pause(POLL.min(wait - waited))
+            .map_err(LockError::Stopped)?;
     }
 }
 
@@ -224,16 +214,16 @@ fn try_lock(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
-/// Records this process as the holder; journals a takeover if the file still names another.
-fn take(context: &Context, mut file: File) -> io::Result<Held> {
+/// Records `me` as the holder; says so if the file still names another.
+fn take(me: &Holder, mut file: File) -> io::Result<Taken> {
     let mut previous = String::new();
     file.read_to_string(&mut previous)?;
-    let me = Holder::me(context);
-    let text = serde_json::to_string(&me)? + "\n";
+    let text = serde_json::to_string(me)? + "\n";
     // Not fsynced: the kernel holds the lock; the name is for people, and a machine that
     // crashes takes every holder with it.
     file.set_len(0)?;
     file.write_all_at(text.as_bytes(), 0)?;
+    let mut takeover = None;
     if !previous.trim().is_empty() {
         let previous: Option<Holder> = serde_json::from_str(previous.trim()).ok();
         let why = match &previous {
@@ -245,9 +235,12 @@ fn take(context: &Context, mut file: File) -> io::Result<Held> {
         };
         let message = format!("took over the lock from {}: {why}", describe(&previous));
         tracing::warn!("{message}");
-        let _ = context.journal_append(&context.journal_entry(Event::Lock, message));
+        takeover = Some(message);
     }
-    Ok(Held { file })
+    Ok(Taken {
+        held: Held { file },
+        takeover,
+    })
 }
 
 /// The holder named in the lock file. A holder may be writing it at this instant, so a few
@@ -287,11 +280,12 @@ pub fn status(state_dir: &Path) -> Result<Status, LockError> {
     })
 }
 
-/// Breaks the lock: removes the lock file so the next run takes a fresh one, and journals who
-/// held it. The holder, if it still runs, is not stopped; it no longer excludes anyone.
-pub fn force_release(context: &Context) -> Result<Status, LockError> {
-    let path = lock_path(&context.settings.state_dir);
-    let before = status(&context.settings.state_dir)?;
+/// Breaks the lock: removes the lock file so the next run takes a fresh one. Returns who held
+/// it, and what to journal about it (nothing when there was nothing to break). The holder, if it
+/// still runs, is not stopped; it no longer excludes anyone.
+pub fn force_release(state_dir: &Path) -> Result<(Status, Option<String>), LockError> {
+    let path = lock_path(state_dir);
+    let before = status(state_dir)?;
     match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -306,11 +300,10 @@ pub fn force_release(context: &Context) -> Result<Status, LockError> {
             "cleared the lock file; its last holder ended without releasing it: {}",
             last.describe()
         ),
-        Status::Free { last: None } => return Ok(before),
+        Status::Free { last: None } => return Ok((before, None)),
     };
     tracing::warn!("{message}");
-    let _ = context.journal_append(&context.journal_entry(Event::Lock, message));
-    Ok(before)
+    Ok((before, Some(message)))
 }
 
 fn lock_record() -> libc::flock {
@@ -346,38 +339,6 @@ fn is_locked(file: &File) -> io::Result<bool> {
     Ok(record.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-impl Context {
-    /// Makes every call through [`Context::change`] take the lock around its work (released
-    /// after it), for callers that do not hold it for a whole run: the REPL.
-    pub fn set_lock_each_change(&self, on: bool) {
-        self.lock_each_change
-            .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// With [`Context::set_lock_each_change`] on (the REPL), the lock is taken by the first
-    /// change of a call and held until [`Context::release_change_lock`]: the changes of one
-    /// call are one unit no other run can interleave with, while calls that only read never
-    /// wait for another run's lock.
-    pub(crate) fn lock_for_change(&self) -> Result<Option<LockGuard>, LockError> {
-        if !self
-            .lock_each_change
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Ok(None);
-        }
-        let mut held = self.change_lock.lock().unwrap();
-        if held.is_none() {
-            *held = Some(acquire(self)?);
-        }
-        Ok(None)
-    }
-
-    /// Releases the lock the changes of the ending call took, if any.
-    pub fn release_change_lock(&self) {
-        self.change_lock.lock().unwrap().take();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,48 +354,5 @@ mod tests {
         drop(first);
         assert!(!is_locked(&looker).unwrap());
         assert!(try_lock(&path).unwrap().is_some());
-    }
-
-    /// The REPL's mode: a call's first change takes the lock, held until the call ends.
-    #[test]
-    fn lock_each_change_holds_the_lock_from_the_first_change_to_the_end_of_the_call() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut settings =
-            crate::config::Settings::from_args(&crate::cli::GlobalArgs::default()).unwrap();
-        settings.state_dir = dir.path().to_path_buf();
-        let context = Context::new(settings, runtime.handle().clone(), Arc::default());
-        let during = || {
-            context
-                .change(
-                    "test::change",
-                    "x",
-                    || None,
-                    || Ok(Some(status(dir.path()).unwrap())),
-                )
-                .unwrap()
-        };
-        assert_eq!(during(), Some(Status::Free { last: None }));
-        context.set_lock_each_change(true);
-        assert!(
-            matches!(during(), Some(Status::Held(Some(ref h))) if h.actor.pid == std::process::id()),
-            "not held during the change"
-        );
-        assert!(
-            matches!(status(dir.path()).unwrap(), Status::Held(_)),
-            "released between two changes of one call"
-        );
-        assert!(matches!(during(), Some(Status::Held(_))));
-        context.release_change_lock();
-        assert_eq!(status(dir.path()).unwrap(), Status::Free { last: None });
-        // Re-entrant: a guard held around several changes is shared, not deadlocked on.
-        let guard = acquire(&context).unwrap();
-        assert!(matches!(during(), Some(Status::Held(_))));
-        context.release_change_lock();
-        drop(guard);
-        assert_eq!(status(dir.path()).unwrap(), Status::Free { last: None });
     }
 }

@@ -1,7 +1,7 @@
 //! The audit journal: one JSON object a line in `STATE_DIR/cutover-journal.jsonl`, appended and
 //! fsynced, so "who changed what, when, and did it work" survives a crash and can be read with
 //! `cutover history`, `audit::history` or `jq`. Every `cutover run` writes `start` and `finish`,
-//! every call through [`Context::change`] a `change`, `audit::record` a `record`, and the run lock
+//! every change a run makes a `change`, `audit::record` a `record`, and the run lock
 //! a `lock` entry when it is taken over or broken.
 //!
 //! Entries are masked with the secret registry before they are written. Each is appended in one
@@ -24,13 +24,12 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{cancel::StopReason, context::Context, journal::identity::Actor, redact::Redactor};
+use crate::{cancel::StopReason, journal::identity::Actor, redact::Redactor};
 
 /// The journal's file name inside the state directory.
 pub const FILE_NAME: &str = "cutover-journal.jsonl";
@@ -41,7 +40,7 @@ pub const FILE_NAME: &str = "cutover-journal.jsonl";
 pub enum Event {
     /// A `cutover run` began (after taking the lock).
     Start,
-    /// A call through [`Context::change`] changed (or failed to change) the world.
+    /// A run changed (or failed to change) the world.
     Change,
     /// A runbook wrote an entry with `audit::record`.
     Record,
@@ -282,41 +281,6 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-impl Context {
-    /// The journal of this process's state directory.
-    pub fn journal(&self) -> Journal {
-        Journal::new(&self.settings.state_dir, Arc::clone(&self.secrets))
-    }
-
-    /// An entry about the current run, stamped now.
-    pub fn journal_entry(&self, event: Event, message: impl Into<String>) -> Entry {
-        let run = self.run_info();
-        Entry {
-            time: now(),
-            kind: if run.kind.is_empty() {
-                run.runbook.clone()
-            } else {
-                run.kind
-            },
-            actor: Actor::me(run.runbook, run.args),
-            event,
-            message: message.into(),
-            outcome: None,
-            duration_ms: None,
-            error: None,
-            fields: Map::new(),
-        }
-    }
-
-    /// Appends `entry` and fsyncs it; a journal that cannot be written is reported, never
-    /// silently dropped.
-    pub fn journal_append(&self, entry: &Entry) -> Result<(), JournalError> {
-        self.journal().append(entry).inspect_err(|error| {
-            tracing::error!("{error}: the audit trail misses: {}", entry.message);
-        })
-    }
-}
-
 /// How a run ended, as the `finish` entry says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -333,47 +297,6 @@ impl Outcome {
             Outcome::Stopped(StopReason::Interrupted) => "interrupted",
             Outcome::Stopped(StopReason::TimedOut) => "timed out",
         }
-    }
-}
-
-/// The `start` and `finish` entries of one `cutover run`. Dry runs and readonly runs change
-/// nothing and leave no trace in the journal.
-pub struct RunRecord<'a> {
-    context: &'a Context,
-    started: Instant,
-    journaled: bool,
-}
-
-impl<'a> RunRecord<'a> {
-    /// Writes the `start` entry. A journal that cannot be written stops the run before it
-    /// changes anything: a change nobody can audit is not made.
-    pub fn start(context: &'a Context) -> Result<RunRecord<'a>, JournalError> {
-        let journaled = !context.is_dry_run() && !context.run_info().readonly;
-        if journaled {
-            let mut entry = context.journal_entry(Event::Start, "");
-            entry.message = format!("cutover run {}", entry.actor.command());
-            context.journal().append_unsynced(&entry)?;
-        }
-        Ok(RunRecord {
-            context,
-            started: Instant::now(),
-            journaled,
-        })
-    }
-
-    /// Writes the `finish` entry; `error` is the first line of the failure, if any.
-    pub fn finish(self, outcome: Outcome, error: Option<&str>) {
-        if !self.journaled {
-            return;
-        }
-        let mut entry = self.context.journal_entry(
-            Event::Finish,
-            format!("{} {}", self.context.run_info().runbook, outcome.as_str()),
-        );
-        entry.outcome = Some(outcome.as_str().to_string());
-        entry.duration_ms = Some(self.started.elapsed().as_millis() as u64);
-        entry.error = error.map(|e| e.lines().next().unwrap_or_default().to_string());
-        let _ = self.context.journal_append(&entry);
     }
 }
 

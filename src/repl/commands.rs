@@ -7,9 +7,10 @@ use std::path::Path;
 use crate::{
     commands,
     context::RunInfo,
+    context::RunRecord,
     engine::docs::{self, FunctionDoc},
     engine::error::Failure,
-    journal::{Outcome, RunRecord},
+    journal::Outcome,
     repl::editor::COMMANDS,
     repl::{Flow, RUNBOOK, Repl},
 };
