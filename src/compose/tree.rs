@@ -9,7 +9,6 @@
 
 use std::fmt;
 
-use rhai::Dynamic;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A node of the tree; `line` is 1-based, 0 when unknown (the node came from a Rhai map).
@@ -277,36 +276,6 @@ impl Node {
             _ => {}
         }
         Ok(())
-    }
-}
-
-impl From<&Dynamic> for Node {
-    /// A Rhai value as a tree without lines. Unit is null; other types read as their text.
-    fn from(value: &Dynamic) -> Node {
-        let value = if value.is_unit() {
-            Value::Null
-        } else if let Ok(b) = value.as_bool() {
-            Value::Bool(b)
-        } else if let Ok(n) = value.as_int() {
-            Value::Int(n)
-        } else if let Ok(n) = value.as_float() {
-            Value::Float(n)
-        } else if let Some(items) = value.read_lock::<rhai::Array>() {
-            Value::Seq(items.iter().map(Node::from).collect())
-        } else if let Some(map) = value.read_lock::<rhai::Map>() {
-            Value::Map(
-                map.iter()
-                    .map(|(key, value)| Entry {
-                        key: key.to_string(),
-                        line: 0,
-                        value: Node::from(value),
-                    })
-                    .collect(),
-            )
-        } else {
-            Value::Str(value.to_string())
-        };
-        Node { line: 0, value }
     }
 }
 

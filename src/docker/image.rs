@@ -26,7 +26,7 @@ pub enum ImageError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cannot pack the build context {dir}: {source}")]
-    Context { dir: PathBuf, source: io::Error },
+    Pack { dir: PathBuf, source: io::Error },
     #[error("{dir} has no {dockerfile} to build from")]
     NoDockerfile { dir: PathBuf, dockerfile: String },
     #[error("building {tag} failed at `{step}`: {message}")]
@@ -182,14 +182,14 @@ pub async fn build(
             image_id = aux.id.or(image_id);
         }
     }
-    let packed = packer.await.map_err(|e| ImageError::Context {
+    let packed = packer.await.map_err(|e| ImageError::Pack {
         dir: request.dir.clone(),
         source: io::Error::other(e),
     })?;
     if let Err(source) = packed
         && source.kind() != io::ErrorKind::BrokenPipe
     {
-        return Err(ImageError::Context {
+        return Err(ImageError::Pack {
             dir: request.dir.clone(),
             source,
         });

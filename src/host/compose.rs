@@ -17,7 +17,6 @@ use super::{
 use crate::{
     compose::down,
     compose::plan::{self, UpOptions},
-    compose::tree::Node,
     compose::{self, LoadOptions, Project},
     context::Context,
     context::progress::Progress,
@@ -180,7 +179,8 @@ fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
         profiles: options.strings("profiles")?,
         scale,
     };
-    let project = Project::from_node(&Node::from(&Dynamic::from_map(project))).map_err(fail)?;
+    let project =
+        Project::from_node(&super::convert::to_tree(&Dynamic::from_map(project))).map_err(fail)?;
     let docker = context.docker()?;
     let plan = wait(context, plan::plan(&docker, &project, &up_options))?;
     let steps = plan.describe();

@@ -12,7 +12,6 @@ use super::{HostResult, fail, function, options::Options};
 use crate::{
     compose::service::Placement,
     compose::service::parse::{self, Dialect, Reader},
-    compose::tree::Node,
     context::Context,
     docker::containers,
     docker::io::{ExecRequest, LogsRequest, LogsResult},
@@ -262,7 +261,7 @@ pub fn module(context: &Arc<Context>) -> Module {
 fn ps(context: &Context, filters: Map) -> HostResult<Array> {
     let mut engine_filters: HashMap<String, Vec<String>> = HashMap::new();
     for (key, value) in filters {
-        let values = Node::from(&value)
+        let values = super::convert::to_tree(&value)
             .strings(&key)
             .map_err(|e| fail(format!("docker::ps: filter {e}")))?;
         engine_filters.insert(key.to_string(), values);
@@ -314,7 +313,7 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
         lookup: &lookup,
         warnings: &mut warnings,
     };
-    let node = Node::from(&Dynamic::from_map(spec));
+    let node = super::convert::to_tree(&Dynamic::from_map(spec));
     let service =
         parse::service(&node, "", &mut reader).map_err(|e| fail(e.in_source("docker::run")))?;
     let name = service.container_name.clone().unwrap_or_default();

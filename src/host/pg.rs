@@ -21,6 +21,7 @@ use crate::{
     pg::query::{self, Readiness},
     pg::restore::{self, RestoreRequest},
     pg::target::Target,
+    pg::value::Value,
 };
 
 /// How long cleaning up after an interrupted restore may take.
@@ -149,10 +150,53 @@ fn isready(context: &Context, target: &Target) -> HostResult<bool> {
 }
 
 fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> HostResult<Array> {
+    let params = params.iter().map(text_param).collect();
     let rows = context
         .block_on(query::query(target, sql, params))?
         .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?;
-    Ok(rows.into_iter().map(Dynamic::from_map).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let map: Map = row
+                .into_iter()
+                .map(|(column, value)| (column.into(), script_value(value)))
+                .collect();
+            Dynamic::from_map(map)
+        })
+        .collect())
+}
+
+/// A script value as a query parameter in text form, as psql would send it: `()` is NULL,
+/// blobs are `\x…` hex, arrays and maps JSON, anything else its display form.
+fn text_param(value: &Dynamic) -> Option<String> {
+    if value.is_unit() {
+        return None;
+    }
+    if let Some(blob) = value.read_lock::<rhai::Blob>() {
+        return Some(format!("\\x{}", crate::pg::dump::hex(&blob)));
+    }
+    if value.is_array() || value.is_map() {
+        return Some(serde_json::to_string(value).unwrap_or_else(|_| value.to_string()));
+    }
+    Some(value.to_string())
+}
+
+/// A result value as the closest script value: NULL is `()`, bytea a blob, json maps and arrays.
+fn script_value(value: Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => b.into(),
+        Value::Int(i) => i.into(),
+        Value::Float(f) => f.into(),
+        Value::Text(text) => text.into(),
+        Value::Bytes(bytes) => Dynamic::from_blob(bytes),
+        Value::Json(json) => rhai::serde::to_dynamic(json).unwrap_or(Dynamic::UNIT),
+        Value::Array(items) => items
+            .into_iter()
+            .map(script_value)
+            .collect::<Array>()
+            .into(),
+    }
 }
 
 fn dump(context: &Context, options: Map) -> HostResult<Map> {
@@ -378,4 +422,26 @@ fn docker_for(context: &Context, target: &Target) -> HostResult<Option<bollard::
         .container_name()
         .map(|_| context.docker())
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use rhai::Array;
+
+    use super::*;
+
+    #[test]
+    fn params_as_text() {
+        let text = |v: Dynamic| text_param(&v);
+        assert_eq!(text(Dynamic::UNIT), None);
+        assert_eq!(text(42_i64.into()), Some("42".into()));
+        assert_eq!(text(true.into()), Some("true".into()));
+        assert_eq!(text("x".into()), Some("x".into()));
+        assert_eq!(
+            text(Dynamic::from_blob(vec![1, 255])),
+            Some("\\x01ff".into())
+        );
+        let array: Array = vec![1_i64.into(), "a".into()];
+        assert_eq!(text(array.into()), Some(r#"[1,"a"]"#.into()));
+    }
 }

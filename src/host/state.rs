@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rhai::{Dynamic, Module};
 
 use super::{
+    convert::{from_json, preview, to_json},
     fail, function,
-    json::{from_json, preview, to_json},
 };
 use crate::context::Context;
 

@@ -5,13 +5,12 @@
 use std::{error::Error as StdError, fmt::Write as _, str::FromStr, time::Duration};
 
 use bollard::Docker;
-use rhai::{Dynamic, Map};
 use tokio_postgres::{Client, NoTls, error::SqlState, types::ToSql};
 
 use crate::{
     pg::program::{self, Program},
     pg::target::{Place, Target},
-    pg::value::{Cell, TextParam},
+    pg::value::{Cell, TextParam, Value},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +77,21 @@ async fn isready_in_container(
     }
 }
 
-/// Runs `sql` with `params` bound to `$1`, `$2`… and returns every row as a map.
-pub async fn query(target: &Target, sql: &str, params: &[Dynamic]) -> Result<Vec<Map>, QueryError> {
+/// One result row: each column's name and value, in the query's order.
+pub type Row = Vec<(String, Value)>;
+
+/// Runs `sql` with `params` (in text form; `None` is NULL) bound to `$1`, `$2`… and returns
+/// every row.
+pub async fn query(
+    target: &Target,
+    sql: &str,
+    params: Vec<Option<String>>,
+) -> Result<Vec<Row>, QueryError> {
     let client = connect(target).await.map_err(|e| match e {
         ConnectError::Refused(reason) => QueryError::Postgres(reason),
         ConnectError::Fatal(error) => error,
     })?;
-    let params: Vec<TextParam> = params.iter().map(TextParam::from_dynamic).collect();
+    let params: Vec<TextParam> = params.into_iter().map(TextParam).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
     let rows = client
         .query(sql, &refs)
@@ -92,15 +99,15 @@ pub async fn query(target: &Target, sql: &str, params: &[Dynamic]) -> Result<Vec
         .map_err(|e| QueryError::Postgres(describe(&e)))?;
     rows.iter()
         .map(|row| {
-            let mut map = Map::new();
+            let mut values = Row::new();
             for (i, column) in row.columns().iter().enumerate() {
                 let cell: Cell = row.try_get(i).map_err(|e| QueryError::Column {
                     column: column.name().to_string(),
                     reason: e.source().map_or_else(|| e.to_string(), |s| s.to_string()),
                 })?;
-                map.insert(column.name().into(), cell.0);
+                values.push((column.name().to_string(), cell.0));
             }
-            Ok(map)
+            Ok(values)
         })
         .collect()
 }

@@ -1,36 +1,32 @@
-//! PostgreSQL values and script values. Parameters travel in text form, as psql sends them, so
+//! PostgreSQL values and plain values. Parameters travel in text form, as psql sends them, so
 //! the server reads each `$n` as the type it infers there (numeric, timestamp, uuid, json…);
-//! result columns arrive in PostgreSQL's binary form and become the closest script value:
+//! result columns arrive in PostgreSQL's binary form and become the closest plain [`Value`] (which the host turns into a script value):
 //! integers and floats, whole `numeric`s as integers, text, booleans, json as maps and arrays,
 //! arrays, bytea as blobs, uuids and timestamps as text, NULL as `()`.
 
 use std::{error::Error as StdError, fmt::Write as _};
 
 use postgres_protocol::types as wire;
-use rhai::{Array, Blob, Dynamic};
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// A parameter in text form, as psql sends it: the server parses it as the type it inferred.
+/// `None` is SQL NULL.
 #[derive(Debug)]
-pub struct TextParam(Option<String>);
+pub struct TextParam(pub Option<String>);
 
-impl TextParam {
-    pub fn from_dynamic(value: &Dynamic) -> TextParam {
-        if value.is_unit() {
-            return TextParam(None);
-        }
-        if let Some(blob) = value.read_lock::<Blob>() {
-            return TextParam(Some(format!("\\x{}", crate::pg::dump::hex(&blob))));
-        }
-        if value.is_array() || value.is_map() {
-            return TextParam(Some(
-                serde_json::to_string(value).unwrap_or_else(|_| value.to_string()),
-            ));
-        }
-        TextParam(Some(value.to_string()))
-    }
+/// A result value: what a column's binary form decodes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+    Json(serde_json::Value),
+    Array(Vec<Value>),
 }
 
 impl ToSql for TextParam {
@@ -55,8 +51,8 @@ impl ToSql for TextParam {
     to_sql_checked!();
 }
 
-/// One result value as a script value.
-pub struct Cell(pub Dynamic);
+/// One result value.
+pub struct Cell(pub Value);
 
 impl<'a> FromSql<'a> for Cell {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Cell, BoxError> {
@@ -64,7 +60,7 @@ impl<'a> FromSql<'a> for Cell {
     }
 
     fn from_sql_null(_: &Type) -> Result<Cell, BoxError> {
-        Ok(Cell(Dynamic::UNIT))
+        Ok(Cell(Value::Null))
     }
 
     fn accepts(_: &Type) -> bool {
@@ -75,16 +71,16 @@ impl<'a> FromSql<'a> for Cell {
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
-fn decode(ty: &Type, raw: &[u8]) -> Result<Dynamic, BoxError> {
-    let text = || -> Result<Dynamic, BoxError> { Ok(wire::text_from_sql(raw)?.into()) };
+fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
+    let text = || -> Result<Value, BoxError> { Ok(Value::Text(wire::text_from_sql(raw)?.into())) };
     Ok(match *ty {
-        Type::BOOL => wire::bool_from_sql(raw)?.into(),
-        Type::INT2 => i64::from(wire::int2_from_sql(raw)?).into(),
-        Type::INT4 => i64::from(wire::int4_from_sql(raw)?).into(),
-        Type::INT8 => wire::int8_from_sql(raw)?.into(),
-        Type::OID => i64::from(wire::oid_from_sql(raw)?).into(),
-        Type::FLOAT4 => f64::from(wire::float4_from_sql(raw)?).into(),
-        Type::FLOAT8 => wire::float8_from_sql(raw)?.into(),
+        Type::BOOL => Value::Bool(wire::bool_from_sql(raw)?),
+        Type::INT2 => Value::Int(wire::int2_from_sql(raw)?.into()),
+        Type::INT4 => Value::Int(wire::int4_from_sql(raw)?.into()),
+        Type::INT8 => Value::Int(wire::int8_from_sql(raw)?),
+        Type::OID => Value::Int(wire::oid_from_sql(raw)?.into()),
+        Type::FLOAT4 => Value::Float(wire::float4_from_sql(raw)?.into()),
+        Type::FLOAT8 => Value::Float(wire::float8_from_sql(raw)?),
         Type::NUMERIC => numeric(raw)?,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => text()?,
         Type::JSON => json(raw)?,
@@ -92,11 +88,11 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Dynamic, BoxError> {
             Some((1, rest)) => json(rest)?,
             _ => return Err("unsupported jsonb version".into()),
         },
-        Type::BYTEA => Dynamic::from_blob(raw.to_vec()),
-        Type::UUID => uuid(&wire::uuid_from_sql(raw)?).into(),
-        Type::TIMESTAMPTZ => timestamp(wire::timestamp_from_sql(raw)?, true)?.into(),
-        Type::TIMESTAMP => timestamp(wire::timestamp_from_sql(raw)?, false)?.into(),
-        Type::DATE => date(wire::date_from_sql(raw)?)?.into(),
+        Type::BYTEA => Value::Bytes(raw.to_vec()),
+        Type::UUID => Value::Text(uuid(&wire::uuid_from_sql(raw)?)),
+        Type::TIMESTAMPTZ => Value::Text(timestamp(wire::timestamp_from_sql(raw)?, true)?),
+        Type::TIMESTAMP => Value::Text(timestamp(wire::timestamp_from_sql(raw)?, false)?),
+        Type::DATE => Value::Text(date(wire::date_from_sql(raw)?)?),
         _ => match ty.kind() {
             Kind::Enum(_) => text()?,
             Kind::Domain(inner) => decode(inner, raw)?,
@@ -113,26 +109,25 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Dynamic, BoxError> {
     })
 }
 
-fn json(raw: &[u8]) -> Result<Dynamic, BoxError> {
-    let value: serde_json::Value = serde_json::from_slice(raw)?;
-    rhai::serde::to_dynamic(value).map_err(|e| e.to_string().into())
+fn json(raw: &[u8]) -> Result<Value, BoxError> {
+    Ok(Value::Json(serde_json::from_slice(raw)?))
 }
 
-fn array(element: &Type, raw: &[u8]) -> Result<Dynamic, BoxError> {
+fn array(element: &Type, raw: &[u8]) -> Result<Value, BoxError> {
     use fallible_iterator::FallibleIterator;
     let array = wire::array_from_sql(raw)?;
     if array.dimensions().count()? > 1 {
         return Err("multi-dimensional arrays have no script value; cast to text".into());
     }
-    let mut values = Array::new();
+    let mut values = Vec::new();
     let mut items = array.values();
     while let Some(item) = items.next()? {
         values.push(match item {
-            None => Dynamic::UNIT,
+            None => Value::Null,
             Some(raw) => decode(element, raw)?,
         });
     }
-    Ok(values.into())
+    Ok(Value::Array(values))
 }
 
 fn uuid(bytes: &[u8; 16]) -> String {
@@ -177,18 +172,17 @@ fn date(days: i32) -> Result<String, BoxError> {
 
 /// A `numeric` as an integer when it is whole and fits, else as a float (cast to text in the
 /// SQL for every digit).
-fn numeric(raw: &[u8]) -> Result<Dynamic, BoxError> {
+fn numeric(raw: &[u8]) -> Result<Value, BoxError> {
     let text = numeric_text(raw)?;
     if let Ok(int) = text.parse::<i64>() {
-        return Ok(int.into());
+        return Ok(Value::Int(int));
     }
-    Ok(match text.as_str() {
+    Ok(Value::Float(match text.as_str() {
         "NaN" => f64::NAN,
         "Infinity" => f64::INFINITY,
         "-Infinity" => f64::NEG_INFINITY,
         _ => text.parse::<f64>()?,
-    }
-    .into())
+    }))
 }
 
 /// The decimal text of a binary `numeric`: base-10000 digits with a weight and a display scale.
@@ -269,7 +263,7 @@ mod tests {
         // 20000 = groups [2], weight 1, dscale 0
         let raw = numeric_raw(1, 1, 0, 0, &[2]);
         assert_eq!(numeric_text(&raw).unwrap(), "20000");
-        assert_eq!(numeric(&raw).unwrap().as_int().unwrap(), 20000);
+        assert_eq!(numeric(&raw).unwrap(), Value::Int(20000));
         let raw = numeric_raw(0, 0, 0, 0, &[]);
         assert_eq!(numeric_text(&raw).unwrap(), "0");
     }
@@ -284,20 +278,5 @@ mod tests {
         );
         assert_eq!(timestamp(0, false).unwrap(), "2000-01-01T00:00:00");
         assert_eq!(timestamp(i64::MAX, true).unwrap(), "infinity");
-    }
-
-    #[test]
-    fn params_as_text() {
-        let text = |v: Dynamic| TextParam::from_dynamic(&v).0;
-        assert_eq!(text(Dynamic::UNIT), None);
-        assert_eq!(text(42_i64.into()), Some("42".into()));
-        assert_eq!(text(true.into()), Some("true".into()));
-        assert_eq!(text("x".into()), Some("x".into()));
-        assert_eq!(
-            text(Dynamic::from_blob(vec![1, 255])),
-            Some("\\x01ff".into())
-        );
-        let array: Array = vec![1_i64.into(), "a".into()];
-        assert_eq!(text(array.into()), Some(r#"[1,"a"]"#.into()));
     }
 }
