@@ -30,7 +30,8 @@ use crate::{
     compose::dotenv::{DotenvError, EnvFile},
     compose::interpolate::interpolate,
     compose::service::Service,
-    compose::service::parse::{self, Dialect, Reader},
+    compose::service::parse,
+    compose::service::reader::{Dialect, Reader},
     compose::tree::{Node, SpecError, Value, join},
 };
 

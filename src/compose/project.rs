@@ -8,7 +8,8 @@ use std::{
 };
 
 use crate::{
-    compose::service::parse::{self, Dialect, Reader},
+    compose::service::parse,
+    compose::service::reader::{Dialect, Reader},
     compose::tree::{Node, SpecError, join},
     compose::{ComposeError, Project, Resource, project_name},
 };

@@ -8,12 +8,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{
-    HostResult,
-    docker::{to_dynamic, wait},
-    fail, function,
-    options::Options,
-};
+use super::{HostResult, convert::to_dynamic, fail, function, options::Options, wait};
 use crate::{
     compose::down,
     compose::plan::{self, UpOptions},

@@ -21,6 +21,11 @@ pub fn to_json(value: &Dynamic) -> HostResult<Value> {
     })
 }
 
+/// Any serializable plain value as a script value (structs become maps).
+pub fn to_dynamic(value: impl serde::Serialize) -> HostResult<Dynamic> {
+    rhai::serde::to_dynamic(value)
+}
+
 pub fn from_json(value: &Value) -> HostResult<Dynamic> {
     rhai::serde::to_dynamic(value)
 }

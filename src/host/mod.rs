@@ -14,7 +14,6 @@ pub mod caddy;
 pub mod compose;
 pub mod convert;
 pub mod docker;
-pub mod docker_images;
 pub mod env;
 pub mod exec;
 pub mod health;
@@ -81,6 +80,15 @@ pub use crate::context::fail;
 /// server or a program said, which may echo a password back.
 pub fn fail_masked(context: &Context, message: impl Display) -> Box<EvalAltResult> {
     fail(context.secrets.redact(&message.to_string()))
+}
+
+/// Runs an async subsystem call from the script thread (stopped by Ctrl-C or `--timeout`); its
+/// error becomes the script's.
+pub fn wait<T, E: Display>(
+    context: &Context,
+    future: impl Future<Output = Result<T, E>>,
+) -> HostResult<T> {
+    context.block_on(future)?.map_err(fail)
 }
 
 /// Stamps `error` with the position of the host call, unless it already has one.

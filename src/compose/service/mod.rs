@@ -5,6 +5,7 @@
 //! as the services of the project `compose::load` returns.
 
 pub(crate) mod parse;
+pub(crate) mod reader;
 pub(crate) mod syntax;
 
 use std::collections::{BTreeMap, HashMap};

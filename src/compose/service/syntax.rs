@@ -4,7 +4,7 @@
 //! fails naming its line and path.
 
 use crate::{
-    compose::service::parse::Reader,
+    compose::service::reader::Reader,
     compose::service::{Mount, Port},
     compose::tree::{Node, SpecError, Value, join},
     compose::units,
