@@ -22,8 +22,8 @@ pub enum StopReason {
 impl StopReason {
     pub fn exit_code(self) -> i32 {
         match self {
-            StopReason::Interrupted => crate::engine::error::exit::INTERRUPTED,
-            StopReason::TimedOut => crate::engine::error::exit::TIMED_OUT,
+            StopReason::Interrupted => crate::exit::INTERRUPTED,
+            StopReason::TimedOut => crate::exit::TIMED_OUT,
         }
     }
 
@@ -121,7 +121,7 @@ impl Cancel {
                 }
                 if cancel.signals.fetch_add(1, Ordering::SeqCst) >= 1 {
                     eprintln!("interrupted again: exiting now");
-                    std::process::exit(crate::engine::error::exit::INTERRUPTED);
+                    std::process::exit(crate::exit::INTERRUPTED);
                 }
                 cancel.stop(StopReason::Interrupted);
             }

@@ -11,9 +11,10 @@ use crate::{
     context::{Context, RunInfo},
     context::{LockGuard, RunRecord},
     engine::ScriptEngine,
-    engine::catalog::{Catalog, Origin, Script},
-    engine::error::{Failure, exit},
-    engine::runbook::{Header, Runbook},
+    engine::catalog::Catalog,
+    engine::error::Failure,
+    engine::runbook::{self, Runbook},
+    exit,
     journal::lock::{self, LockError, Status},
     journal::{Filter, Outcome},
 };
@@ -208,33 +209,9 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
 /// `cutover list` (and the REPL's `:runbooks`)
 pub fn list(context: &Arc<Context>) -> Result<i32, Failure> {
     let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
-    let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
-    let rows: Vec<(&str, Header, String)> = scripts
-        .iter()
-        .map(|s| (s.name.as_str(), Header::parse(&s.text), origin(s)))
-        .collect();
-    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let summary_width = rows
-        .iter()
-        .map(|r| r.1.summary().chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut out = std::io::stdout().lock();
-    for (name, header, origin) in &rows {
-        let _ = writeln!(
-            out,
-            "{name:name_width$}  {:summary_width$}  [{origin}]",
-            header.summary()
-        );
-    }
+    let table = runbook::table(&catalog).map_err(|e| Failure::Other(e.into()))?;
+    let _ = std::io::stdout().lock().write_all(table.as_bytes());
     Ok(exit::OK)
-}
-
-fn origin(script: &Script) -> String {
-    match &script.origin {
-        Origin::Embedded => "embedded".to_string(),
-        Origin::Disk(path) => path.display().to_string(),
-    }
 }
 
 /// `cutover show NAME`

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub(crate) mod exec;
+pub(crate) mod exit;
 pub(crate) mod health;
 pub(crate) mod host;
 pub mod redact;
@@ -25,7 +26,7 @@ pub(crate) mod pg;
 
 use std::sync::Arc;
 
-use crate::{config::Settings, context::Context, engine::error::exit, redact::Redactor};
+use crate::{config::Settings, context::Context, redact::Redactor};
 
 /// Runs the `cutover` command line and returns the process exit code.
 pub fn main() -> i32 {

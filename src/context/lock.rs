@@ -130,7 +130,7 @@ mod tests {
             .build()
             .unwrap();
         let mut settings =
-            crate::config::Settings::from_args(&crate::cli::GlobalArgs::default()).unwrap();
+            crate::config::Settings::from_args(&crate::config::GlobalArgs::default()).unwrap();
         settings.state_dir = dir.path().to_path_buf();
         let context = Context::new(settings, runtime.handle().clone(), Arc::default());
         let during = || {

@@ -15,7 +15,10 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::{cli::LogFormat, config::Settings, redact::Redactor};
+use crate::{
+    config::{LogFormat, Settings},
+    redact::Redactor,
+};
 
 /// The `tracing` target of lines written by scripts (`print`, `log::info`, …).
 pub const SCRIPT_TARGET: &str = "runbook";

@@ -10,7 +10,7 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{cli::LogFormat, context::Context, redact::Redactor};
+use crate::{config::LogFormat, context::Context, redact::Redactor};
 
 /// The bar on screen, if any, for the log writer to suspend around its lines.
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);

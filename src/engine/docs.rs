@@ -9,11 +9,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path, sync::Arc};
 
 use serde::Deserialize;
 
-use crate::{
-    context::Context,
-    engine::ScriptEngine,
-    engine::error::{Failure, exit},
-};
+use crate::{context::Context, engine::ScriptEngine, engine::error::Failure, exit};
 
 /// One function as the engine knows it: a host function, a stdlib function the REPL imported,
 /// or a function of a file loaded with `:load`.

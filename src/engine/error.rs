@@ -1,4 +1,4 @@
-//! Exit codes, and the rendering of script errors as `path:line:col: message` followed by the
+//! The rendering of script errors as `path:line:col: message` followed by the
 //! source line and a caret, the way `just` and `rustc` show them.
 //!
 //! Rhai reports an error inside a called function as a chain of `ErrorInFunctionCall` wrappers,
@@ -10,21 +10,7 @@ use std::{fmt::Write as _, sync::Arc};
 
 use rhai::{EvalAltResult, ParseError, Position};
 
-use crate::engine::sources::SourceMap;
-
-/// Process exit codes. They are part of the CLI contract: scripts and CI jobs branch on them.
-pub mod exit {
-    /// The command did what was asked.
-    pub const OK: i32 = 0;
-    /// The runbook ran and failed (a thrown error, a host call that failed, a refused change).
-    pub const FAILED: i32 = 1;
-    /// Bad usage or a script that does not compile: nothing was run.
-    pub const USAGE: i32 = 2;
-    /// `--timeout` elapsed and the runbook was stopped.
-    pub const TIMED_OUT: i32 = 124;
-    /// Ctrl-C or SIGTERM stopped the runbook.
-    pub const INTERRUPTED: i32 = 130;
-}
+use crate::{engine::sources::SourceMap, exit};
 
 /// An error that ends a command, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,11 @@
 
 use rhai::{AST, CallFnOptions, Dynamic, EvalAltResult, Scope};
 
-use crate::{engine::ScriptEngine, engine::catalog::Script, engine::error::Diagnostic};
+use crate::{
+    engine::ScriptEngine,
+    engine::catalog::{Catalog, CatalogError, Origin, Script},
+    engine::error::Diagnostic,
+};
 
 /// The help a runbook carries in its leading `//!` lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,6 +176,37 @@ impl Runbook {
         engine
             .rhai
             .call_fn_with_options::<Dynamic>(options, scope, &self.ast, "main", args)
+    }
+}
+
+/// `cutover list` and the REPL's `:runbooks`: each runbook's name, summary and origin, one a line,
+/// in columns.
+pub fn table(catalog: &Catalog) -> Result<String, CatalogError> {
+    let scripts = catalog.list()?;
+    let rows: Vec<(&str, Header, String)> = scripts
+        .iter()
+        .map(|s| (s.name.as_str(), Header::parse(&s.text), origin(s)))
+        .collect();
+    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let summary_width = rows
+        .iter()
+        .map(|r| r.1.summary().chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut table = String::new();
+    for (name, header, origin) in &rows {
+        table.push_str(&format!(
+            "{name:name_width$}  {:summary_width$}  [{origin}]\n",
+            header.summary()
+        ));
+    }
+    Ok(table)
+}
+
+fn origin(script: &Script) -> String {
+    match &script.origin {
+        Origin::Embedded => "embedded".to_string(),
+        Origin::Disk(path) => path.display().to_string(),
     }
 }
 

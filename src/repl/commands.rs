@@ -5,11 +5,12 @@
 use std::path::Path;
 
 use crate::{
-    commands,
     context::RunInfo,
     context::RunRecord,
+    engine::catalog::Catalog,
     engine::docs::{self, FunctionDoc},
     engine::error::Failure,
+    engine::runbook,
     journal::Outcome,
     repl::editor::COMMANDS,
     repl::{Flow, RUNBOOK, Repl},
@@ -24,7 +25,9 @@ impl Repl {
         match name {
             ":help" | ":h" | ":?" => self.help(rest)?,
             ":runbooks" => {
-                commands::list(&self.context)?;
+                let catalog = Catalog::runbooks(self.context.settings.runbook_dirs.clone());
+                let table = runbook::table(&catalog).map_err(|e| Failure::Other(e.into()))?;
+                print!("{table}");
             }
             ":run" => self.run_runbook(rest)?,
             ":load" => {

@@ -23,7 +23,8 @@ use rustyline::{CompletionType, Config, Editor, error::ReadlineError, history::F
 
 use crate::{
     context::{Context, RunInfo},
-    engine::error::{Failure, exit},
+    engine::error::Failure,
+    exit,
     repl::editor::{ReplHelper, Vocabulary},
     repl::input::is_complete,
     repl::session::{Session, display_value},
