@@ -10,6 +10,7 @@
 
 pub(crate) mod address;
 pub(crate) mod plan;
+pub(crate) mod reads;
 pub(crate) mod upstream;
 
 use std::time::Duration;
