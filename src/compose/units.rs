@@ -58,67 +58,6 @@ pub fn bytes(text: &str) -> Result<i64, String> {
     Ok((number * factor) as i64)
 }
 
-/// Splits a command line into words the way a POSIX shell would, with `'…'`, `"…"` and `\`
-/// quoting, and nothing else: no variables, globs or pipes.
-pub fn split_words(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(format!("unterminated ' in {text:?}")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err(format!("unterminated \" in {text:?}")),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err(format!("unterminated \" in {text:?}")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(c) = chars.next() {
-                    word.push(c);
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,16 +81,5 @@ mod tests {
         assert_eq!(bytes("1.5g"), Ok(3 << 29));
         assert_eq!(bytes("1000"), Ok(1000));
         assert!(bytes("lots").is_err());
-    }
-
-    #[test]
-    fn words() {
-        assert_eq!(
-            split_words(r#"sh -c "echo \"hi\" there" 'a b'  c\ d"#).unwrap(),
-            ["sh", "-c", "echo \"hi\" there", "a b", "c d"]
-        );
-        assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
-        assert_eq!(split_words("''").unwrap(), [""]);
-        assert!(split_words("echo 'open").is_err());
     }
 }

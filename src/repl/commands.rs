@@ -80,7 +80,7 @@ impl Repl {
     /// `:run NAME ARGS...`: the runbook runs in this session's context (dry-run, environment,
     /// loaded `.env` files) and is recorded under its own name.
     fn run_runbook(&mut self, rest: &str) -> Result<(), Failure> {
-        let words = split_words(rest)?;
+        let words = crate::exec::split_words(rest).map_err(Failure::Usage)?;
         let Some((name, args)) = words.split_first() else {
             return Err(Failure::Usage(
                 "usage: :run NAME [ARGS]... (:runbooks lists them)".to_string(),
@@ -155,30 +155,6 @@ impl Repl {
     }
 }
 
-/// Splits `:run` arguments at whitespace; "double" or 'single' quotes keep spaces in one.
-fn split_words(text: &str) -> Result<Vec<String>, Failure> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut quote: Option<char> = None;
-    for c in text.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => word.get_or_insert_default().push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                word.get_or_insert_default();
-            }
-            (None, c) if c.is_whitespace() => words.extend(word.take()),
-            (None, c) => word.get_or_insert_default().push(c),
-        }
-    }
-    if let Some(q) = quote {
-        return Err(Failure::Usage(format!("unclosed {q} in `{text}`")));
-    }
-    words.extend(word);
-    Ok(words)
-}
-
 /// `:help` without a name: the commands, then every function by module.
 fn overview(functions: &[FunctionDoc]) -> String {
     let mut out = String::from("Commands:\n");
@@ -207,18 +183,4 @@ fn overview(functions: &[FunctionDoc]) -> String {
         out.push_str(&docs::listing(&members));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_and_quotes() {
-        assert_eq!(
-            split_words(r#"promote green "a b" 'c d' """#).unwrap(),
-            vec!["promote", "green", "a b", "c d", ""]
-        );
-        assert!(split_words("x \"open").is_err());
-    }
 }

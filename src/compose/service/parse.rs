@@ -13,7 +13,6 @@ use crate::{
     compose::service::syntax::{cpus, duration, expose, mount, ports, size},
     compose::service::{Attachment, Dependency, Healthcheck, Service},
     compose::tree::{Node, SpecError, Value, join},
-    compose::units,
 };
 
 /// Reads one service at `path` (`services.api`, or empty for a run spec).
@@ -112,7 +111,7 @@ fn command(node: &Node, path: &str) -> Result<Option<Vec<String>>, SpecError> {
     match &node.value {
         Value::Null => Ok(None),
         Value::Seq(_) => Ok(Some(node.strings(path)?)),
-        _ => units::split_words(&node.str(path)?)
+        _ => crate::exec::split_words(&node.str(path)?)
             .map(Some)
             .map_err(|e| node.error(path, e)),
     }
