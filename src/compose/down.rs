@@ -137,8 +137,8 @@ pub struct Status {
     pub health: String,
     pub id: String,
     pub image: String,
-    /// Published ports as `HOST_IP:HOST->CONTAINER/PROTOCOL`.
-    pub ports: Vec<String>,
+    /// Its ports, published or not.
+    pub ports: Vec<containers::Port>,
 }
 
 /// The containers of `project`, by service and number.
@@ -155,24 +155,7 @@ pub async fn ps(docker: &Docker, project: &str) -> Result<Vec<Status>, EngineErr
             .find(|h| status.contains(&format!("({h})")))
             .map(|h| h.trim_start_matches("health: ").to_string())
             .unwrap_or_default();
-        let mut ports: Vec<String> = summary
-            .ports
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| {
-                let protocol = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
-                p.public_port.map(|public| {
-                    format!(
-                        "{}:{public}->{}/{protocol}",
-                        p.ip.unwrap_or_default(),
-                        p.private_port
-                    )
-                })
-            })
-            .collect();
-        ports.sort();
-        ports.dedup();
+        let ports = containers::summary_ports(&summary);
         found.push(Status {
             name: containers::summary_name(&summary),
             service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),

@@ -39,6 +39,47 @@ pub async fn list(
         .doing("list containers")
 }
 
+/// One port of a container, as `docker::ps` and `compose::ps` hand it to scripts:
+/// `#{host_ip, host_port, container_port, protocol}`. `host_port` is `None` (`()` in a script)
+/// for a port the container exposes but does not publish; `protocol` is `tcp` unless the engine
+/// says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Port {
+    pub host_ip: String,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+/// The ports of a listed container, sorted, each once.
+pub fn summary_ports(summary: &ContainerSummary) -> Vec<Port> {
+    let mut ports: Vec<Port> = summary
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| Port {
+            host_ip: p.ip.clone().unwrap_or_default(),
+            host_port: p.public_port,
+            container_port: p.private_port,
+            protocol: p
+                .typ
+                .map(|t| t.to_string())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "tcp".to_string()),
+        })
+        .collect();
+    ports.sort_by(|a, b| {
+        (a.container_port, &a.protocol, &a.host_ip, a.host_port).cmp(&(
+            b.container_port,
+            &b.protocol,
+            &b.host_ip,
+            b.host_port,
+        ))
+    });
+    ports.dedup();
+    ports
+}
+
 /// A container's name without the engine's leading `/`.
 pub fn summary_name(summary: &ContainerSummary) -> String {
     summary

@@ -102,7 +102,9 @@ pub fn module(context: &Arc<Context>) -> Module {
     );
     function!(&mut module,
         /// The project's containers, by service and replica number: maps `#{name, service,
-        /// number, state, status, health, id, image, ports}`.
+        /// number, state, status, health, id, image, ports}`, each of `ports` a map
+        /// `#{host_ip, host_port, container_port, protocol}` (`host_port` is `()` when the port
+        /// is not published).
         ///
         /// ```rhai
         /// for c in compose::ps(compose::load("deploy/docker-compose.yml")) {

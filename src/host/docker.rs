@@ -28,7 +28,8 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Every container, running or not (as `docker ps -a`), as maps
         /// `#{id, name, image, state, status, labels, created, ports}`; `created` is seconds
-        /// since the epoch, `ports` strings like `127.0.0.1:8080->80/tcp`.
+        /// since the epoch, each of `ports` a map `#{host_ip, host_port, container_port,
+        /// protocol}` (`host_port` is `()` when the port is not published).
         ///
         /// ```rhai
         /// for c in docker::ps() { print(`${c.name}: ${c.status}`); }
@@ -265,24 +266,7 @@ fn ps(context: &Context, filters: Map) -> HostResult<Array> {
     found
         .iter()
         .map(|summary| {
-            let mut ports: Vec<String> = summary
-                .ports
-                .iter()
-                .flatten()
-                .map(|p| {
-                    let protocol = p.typ.map(|t| t.to_string()).unwrap_or_default();
-                    match p.public_port {
-                        Some(public) => format!(
-                            "{}:{public}->{}/{protocol}",
-                            p.ip.clone().unwrap_or_default(),
-                            p.private_port
-                        ),
-                        None => format!("{}/{protocol}", p.private_port),
-                    }
-                })
-                .collect();
-            ports.sort();
-            ports.dedup();
+            let ports = containers::summary_ports(summary);
             to_dynamic(serde_json::json!({
                 "id": summary.id,
                 "name": containers::summary_name(summary),
