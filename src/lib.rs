@@ -6,7 +6,7 @@
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
 pub(crate) mod cancel;
-pub mod cli;
+pub(crate) mod cli;
 pub(crate) mod commands;
 pub mod config;
 pub mod context;

@@ -9,23 +9,22 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 use crate::context::Context;
 
-pub mod audit;
-pub mod caddy;
-pub mod compose;
-pub mod convert;
-pub mod docker;
-pub mod env;
-pub mod exec;
-pub mod health;
-pub mod http;
-pub mod log;
-pub mod operator;
-pub mod options;
-pub mod pg;
-pub mod pg_requests;
-pub mod secret;
-pub mod state;
-pub mod time;
+pub(crate) mod audit;
+pub(crate) mod caddy;
+pub(crate) mod compose;
+pub(crate) mod convert;
+pub(crate) mod docker;
+pub(crate) mod env;
+pub(crate) mod exec;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod log;
+pub(crate) mod operator;
+pub(crate) mod options;
+pub(crate) mod pg;
+pub(crate) mod secret;
+pub(crate) mod state;
+pub(crate) mod time;
 
 /// What a host function returns: a value, or an error Rhai positions at the call.
 pub type HostResult<T> = Result<T, Box<EvalAltResult>>;
