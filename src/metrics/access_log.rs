@@ -240,7 +240,7 @@ mod tests {
         };
         let second = read(file.path(), &from).unwrap();
         assert_eq!(second.upstreams["a:1"].requests, 1, "only the whole line");
-        write!(file, "{rest}not json\n").unwrap();
+        writeln!(file, "{rest}not json").unwrap();
         let third = read(
             file.path(),
             &Query {
