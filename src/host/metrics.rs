@@ -38,7 +38,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// upstream addresses, figured together: a group's p99 is that of all its requests).
         ///
         /// ```rhai
-        /// let start = metrics::proxy(log).next;
+        /// let log = "deploy/caddy/logs/access.log";
+        /// let start = metrics::log_end(log);
         /// sleep(10_000);
         /// let step = metrics::proxy(log, #{from: start, route: "production",
         ///                                  groups: #{blue: ["127.0.0.1:4100"], green: ["127.0.0.1:4200"]}});
@@ -46,6 +47,19 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// ```
         fn proxy[context](call, path: &str, options: Map) -> Map {
             proxy(&context, path, options)
+        }
+    );
+    function!(&mut module,
+        /// Where the proxy's access log at `path` ends now: pass it as `from` to `proxy` to read
+        /// only the requests that come after (0 when the file does not exist yet).
+        ///
+        /// ```rhai
+        /// let start = metrics::log_end("deploy/caddy/logs/access.log");
+        /// ```
+        fn log_end[context](call, path: &str) -> i64 {
+            let end = access_log::end(&PathBuf::from(path))
+                .map_err(|e| fail_masked(&context, format!("metrics::log_end: {e}")))?;
+            Ok(end as i64)
         }
     );
     function!(&mut module,

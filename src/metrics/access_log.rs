@@ -152,6 +152,33 @@ pub fn read(path: &Path, query: &Query) -> Result<Window, MetricsError> {
     Ok(window)
 }
 
+/// Where a window that starts now begins: the end of the last whole line of `path` (0 when the
+/// file does not exist yet).
+pub fn end(path: &Path) -> Result<u64, MetricsError> {
+    let error = |source| MetricsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(error(e)),
+    };
+    let length = file.metadata().map_err(error)?.len();
+    // Back from the end to the last newline: a line being written belongs to the next window.
+    let mut at = length;
+    let mut byte = [0u8];
+    while at > 0 {
+        file.seek(SeekFrom::Start(at - 1)).map_err(error)?;
+        std::io::Read::read_exact(&mut file, &mut byte).map_err(error)?;
+        if byte[0] == b'\n' {
+            break;
+        }
+        at -= 1;
+    }
+    Ok(at)
+}
+
 /// The nearest-rank percentile `p` of `sorted` (ascending, not empty).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -251,6 +278,16 @@ mod tests {
         .unwrap();
         assert_eq!(third.upstreams["a:1"].errors, 1);
         assert_eq!(third.skipped, 1);
+    }
+
+    #[test]
+    fn the_end_is_after_the_last_whole_line() {
+        let mut file = log(&[record("production", "a:1", 200, "200", 1.0)]);
+        let whole = std::fs::metadata(file.path()).unwrap().len();
+        assert_eq!(end(file.path()).unwrap(), whole);
+        write!(file, "{{\"half").unwrap();
+        assert_eq!(end(file.path()).unwrap(), whole);
+        assert_eq!(end(Path::new("/nonexistent/access.log")).unwrap(), 0);
     }
 
     #[test]
