@@ -2,7 +2,8 @@
 //! running through every step: a good build walks every step and is promoted with no failed
 //! request; a build that answers 20 % of requests with 500 is aborted at its first step by the
 //! error gate, one that answers 300 ms late by the latency gate, and one that gets too little
-//! traffic holds and then fails as inconclusive. Each abort leaves 100 % on the baseline.
+//! traffic holds and then fails as inconclusive; a step that cannot be judged aborts too. Each
+//! abort leaves 100 % on the baseline. The Prometheus source decides as the proxy does.
 
 use std::{sync::Mutex, time::Duration};
 
@@ -179,10 +180,69 @@ fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() 
         .status(1);
     assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
 
+    // A step that cannot be judged (here: no Prometheus where it is said to be) puts traffic
+    // back, as a failed gate does.
+    canary(&stack, &["green"])
+        .env("CANARY_SOURCE", "prometheus")
+        .env(
+            "PROMETHEUS_URL",
+            format!("http://127.0.0.1:{}", support::free_port()),
+        )
+        .stderr_contains("canary aborted at 10 %: the step could not be judged: ")
+        .stderr_contains("metrics::prometheus: Prometheus at http://127.0.0.1:")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+
     // Bad settings are refused before anything moves.
     canary(&stack, &["green"])
         .env("CANARY_STEPS", "10,50")
         .stderr_contains("CANARY_STEPS must end with 100")
         .status(1);
     assert_eq!(stack.active(), "blue");
+}
+
+/// The same builds judged from Prometheus (scraping each gateway's `/metrics`, labelled with its
+/// environment) get the same decisions as from the proxy: errors and latency abort at the first
+/// step, a good build is promoted.
+#[test]
+fn the_prometheus_source_decides_as_the_proxy_does() {
+    for service in [
+        Service::Docker,
+        Service::Caddy,
+        Service::Postgres,
+        Service::Prometheus,
+    ] {
+        if !support::require(service) {
+            return;
+        }
+    }
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = Stack::running("canary-prometheus");
+    let prometheus = support::prometheus::PrometheusProcess::start(&[
+        ("blue", vec![format!("127.0.0.1:{}", stack.ports.blue)]),
+        ("green", vec![format!("127.0.0.1:{}", stack.ports.green)]),
+    ]);
+    let from_prometheus = |args: &[&str]| {
+        canary(&stack, args)
+            .env("CANARY_SOURCE", "prometheus")
+            .env("PROMETHEUS_URL", prometheus.url())
+            .env("CANARY_INTERVAL", "4")
+    };
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_secs(2));
+    from_prometheus(&["green", "v2-errors"])
+        .stderr_contains("source: prometheus")
+        .stderr_contains("canary aborted at 10 %: 5xx ")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+    from_prometheus(&["green", "v2-slow"])
+        .stderr_contains("canary aborted at 10 %: p99 ")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+    from_prometheus(&["green", "v2"])
+        .stderr_contains("step 1 (10 %) passed")
+        .stderr_contains("production: blue -> green (v2) after a canary")
+        .success();
+    load.stop();
+    assert_eq!(stack.active(), "green");
 }

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail_masked, function, options::Options, wait};
+use super::{HostResult, convert::to_dynamic, fail_masked, function, options::Options};
 use crate::{
     context::Context,
     metrics::{access_log, prometheus},
@@ -114,7 +114,8 @@ fn prometheus(context: &Context, url: &str, query: &str, options: Map) -> HostRe
     let options = Options::new("metrics::prometheus", options, &["timeout"])?;
     let timeout = options.positive_millis("timeout")?.unwrap_or(QUERY_TIMEOUT);
     let http = context.http();
-    let samples = wait(context, prometheus::query(&http, url, query, timeout))
+    let samples = context
+        .block_on(prometheus::query(&http, url, query, timeout))?
         .map_err(|e| fail_masked(context, format!("metrics::prometheus: {e}")))?;
     Ok(samples
         .into_iter()
