@@ -251,7 +251,11 @@ fn check(context: &Arc<Context>, targets: &[String]) -> Result<i32, Failure> {
     }
     scripts.extend(engine.stdlib.list().map_err(|e| Failure::Other(e.into()))?);
     for script in &scripts {
-        if let Err(diagnostic) = engine.compile(script) {
+        let unknown = match engine.compile(script) {
+            Ok(ast) => engine.check_names(script, &ast),
+            Err(diagnostic) => vec![diagnostic],
+        };
+        for diagnostic in unknown {
             problems.push(engine.redact(&diagnostic.render(&engine.sources)));
         }
     }

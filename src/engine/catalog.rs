@@ -44,11 +44,13 @@ pub struct Catalog {
 /// Errors finding or reading a script.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("no {kind} named `{name}` (searched {searched})")]
+    #[error("no {kind} named `{name}` (searched {searched}){}", guess.as_deref().map(|g| format!("; {g}")).unwrap_or_default())]
     NotFound {
         kind: &'static str,
         name: String,
         searched: String,
+        /// "did you mean …?", when a name is near.
+        guess: Option<String>,
     },
     #[error("cannot read {path}: {source}")]
     Read {
@@ -99,10 +101,18 @@ impl Catalog {
         if let Some((_, text)) = self.embedded.iter().find(|(n, _)| *n == name) {
             return Ok(self.embedded_script(name, text));
         }
+        let names: Vec<String> = self
+            .list()
+            .map(|scripts| scripts.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
         Err(CatalogError::NotFound {
             kind: self.kind,
             name: name.to_string(),
             searched: self.searched(),
+            guess: super::hints::did_you_mean(&super::hints::nearest(
+                name,
+                names.iter().map(String::as_str),
+            )),
         })
     }
 

@@ -83,6 +83,8 @@ pub struct Diagnostic {
     pub location: Option<Location>,
     /// Innermost call first.
     pub frames: Vec<Frame>,
+    /// What to do about it, for errors a newcomer meets (see [`super::hints`]).
+    pub help: Option<String>,
 }
 
 impl Diagnostic {
@@ -93,7 +95,18 @@ impl Diagnostic {
             source: source.to_string(),
             location: Location::new(source, error.position()),
             frames: Vec::new(),
+            help: None,
         }
+    }
+
+    /// The error at the end of Rhai's chain of function-call and module wrappers.
+    pub fn innermost(mut error: &EvalAltResult) -> &EvalAltResult {
+        while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) = error
+        {
+            error = inner;
+        }
+        error
     }
 
     /// A run-time error raised while running code from `source`.
@@ -150,6 +163,7 @@ impl Diagnostic {
             source: current_source,
             location,
             frames,
+            help: None,
         }
     }
 
@@ -170,6 +184,9 @@ impl Diagnostic {
                 "" => writeln!(out, "  = imported from {}", frame.call_site),
                 function => writeln!(out, "  = in `{function}`, called from {}", frame.call_site),
             };
+        }
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "  = help: {help}");
         }
         out
     }
@@ -212,6 +229,7 @@ mod tests {
                 column: 3,
             }),
             frames: vec![],
+            help: None,
         };
         assert_eq!(
             diagnostic.render(&sources),

@@ -6,6 +6,7 @@
 pub(crate) mod catalog;
 pub mod docs;
 pub(crate) mod error;
+pub(crate) mod hints;
 pub(crate) mod runbook;
 pub(crate) mod sources;
 
@@ -14,7 +15,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rhai::{AST, Dynamic, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+use rhai::{
+    AST, Dynamic, EvalAltResult, Module, ModuleResolver, ParseErrorType, Position, Scope, Shared,
+};
 
 use crate::{
     context::Context,
@@ -93,17 +96,106 @@ impl ScriptEngine {
     pub fn compile(&self, script: &Script) -> Result<AST, Diagnostic> {
         self.sources
             .insert(&script.display, Arc::clone(&script.text));
-        let mut ast = self
-            .rhai
-            .compile(&*script.text)
-            .map_err(|error| Diagnostic::from_parse(&script.display, &error))?;
+        let mut ast = self.rhai.compile(&*script.text).map_err(|error| {
+            let mut diagnostic = Diagnostic::from_parse(&script.display, &error);
+            diagnostic.help = match error.err_type() {
+                ParseErrorType::ModuleUndefined(module) => {
+                    Some(hints::for_missing_module(module, &self.stdlib_names()))
+                }
+                ParseErrorType::VariableUndefined(name) => {
+                    hints::for_missing_variable(name, &script.text)
+                }
+                _ => None,
+            };
+            diagnostic
+        })?;
         ast.set_source(script.display.as_str());
         Ok(ast)
     }
 
     /// Renders a run-time error raised while running code from `source`, secrets masked.
     pub fn render(&self, source: &str, error: &EvalAltResult) -> String {
-        self.redact(&Diagnostic::from_eval(source, error).render(&self.sources))
+        let mut diagnostic = Diagnostic::from_eval(source, error);
+        match Diagnostic::innermost(error) {
+            EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+                let (name, shape) = hints::call_shape(signature);
+                let functions = docs::functions(&self.rhai);
+                let overloads: Vec<String> = functions
+                    .iter()
+                    .filter(|f| f.path() == name)
+                    .map(|f| f.signature())
+                    .collect();
+                let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
+                diagnostic.message = format!("no function matches the call {shape}");
+                diagnostic.help = hints::for_missing_function(&name, &overloads, &paths);
+            }
+            EvalAltResult::ErrorModuleNotFound(module, _) => {
+                diagnostic.help = Some(hints::for_missing_module(module, &self.stdlib_names()));
+            }
+            _ => {}
+        }
+        self.redact(&diagnostic.render(&self.sources))
+    }
+
+    /// What compiling cannot see but `cutover check` should: every `import` names a stdlib
+    /// module that exists, and every call of a host module's function (`docker::restart`)
+    /// names one that is registered. Calls through an imported module are left to run time.
+    pub fn check_names(&self, script: &Script, ast: &AST) -> Vec<Diagnostic> {
+        let functions = docs::functions(&self.rhai);
+        let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
+        let modules: std::collections::BTreeSet<String> =
+            functions.iter().filter_map(|f| f.module.clone()).collect();
+        let stdlib = self.stdlib_names();
+        let mut found = Vec::new();
+        let at = |position: Position, message: String, help: Option<String>| Diagnostic {
+            message,
+            source: script.display.clone(),
+            location: error::Location::new(&script.display, position),
+            frames: Vec::new(),
+            help,
+        };
+        ast.walk(&mut |path: &[rhai::ASTNode]| {
+            match path.last() {
+                Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
+                    if let rhai::Expr::StringConstant(name, _) = &import.0
+                        && !stdlib.iter().any(|m| m == name.as_str())
+                    {
+                        found.push(at(
+                            *position,
+                            format!("no stdlib module named `{name}`"),
+                            Some(hints::for_missing_module(name, &stdlib)),
+                        ));
+                    }
+                }
+                Some(
+                    rhai::ASTNode::Expr(rhai::Expr::FnCall(call, position))
+                    | rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, position)),
+                ) => {
+                    let namespace = &call.namespace;
+                    if namespace.path.len() == 1 && modules.contains(namespace.root()) {
+                        let name = format!("{}::{}", namespace.root(), call.name);
+                        if !paths.contains(&name) {
+                            found.push(at(
+                                *position,
+                                format!("no function {name}"),
+                                hints::for_missing_function(&name, &[], &paths),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+        found
+    }
+
+    /// The stdlib's module names, for hints.
+    fn stdlib_names(&self) -> Vec<String> {
+        self.stdlib
+            .list()
+            .map(|scripts| scripts.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default()
     }
 
     /// The [`Failure`] a run-time error in code from `source` ends a call with: stopped (130 or
