@@ -82,9 +82,10 @@ pub struct Diagnostic {
     pub source: String,
     pub location: Option<Location>,
     /// Innermost call first.
-    pub frames: Vec<Frame>,
-    /// What to do about it, for errors a newcomer meets (see [`super::hints`]).
-    pub help: Option<String>,
+    pub frames: Box<[Frame]>,
+    /// What to do about it, for errors a newcomer meets (see [`super::hints`]). Boxed: most
+    /// diagnostics have none, and every compile result carries the field.
+    pub help: Option<Box<str>>,
 }
 
 impl Diagnostic {
@@ -94,7 +95,7 @@ impl Diagnostic {
             message: format!("syntax error: {}", error.err_type()),
             source: source.to_string(),
             location: Location::new(source, error.position()),
-            frames: Vec::new(),
+            frames: Box::default(),
             help: None,
         }
     }
@@ -162,7 +163,7 @@ impl Diagnostic {
             message,
             source: current_source,
             location,
-            frames,
+            frames: frames.into(),
             help: None,
         }
     }
@@ -228,7 +229,7 @@ mod tests {
                 line: 2,
                 column: 3,
             }),
-            frames: vec![],
+            frames: Box::default(),
             help: None,
         };
         assert_eq!(

@@ -106,7 +106,8 @@ impl ScriptEngine {
                     hints::for_missing_variable(name, &script.text)
                 }
                 _ => None,
-            };
+            }
+            .map(Into::into);
             diagnostic
         })?;
         ast.set_source(script.display.as_str());
@@ -127,10 +128,12 @@ impl ScriptEngine {
                     .collect();
                 let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
                 diagnostic.message = format!("no function matches the call {shape}");
-                diagnostic.help = hints::for_missing_function(&name, &overloads, &paths);
+                diagnostic.help =
+                    hints::for_missing_function(&name, &overloads, &paths).map(Into::into);
             }
             EvalAltResult::ErrorModuleNotFound(module, _) => {
-                diagnostic.help = Some(hints::for_missing_module(module, &self.stdlib_names()));
+                diagnostic.help =
+                    Some(hints::for_missing_module(module, &self.stdlib_names()).into());
             }
             _ => {}
         }
@@ -151,8 +154,8 @@ impl ScriptEngine {
             message,
             source: script.display.clone(),
             location: error::Location::new(&script.display, position),
-            frames: Vec::new(),
-            help,
+            frames: Box::default(),
+            help: help.map(Into::into),
         };
         ast.walk(&mut |path: &[rhai::ASTNode]| {
             match path.last() {
