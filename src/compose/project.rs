@@ -11,7 +11,7 @@ use crate::{
     compose::service::parse,
     compose::service::reader::{Dialect, Reader},
     compose::tree::{Node, SpecError, join},
-    compose::{ComposeError, Project, Resource, project_name},
+    compose::{ComposeError, Project, project_name, read_resource},
 };
 
 impl Project {
@@ -61,29 +61,12 @@ impl Project {
                     };
                     for item in entry.value.map(at)? {
                         let path = join(at, &item.key);
-                        let name = item
-                            .value
-                            .get("name")
-                            .ok_or_else(|| item.value.error(&path, "needs a `name`"))?
-                            .str(&join(&path, "name"))?;
-                        let external = match item.value.get("external") {
-                            Some(flag) => flag.bool(&join(&path, "external"))?,
-                            None => false,
-                        };
-                        let mut labels = BTreeMap::new();
-                        if let Some(list) = item.value.get("labels") {
-                            for (k, v) in list.pairs(&join(&path, "labels"))? {
-                                labels.insert(k, v.unwrap_or_default());
-                            }
+                        let resource =
+                            read_resource(&item.value, &path, at == "networks", &mut reader)?;
+                        if resource.name.is_empty() {
+                            return Err(item.value.error(&path, "needs a `name`").into());
                         }
-                        found.insert(
-                            item.key.clone(),
-                            Resource {
-                                name,
-                                external,
-                                labels,
-                            },
-                        );
+                        found.insert(item.key.clone(), resource);
                     }
                 }
                 _ => return Err(SpecError::new(0, at, "unknown key").into()),
