@@ -267,7 +267,7 @@ pub async fn plan(
         let found = existing.remove(name).unwrap_or_default();
         let rebuilt = rebuilt.contains(&project.services[name].image);
         plan.services.push(service_plan(
-            project, name, replicas, found, &images, rebuilt,
+            project, name, &selection, replicas, found, &images, rebuilt,
         )?);
     }
     restart_dependents(project, &mut plan.services);
@@ -430,6 +430,7 @@ async fn volume_exists(docker: &Docker, name: &str) -> Result<bool, EngineError>
 fn service_plan(
     project: &Project,
     name: &str,
+    selection: &[String],
     replicas: u32,
     mut found: Vec<Existing>,
     images: &BTreeMap<String, Option<String>>,
@@ -531,6 +532,7 @@ fn service_plan(
         depends_on: service
             .depends_on
             .iter()
+            .filter(|(dep, _)| selection.contains(dep))
             .map(|(dep, d)| (dep.clone(), Readiness::from_condition(&d.condition)))
             .collect(),
         containers,

@@ -107,8 +107,8 @@ impl Project {
                     ));
                 }
             }
-            for dependency in service.depends_on.keys() {
-                if !self.services.contains_key(dependency) {
+            for (dependency, how) in &service.depends_on {
+                if how.required && !self.services.contains_key(dependency) {
                     return invalid(format!(
                         "service {name} depends on {dependency:?}, which is not a service of this file"
                     ));
@@ -120,15 +120,21 @@ impl Project {
                 ));
             }
         }
-        self.start_order(&self.services.keys().cloned().collect())
+        self.start_order(&self.services.keys().cloned().collect(), &BTreeSet::new())
             .map(|_| ())
     }
 
-    /// `names` ordered so every service comes after the ones it depends on.
-    pub fn start_order(&self, names: &BTreeSet<String>) -> Result<Vec<String>, ComposeError> {
+    /// `names` ordered so every service comes after the ones it depends on, except optional
+    /// dependencies (`required: false`) in `off`.
+    pub fn start_order(
+        &self,
+        names: &BTreeSet<String>,
+        off: &BTreeSet<String>,
+    ) -> Result<Vec<String>, ComposeError> {
         fn visit(
             project: &Project,
             name: &str,
+            off: &BTreeSet<String>,
             trail: &mut Vec<String>,
             order: &mut Vec<String>,
         ) -> Result<(), ComposeError> {
@@ -143,8 +149,12 @@ impl Project {
             }
             trail.push(name.to_string());
             if let Some(service) = project.services.get(name) {
-                for dependency in service.depends_on.keys() {
-                    visit(project, dependency, trail, order)?;
+                // A dependency that is not `required` and not in the file is no dependency.
+                for (dependency, how) in &service.depends_on {
+                    let skipped = !how.required && off.contains(dependency);
+                    if project.services.contains_key(dependency) && !skipped {
+                        visit(project, dependency, off, trail, order)?;
+                    }
                 }
             }
             trail.pop();
@@ -153,7 +163,7 @@ impl Project {
         }
         let mut order = Vec::new();
         for name in names {
-            visit(self, name, &mut Vec::new(), &mut order)?;
+            visit(self, name, off, &mut Vec::new(), &mut order)?;
         }
         Ok(order)
     }
@@ -174,17 +184,24 @@ impl Project {
                 )));
             }
         }
+        let enabled = |s: &crate::compose::Service| {
+            s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
+        };
+        let off: BTreeSet<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| !enabled(s))
+            .map(|(name, _)| name.clone())
+            .collect();
         let chosen: BTreeSet<String> = if targets.is_empty() {
             self.services
-                .iter()
-                .filter(|(_, s)| {
-                    s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
-                })
-                .map(|(name, _)| name.clone())
+                .keys()
+                .filter(|name| !off.contains(*name))
+                .cloned()
                 .collect()
         } else {
             targets.iter().cloned().collect()
         };
-        self.start_order(&chosen)
+        self.start_order(&chosen, &off)
     }
 }
