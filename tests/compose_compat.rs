@@ -919,3 +919,83 @@ fn heavy_anchors_load_and_a_billion_laughs_is_an_error() {
         .stderr_lacks("name=")
         .status(1);
 }
+
+#[test]
+fn pull_policy_never_refuses_and_a_dry_run_only_says_what_it_would_build() {
+    if !support::require(Service::Docker) {
+        return;
+    }
+    let mut cleanup = Cleanup::new("never");
+    let project = cleanup.project("never");
+    let missing = format!("cutover-missing-{project}:none");
+    Test::new()
+        .file(
+            "compose.yaml",
+            &format!("services:\n  app:\n    image: {missing}\n    pull_policy: never\n"),
+        )
+        .runbook("up", UP_REPORT)
+        .args(["up", &project, "compose.yaml"])
+        .stderr_contains(&format!(
+            "image {missing} is not here and its pull_policy is never"
+        ))
+        .status(1);
+
+    let image = format!("{project}-app");
+    cleanup.image(&image);
+    Test::new()
+        .file("compose.yaml", "services:\n  app:\n    build: ./app\n")
+        .file("app/Dockerfile", "FROM scratch\nCOPY . /\n")
+        .runbook("up", UP_REPORT)
+        .args(["--dry-run", "up", &project, "compose.yaml"])
+        .stderr_contains(&format!("would build image {image} (image missing)"))
+        .stderr_contains(&format!("built=[\"{image}\"]"))
+        .success();
+    let listed = docker(&["images", "-q", &image]);
+    assert_eq!(listed, "", "a dry run built {image}");
+}
+
+#[test]
+fn malformed_new_fields_are_errors_naming_the_line() {
+    for (compose, error) in [
+        (
+            "services:\n  api:\n    build: https://example.com/app.git\n",
+            "compose.yaml:3: services.api.build: build context \"https://example.com/app.git\": only a local directory can be built",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    healthcheck:\n      disable: true\n      test: [CMD, x]\n",
+            "compose.yaml:5: services.api.healthcheck: `disable: true` and a `test` contradict each other",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    ulimits:\n      nofile: {soft: 10}\n",
+            "compose.yaml:5: services.api.ulimits.nofile: a ulimit needs `soft` and `hard`",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    networks:\n      back: {ipv4_address: 10.0.0.999}\nnetworks:\n  back: {}\n",
+            "compose.yaml:5: services.api.networks.back.ipv4_address: \"10.0.0.999\" is not an IPv4 address",
+        ),
+        (
+            "services:\n  api:\n    image: x\nnetworks:\n  back:\n    ipam:\n      config:\n        - subnet: 10.0.0.0\n",
+            "compose.yaml:8: networks.back.ipam.config[0].subnet: \"10.0.0.0\" is not a subnet (ADDRESS/BITS)",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    volumes: [\"./a:/a:zz\"]\n",
+            "compose.yaml:4: services.api.volumes[0]: unknown volume option \"zz\"",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    pull_policy: sometimes\n",
+            "compose.yaml:4: services.api.pull_policy: unknown pull_policy \"sometimes\"",
+        ),
+        (
+            "services:\n  api:\n    command: serve\n",
+            "compose.yaml:3: services.api: no `image` and no `build`: every service needs one or the other",
+        ),
+    ] {
+        Test::new()
+            .file("compose.yaml", compose)
+            .runbook("load", LOAD_NAME)
+            .args(["load"])
+            .stderr_contains(error)
+            .stderr_lacks("name=")
+            .status(1);
+    }
+}
