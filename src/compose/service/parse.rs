@@ -743,3 +743,64 @@ mod compat_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod key_list_tests {
+    use super::*;
+    use crate::compose::tree::parse;
+    use std::collections::BTreeSet;
+
+    /// The keys `service` reads in a compose file: its match arms, less the `docker::run` ones.
+    fn keys_in_the_code() -> BTreeSet<String> {
+        let source = include_str!("parse.rs");
+        let body = &source[source.find("pub fn service(").unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        body.lines()
+            .filter_map(|line| {
+                let arm = line.trim().strip_prefix('"')?;
+                let (key, rest) = arm.split_once('"')?;
+                let rest = rest.trim_start();
+                (rest.starts_with("=>") || rest.starts_with("if !run =>")).then(|| key.to_string())
+            })
+            .collect()
+    }
+
+    /// The keys the README's "Service keys read" paragraph names.
+    fn keys_in_the_readme() -> BTreeSet<String> {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("**Service keys read:**").unwrap();
+        let paragraph = &readme[start..];
+        let paragraph = &paragraph[..paragraph.find("In detail").unwrap()];
+        paragraph
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_the_keys_the_code_reads() {
+        let code = keys_in_the_code();
+        assert!(code.len() > 25, "{code:?}");
+        assert_eq!(keys_in_the_readme(), code);
+        // And each is read, not warned about.
+        for key in &code {
+            let text = match key.as_str() {
+                "image" => "image: x\n".to_string(),
+                _ => format!("image: x\n{key}: null\n"),
+            };
+            let tree = parse(&text, "c.yaml").unwrap();
+            let mut warnings = Vec::new();
+            let lookup = |_: &str| None;
+            let mut reader = Reader {
+                dialect: Dialect::ComposeFile,
+                base_dir: Path::new("/stack"),
+                lookup: &lookup,
+                warnings: &mut warnings,
+            };
+            let _ = service(&tree, "", &mut reader);
+            assert!(warnings.is_empty(), "{key}: {warnings:?}");
+        }
+    }
+}
