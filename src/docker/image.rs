@@ -369,6 +369,57 @@ impl Write for ChunkWriter {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_leaves_out_what_dockerignore_says_and_its_digest_follows_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("Dockerfile", "FROM scratch\n");
+        write(".dockerignore", "Dockerfile\n*.log\nbuild/\n!build/keep\n");
+        write("src/main.rs", "fn main() {}\n");
+        write("app.log", "noise\n");
+        write("build/out", "binary\n");
+        write("build/keep", "kept\n");
+        let names: Vec<String> = context_files(dir.path(), "Dockerfile")
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "build/keep",
+                "src",
+                "src/main.rs"
+            ]
+        );
+        let request = BuildRequest {
+            dir: dir.path().to_path_buf(),
+            tag: "t".into(),
+            ..Default::default()
+        };
+        let before = context_digest(&request).unwrap();
+        write("app.log", "more noise\n");
+        assert_eq!(context_digest(&request).unwrap(), before);
+        write("src/main.rs", "fn main() { changed() }\n");
+        assert_ne!(context_digest(&request).unwrap(), before);
+        let with_arg = BuildRequest {
+            args: HashMap::from([("A".into(), "1".into())]),
+            ..request.clone()
+        };
+        assert_ne!(
+            context_digest(&with_arg).unwrap(),
+            context_digest(&request).unwrap()
+        );
+    }
+
     #[test]
     fn references() {
         use super::split_reference as split;
