@@ -20,14 +20,20 @@ use crate::{
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compose-corpus");
 
-/// Prints the project `compose::load` reads from the file given, as one JSON line.
-const LOAD_JSON: &str = r#"fn main(path) { print(`JSON:${compose::load(path).to_json()}`) }"#;
+/// Prints the project `compose::load` reads from the file given (with an env file, if given),
+/// as one JSON line.
+const LOAD_JSON: &str = r#"
+fn main(path) { print(`JSON:${compose::load(path).to_json()}`) }
+fn main(path, env_file) { print(`JSON:${compose::load(path, #{env_file: env_file}).to_json()}`) }
+"#;
 
 /// cutover's reading of `file`, as JSON.
-fn cutover_reads(file: &Path) -> Value {
+fn cutover_reads(file: &Path, env_file: Option<&Path>) -> Value {
+    let mut args = vec!["load".to_string(), file.display().to_string()];
+    args.extend(env_file.map(|f| f.display().to_string()));
     let finished = Test::new()
         .runbook("load", LOAD_JSON)
-        .args(["load", file.to_str().unwrap()])
+        .args(args)
         .stderr_lacks("WARN")
         .success();
     let line = finished
@@ -39,8 +45,12 @@ fn cutover_reads(file: &Path) -> Value {
 }
 
 /// docker compose v2's reading of `file`, as JSON.
-fn compose_reads(file: &Path) -> Value {
-    let output = std::process::Command::new(support::compose_v2().unwrap())
+fn compose_reads(file: &Path, env_file: Option<&Path>) -> Value {
+    let mut command = std::process::Command::new(support::compose_v2().unwrap());
+    if let Some(env_file) = env_file {
+        command.arg("--env-file").arg(env_file);
+    }
+    let output = command
         .args(["-f", file.to_str().unwrap(), "config", "--format", "json"])
         .current_dir(file.parent().unwrap())
         .env_remove("COMPOSE_PROJECT_NAME")
@@ -514,9 +524,9 @@ fn differences(path: &str, want: &Value, got: &Value, found: &mut Vec<String>) {
 }
 
 /// One corpus file compared: returns the number of values compared and the mismatches.
-fn compare(file: &Path) -> (usize, Vec<String>) {
-    let compose = compose_reads(file);
-    let cutover = cutover_reads(file);
+fn compare(file: &Path, env_file: Option<&Path>) -> (usize, Vec<String>) {
+    let compose = compose_reads(file, env_file);
+    let cutover = cutover_reads(file, env_file);
     let project = compose["name"].as_str().unwrap();
     let mut mismatches = Vec::new();
     differences("name", &compose["name"], &cutover["name"], &mut mismatches);
@@ -598,7 +608,7 @@ fn reads_the_corpus_as_docker_compose_v2_does() {
     let mut report = BTreeMap::new();
     let mut all = Vec::new();
     for file in &files {
-        let (compared, mismatches) = compare(file);
+        let (compared, mismatches) = compare(file, None);
         let name = file
             .parent()
             .unwrap()
@@ -609,6 +619,35 @@ fn reads_the_corpus_as_docker_compose_v2_does() {
         report.insert(name.clone(), compared);
         all.extend(mismatches.into_iter().map(|m| format!("{name}: {m}")));
     }
+    // And the stack this repository deploys, with its example settings. Secrets are given
+    // values too short to be masked in cutover's output, so both sides print them alike.
+    let settings = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/.env.blue-green.example"
+    ))
+    .unwrap();
+    let example: String = example
+        .lines()
+        .map(|line| match line.split_once('=') {
+            Some((name, _))
+                if ["PASSWORD", "SECRET", "TOKEN", "KEY"]
+                    .iter()
+                    .any(|s| name.contains(s)) =>
+            {
+                format!("{name}=pw\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    // Every environment's services, not only the shared ones.
+    let example = format!("{example}COMPOSE_PROFILES=blue,green,staging\n");
+    let env_file = settings.path().join("stack.env");
+    std::fs::write(&env_file, example).unwrap();
+    let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker-compose.blue-green.yml");
+    let (compared, mismatches) = compare(&stack, Some(&env_file));
+    report.insert("deploy/docker-compose.blue-green.yml".into(), compared);
+    all.extend(mismatches.into_iter().map(|m| format!("deploy: {m}")));
     eprintln!("values compared per stack: {report:?}");
     assert!(
         all.is_empty(),
