@@ -152,6 +152,11 @@ pub fn context_files(dir: &Path, dockerfile: &str) -> io::Result<Vec<(String, Pa
             }
         }
     }
+    // The Dockerfile goes even from a directory the walk left out, as the CLI sends it.
+    let named = dir.join(dockerfile);
+    if named.is_file() && !found.iter().any(|(name, _)| name == dockerfile) {
+        found.push((dockerfile.to_string(), named));
+    }
     found.sort();
     Ok(found)
 }
@@ -380,7 +385,12 @@ mod tests {
             std::fs::write(path, text).unwrap();
         };
         write("Dockerfile", "FROM scratch\n");
-        write(".dockerignore", "Dockerfile\n*.log\nbuild/\n!build/keep\n");
+        write(
+            ".dockerignore",
+            "Dockerfile\n*.log\nbuild/\n!build/keep\ndocker/\n",
+        );
+        write("docker/Dockerfile.dev", "FROM scratch\n");
+        write("docker/other", "left out\n");
         write("src/main.rs", "fn main() {}\n");
         write("app.log", "noise\n");
         write("build/out", "binary\n");
@@ -400,6 +410,16 @@ mod tests {
                 "src/main.rs"
             ]
         );
+        let names: Vec<String> = context_files(dir.path(), "docker/Dockerfile.dev")
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            names.contains(&"docker/Dockerfile.dev".to_string()),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"docker/other".to_string()), "{names:?}");
         let request = BuildRequest {
             dir: dir.path().to_path_buf(),
             tag: "t".into(),
