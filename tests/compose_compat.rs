@@ -1038,3 +1038,90 @@ fn malformed_new_fields_are_errors_naming_the_line() {
             .status(1);
     }
 }
+
+#[test]
+fn pull_policy_always_pulls_on_every_up_and_follows_the_new_image() {
+    if !support::require(Service::Docker) || !support::require(Service::Registry) {
+        return;
+    }
+    let mut cleanup = Cleanup::new("always");
+    let project = cleanup.project("always");
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let registry = support::KillOnDrop(
+        std::process::Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::wait_listening(port, std::time::Duration::from_secs(10), "the registry");
+    let reference = format!("127.0.0.1:{port}/cutover-demo:{}", cleanup.id);
+    cleanup.image(&reference);
+    docker(&["tag", &demo_image(), &reference]);
+    docker(&["push", &reference]);
+    let compose = format!(
+        "services:\n  app:\n    image: {reference}\n    pull_policy: always\n    environment: {{SERVICE: app}}\n"
+    );
+    let up = || {
+        Test::new()
+            .file("compose.yaml", &compose)
+            .runbook("up", UP_REPORT)
+            .args(["up", &project, "compose.yaml"])
+            .success()
+            .stderr
+    };
+    let stderr = up();
+    assert!(
+        stderr.contains(&format!("pulled=[\"{reference}\"]")),
+        "{stderr}"
+    );
+    let app = format!("{project}-app-1");
+    let first = inspect(&app, "{{.Image}}");
+
+    // The same image in the registry: pulled again, the container kept.
+    let stderr = up();
+    assert!(
+        stderr.contains(&format!("pulled=[\"{reference}\"]")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("unchanged=[\"{app}\"]")),
+        "{stderr}"
+    );
+
+    // A new image under the tag: the pull brings it, and the container moves to it.
+    let build = dir.path().join("v2");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(
+        build.join("Dockerfile"),
+        format!("FROM {}\nLABEL release=v2\n", demo_image()),
+    )
+    .unwrap();
+    let newer = format!("{reference}-v2");
+    cleanup.image(&newer);
+    docker(&["build", "-q", "-t", &newer, build.to_str().unwrap()]);
+    let newer_id = inspect(&newer, "{{.Id}}");
+    docker(&["tag", &newer, &reference]);
+    docker(&["push", &reference]);
+    docker(&["tag", &first, &reference]);
+    let stderr = up();
+    assert!(
+        stderr.contains(&format!("recreated=[\"{app}\"]")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(image pulled)"), "{stderr}");
+    assert_eq!(inspect(&app, "{{.Image}}"), newer_id);
+    drop(registry);
+}

@@ -93,11 +93,10 @@ impl Plan {
     /// Does it: networks, volumes and pulls first, then every service as soon as what it
     /// depends on is ready. `progress` hears about pulls.
     pub async fn apply(
-        self,
+        mut self,
         docker: &Docker,
         progress: &dyn Fn(&str),
     ) -> Result<Report, ComposeError> {
-        let report = self.report();
         let networks = self.networks.iter().map(|network| async move {
             let request = NetworkCreateRequest {
                 name: network.name.clone(),
@@ -151,6 +150,8 @@ impl Plan {
         for reference in &self.pulls {
             image::pull(docker, reference, progress).await?;
         }
+        self.follow_pulled_images(docker).await?;
+        let report = self.report();
         let names: HashMap<String, Vec<String>> = self
             .services
             .iter()
@@ -221,6 +222,32 @@ impl Plan {
             return Err(ComposeError::Failed(errors.join("; ")));
         }
         Ok(report)
+    }
+}
+
+impl Plan {
+    /// Containers kept (or started) on an image `pull_policy: always` just pulled anew are
+    /// recreated on the new one, as docker compose does.
+    async fn follow_pulled_images(&mut self, docker: &Docker) -> Result<(), EngineError> {
+        for service in &mut self.services {
+            let Some(reference) = &service.pulled_always else {
+                continue;
+            };
+            let Some(pulled) = image::id(docker, reference).await? else {
+                continue;
+            };
+            for container in &mut service.containers {
+                let kept = matches!(container.action, Action::Keep | Action::Start { .. });
+                if kept && container.image_id.as_deref() != Some(pulled.as_str()) {
+                    container.action = Action::Recreate {
+                        id: container.id.clone().unwrap_or_default(),
+                        reason: "image pulled",
+                    };
+                    tracing::info!("recreate container {} (image pulled)", container.name);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

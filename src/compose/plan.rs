@@ -88,8 +88,9 @@ pub(crate) struct ContainerPlan {
     pub(crate) body: ContainerCreateBody,
     pub(crate) platform: Option<String>,
     pub(crate) more_networks: Vec<Endpoint>,
-    /// The existing container's id, if there is one.
+    /// The existing container's id and image id, if there is one.
     pub(crate) id: Option<String>,
+    pub(crate) image_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +101,9 @@ pub(crate) struct ServicePlan {
     /// Replicas beyond the wanted count: (id, name).
     pub(crate) surplus: Vec<(String, String)>,
     pub(crate) grace: Option<Duration>,
+    /// The image, pulled on every `up` (`pull_policy: always`): containers kept or started
+    /// are recreated when the pull brings another image.
+    pub(crate) pulled_always: Option<String>,
 }
 
 /// Everything `up` will do, decided before anything is done.
@@ -501,6 +505,7 @@ fn service_plan(
             .position(|c| c.number == number)
             .map(|i| found.remove(i));
         let id = current.as_ref().map(|c| c.id.clone());
+        let current_image = current.as_ref().map(|c| c.image_id.clone());
         let action = match current {
             None => Action::Create,
             Some(c) if rebuilt => Action::Recreate {
@@ -525,6 +530,7 @@ fn service_plan(
             platform: service.platform.clone(),
             more_networks: networks.iter().skip(1).cloned().collect(),
             id,
+            image_id: current_image,
         });
     }
     Ok(ServicePlan {
@@ -538,5 +544,8 @@ fn service_plan(
         containers,
         surplus: found.into_iter().rev().map(|c| (c.id, c.name)).collect(),
         grace: service.stop_grace_period.map(Duration::from_millis),
+        pulled_always: (service.pull_policy.as_deref() == Some("always")
+            && service.build.is_none())
+        .then(|| service.image.clone()),
     })
 }
