@@ -1113,6 +1113,8 @@ fn pull_policy_always_pulls_on_every_up_and_follows_the_new_image() {
     cleanup.image(&newer);
     docker(&["build", "-q", "-t", &newer, build.to_str().unwrap()]);
     let newer_id = inspect(&newer, "{{.Id}}");
+    // Its tags go with the cleanup's; the image itself, pushed, keeps a digest until removed.
+    cleanup.image(&newer_id);
     docker(&["tag", &newer, &reference]);
     docker(&["push", &reference]);
     docker(&["tag", &first, &reference]);
