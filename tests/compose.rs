@@ -423,13 +423,13 @@ const LOAD: &str =
 
 #[test]
 fn unsupported_keys_are_warnings_naming_their_line() {
-    let compose = "services:\n  api:\n    image: demo\n    sysctls:\n      net.core.somaxconn: 1024\n    init: true\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\nsecrets:\n  token: {file: ./token}\n";
+    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\nsecrets:\n  token: {file: ./token}\n";
     Test::new()
         .file("compose.yaml", compose)
         .runbook("load", LOAD)
         .args(["load"])
-        .stderr_contains("WARN  compose.yaml:4: services.api.sysctls: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:6: services.api.init: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:4: services.api.ipc: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:6: services.api.stop_signal: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_interval: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:11: secrets: not supported by cutover, ignored")
         .stderr_lacks("ulimits")

@@ -184,6 +184,15 @@ fn compose_service(project: &str, key: &str, s: &Map<String, Value>) -> Value {
         "cap_drop",
         "profiles",
         "labels",
+        "init",
+        "privileged",
+        "read_only",
+        "tty",
+        "stdin_open",
+        "extra_hosts",
+        "security_opt",
+        "sysctls",
+        "tmpfs",
     ] {
         carry(s, &mut out, k, same);
     }
@@ -386,6 +395,15 @@ const COMPARED: &[&str] = &[
     "build",
     "cpus",
     "mem_limit",
+    "init",
+    "privileged",
+    "read_only",
+    "tty",
+    "stdin_open",
+    "extra_hosts",
+    "security_opt",
+    "sysctls",
+    "tmpfs",
 ];
 
 /// What `config` adds that says nothing of the service (`env_file` is merged into
@@ -690,6 +708,13 @@ services:
     pull_policy: never
     environment: {SERVICE: worker}
     healthcheck: {disable: true}
+    init: true
+    read_only: true
+    tty: true
+    tmpfs: ["/run:size=1m"]
+    sysctls: {net.ipv4.ip_unprivileged_port_start: "0"}
+    extra_hosts: ["db.local:10.9.9.9"]
+    security_opt: ["no-new-privileges:true"]
     depends_on:
       app: {condition: service_started, restart: true}
     networks:
@@ -832,6 +857,28 @@ fn up_starts_services_with_the_fields_compose_reads() {
     assert_eq!(
         inspect(&worker, "{{json .Config.Healthcheck.Test}}"),
         r#"["NONE"]"#
+    );
+
+    assert_eq!(
+        inspect(
+            &worker,
+            "{{.HostConfig.Init}} {{.HostConfig.ReadonlyRootfs}} {{.Config.Tty}}"
+        ),
+        "true true true"
+    );
+    assert_eq!(
+        inspect(
+            &worker,
+            "{{json .HostConfig.Tmpfs}} {{json .HostConfig.Sysctls}}"
+        ),
+        r#"{"/run":"size=1m"} {"net.ipv4.ip_unprivileged_port_start":"0"}"#
+    );
+    assert_eq!(
+        inspect(
+            &worker,
+            "{{json .HostConfig.ExtraHosts}} {{json .HostConfig.SecurityOpt}}"
+        ),
+        r#"["db.local:10.9.9.9"] ["no-new-privileges:true"]"#
     );
 
     // The internal network with its subnet, and each container at its address.

@@ -91,6 +91,28 @@ pub struct Service {
     pub devices: Vec<Device>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
+    /// An init process as PID 1, reaping zombies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// The root filesystem mounted read-only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_open: bool,
+    /// `HOST=ADDRESS` lines added to `/etc/hosts`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// `PATH[:OPTIONS]` tmpfs mounts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
 }
 
 /// A service's `build:`, paths absolute.
@@ -344,6 +366,26 @@ impl Service {
                     })
                     .collect()
             }),
+            init: self.init,
+            privileged: self.privileged.then_some(true),
+            readonly_rootfs: self.read_only.then_some(true),
+            extra_hosts: (!self.extra_hosts.is_empty()).then(|| {
+                self.extra_hosts
+                    .iter()
+                    .map(|h| h.replacen('=', ":", 1))
+                    .collect()
+            }),
+            security_opt: (!self.security_opt.is_empty()).then(|| self.security_opt.clone()),
+            sysctls: (!self.sysctls.is_empty()).then(|| self.sysctls.clone().into_iter().collect()),
+            tmpfs: (!self.tmpfs.is_empty()).then(|| {
+                self.tmpfs
+                    .iter()
+                    .map(|t| match t.split_once(':') {
+                        Some((path, options)) => (path.to_string(), options.to_string()),
+                        None => (t.clone(), String::new()),
+                    })
+                    .collect()
+            }),
             log_config: self.logging.as_ref().map(|l| HostConfigLogConfig {
                 typ: l.driver.clone(),
                 config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
@@ -369,6 +411,8 @@ impl Service {
             user: self.user.clone(),
             working_dir: self.working_dir.clone(),
             hostname: self.hostname.clone(),
+            tty: self.tty.then_some(true),
+            open_stdin: self.stdin_open.then_some(true),
             stop_timeout: self.stop_grace_period.map(|ms| ms.div_ceil(1000) as i64),
             host_config: Some(host_config),
             networking_config,

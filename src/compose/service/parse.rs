@@ -100,6 +100,26 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
                 }
             }
             "logging" => service.logging = Some(logging(value, &at, reader)?),
+            "init" => service.init = Some(value.bool(&at)?),
+            "privileged" => service.privileged = value.bool(&at)?,
+            "read_only" => service.read_only = value.bool(&at)?,
+            "tty" => service.tty = value.bool(&at)?,
+            "stdin_open" => service.stdin_open = value.bool(&at)?,
+            "extra_hosts" => service.extra_hosts = extra_hosts(value, &at)?,
+            "security_opt" => service.security_opt = value.strings(&at)?,
+            "sysctls" => {
+                for (name, text) in value.pairs(&at)? {
+                    service.sysctls.insert(name, text.unwrap_or_default());
+                }
+            }
+            "tmpfs" => {
+                service.tmpfs = value.strings(&at)?;
+                if let Some(bad) = service.tmpfs.iter().find(|t| !t.starts_with('/')) {
+                    return Err(
+                        value.error(&at, format!("tmpfs {bad:?}: the path must be absolute"))
+                    );
+                }
+            }
             _ => reader.unsupported(entry, path)?,
         }
     }
@@ -540,6 +560,37 @@ fn logging(node: &Node, path: &str, reader: &mut Reader) -> Result<Logging, Spec
     Ok(logging)
 }
 
+/// `HOST:ADDRESS`, `HOST=ADDRESS` or a mapping, as `HOST=ADDRESS` lines.
+fn extra_hosts(node: &Node, path: &str) -> Result<Vec<String>, SpecError> {
+    let pairs: Vec<(String, Option<String>)> = match &node.value {
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let text = item.str(&format!("{path}[{i}]"))?;
+                let split = text.split_once('=').or_else(|| text.split_once(':'));
+                Ok(match split {
+                    Some((host, address)) => (host.to_string(), Some(address.to_string())),
+                    None => (text, None),
+                })
+            })
+            .collect::<Result<_, SpecError>>()?,
+        _ => node.pairs(path)?,
+    };
+    // Sorted, as docker compose keeps them (a host name to its addresses).
+    let mut pairs = pairs;
+    pairs.sort();
+    pairs
+        .into_iter()
+        .map(|(host, address)| match address {
+            Some(address) if !host.is_empty() && !address.is_empty() => {
+                Ok(format!("{host}={address}"))
+            }
+            _ => Err(node.error(path, format!("extra host {host:?}: use HOST:ADDRESS"))),
+        })
+        .collect()
+}
+
 /// A static address on a network.
 fn address(node: &Node, path: &str, v6: bool) -> Result<String, SpecError> {
     let text = node.str(path)?;
@@ -595,7 +646,7 @@ mod tests {
              ports: [\"8080:80\", \"127.0.0.1:9000-9001:90-91/udp\", 7000, {target: 5, published: 6}, \"127.0.0.1:4100-4109:4000\"]\n\
              volumes: [data:/data:ro, ./conf:/etc/conf, /anon]\n\
              healthcheck: {test: demo check, interval: 1s, retries: 3}\n\
-             deploy: {replicas: 2, resources: {limits: {memory: 64m, cpus: '0.5'}}}\nsysctls: {}\n",
+             deploy: {replicas: 2, resources: {limits: {memory: 64m, cpus: '0.5'}}}\nipc: host\n",
             Dialect::ComposeFile,
         );
         let service = service.unwrap();
@@ -630,7 +681,7 @@ mod tests {
         assert_eq!(service.deploy.resources.limits.cpus, Some(0.5));
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].line, 8);
-        assert_eq!(warnings[0].path, "sysctls");
+        assert_eq!(warnings[0].path, "ipc");
     }
 
     #[test]
@@ -641,7 +692,7 @@ mod tests {
         );
         let error = service.unwrap_err();
         assert_eq!((error.line, error.path.as_str()), (4, "ports[1]"));
-        let (service, _) = read("image: x\nsysctls: {}\n", Dialect::Run);
+        let (service, _) = read("image: x\nipc: host\n", Dialect::Run);
         assert_eq!(service.unwrap_err().message, "unknown key");
         let (service, _) = read("command: x\n", Dialect::Run);
         assert!(service.unwrap_err().message.contains("image"));
