@@ -1072,6 +1072,14 @@ fn malformed_new_fields_are_errors_naming_the_line() {
             "compose.yaml:4: services.api.pull_policy: unknown pull_policy \"sometimes\"",
         ),
         (
+            "services:\n  api:\n    image: x\n    tmpfs: [run]\n",
+            "compose.yaml:4: services.api.tmpfs: tmpfs \"run\": the path must be absolute",
+        ),
+        (
+            "services:\n  api:\n    image: x\n    extra_hosts: [db.local]\n",
+            "compose.yaml:4: services.api.extra_hosts: extra host \"db.local\": use HOST:ADDRESS",
+        ),
+        (
             "services:\n  api:\n    command: serve\n",
             "compose.yaml:3: services.api: no `image` and no `build`: every service needs one or the other",
         ),
