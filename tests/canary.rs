@@ -193,6 +193,15 @@ fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() 
         .status(1);
     assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
 
+    // A dry run prints the plan and moves nothing.
+    let journal = stack.journal().len();
+    canary(&stack, &["--dry-run", "green"])
+        .stderr_contains("steps 10 %, 50 %, 100 %, 2.0 s each; gates: 5xx ≤ baseline + 1.0 %")
+        .stderr_contains("would move production to green in 3 steps, judging each, then promote it")
+        .success();
+    assert_eq!(stack.journal().len(), journal);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+
     // Bad settings are refused before anything moves.
     canary(&stack, &["green"])
         .env("CANARY_STEPS", "10,50")

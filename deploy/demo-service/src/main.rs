@@ -20,7 +20,9 @@
 //! `demo-service check URL` fetches URL and exits 0 on a 2xx: the container's healthcheck, since
 //! a scratch image has no curl. `demo-service write BYTES [stderr]` writes BYTES bytes of text
 //! lines and exits, so tests can stream large `docker::exec` output from an image with no shell;
-//! `demo-service env` prints its environment, one `NAME=value` a line.
+//! `demo-service env` prints its environment, one `NAME=value` a line. `demo-service load URL
+//! RATE SECONDS` sends GET URL about RATE times a second for SECONDS on kept-alive connections
+//! and prints how many answers were 2xx: the demo's traffic while a canary judges a build.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -145,6 +147,7 @@ fn main() {
     }
     match args.get(1).map(String::as_str) {
         Some("write") => std::process::exit(write(&args[2..])),
+        Some("load") => std::process::exit(load(&args[2..])),
         Some("env") => {
             for (name, value) in std::env::vars() {
                 println!("{name}={value}");
@@ -386,6 +389,103 @@ fn check(url: &str) -> i32 {
         .nth(1)
         .is_some_and(|code| code.starts_with('2'));
     if healthy { 0 } else { 1 }
+}
+
+/// `demo-service load URL RATE SECONDS`: four kept-alive connections share RATE requests a
+/// second to URL (`http://host:port/path`) for SECONDS, then the counts are printed.
+fn load(args: &[String]) -> i32 {
+    let (Some(url), Some(rate), Some(seconds)) = (
+        args.first(),
+        args.get(1).and_then(|r| r.parse::<f64>().ok()),
+        args.get(2).and_then(|s| s.parse::<u64>().ok()),
+    ) else {
+        eprintln!("usage: demo-service load URL RATE SECONDS");
+        return 2;
+    };
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest.to_string(), "/".to_string()), |(a, p)| {
+            (a.to_string(), format!("/{p}"))
+        });
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let every = Duration::from_secs_f64(4.0 / rate.max(0.1));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (authority, path) = (authority.clone(), path.clone());
+            let (ok, failed) = (Arc::clone(&ok), Arc::clone(&failed));
+            thread::spawn(move || {
+                let mut connection: Option<BufReader<TcpStream>> = None;
+                while Instant::now() < until {
+                    let next = Instant::now() + every;
+                    let answered = connection
+                        .take()
+                        .or_else(|| TcpStream::connect(&authority).ok().map(BufReader::new))
+                        .and_then(|reader| get_on(reader, &authority, &path));
+                    match answered {
+                        Some((status, reader)) => {
+                            if (200..300).contains(&status) {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            } else {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            connection = Some(reader);
+                        }
+                        None => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        let _ = client.join();
+    }
+    println!(
+        "{} requests: {} ok, {} failed",
+        ok.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst),
+        ok.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst)
+    );
+    0
+}
+
+/// One GET on a kept-alive connection: the status and the connection, ready for the next.
+fn get_on(
+    mut reader: BufReader<TcpStream>,
+    authority: &str,
+    path: &str,
+) -> Option<(u16, BufReader<TcpStream>)> {
+    let _ = reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n");
+    reader.get_mut().write_all(request.as_bytes()).ok()?;
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((status, reader))
 }
 
 /// `demo-service write BYTES [stderr]`: BYTES bytes of 64-byte text lines on stdout (or stderr).
