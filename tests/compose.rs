@@ -424,7 +424,7 @@ const LOAD: &str =
 
 #[test]
 fn unsupported_keys_are_warnings_naming_their_line() {
-    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\nsecrets:\n  token: {file: ./token}\n";
+    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\ninclude:\n  - other.yaml\n";
     Test::new()
         .file("compose.yaml", compose)
         .runbook("load", LOAD)
@@ -432,7 +432,7 @@ fn unsupported_keys_are_warnings_naming_their_line() {
         .stderr_contains("WARN  compose.yaml:4: services.api.ipc: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:6: services.api.stop_signal: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_interval: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:11: secrets: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:11: include: not supported by cutover, ignored")
         .stderr_lacks("ulimits")
         .stderr_contains("services: [\"api\"]")
         .success();

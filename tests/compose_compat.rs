@@ -157,7 +157,7 @@ fn without_nulls(value: &Value) -> Value {
 /// Every service field both sides read, in one shape: what compose's JSON says, and what
 /// cutover's says. A compose field this does not know fails the test, so nothing goes
 /// uncompared.
-fn compose_service(project: &str, key: &str, s: &Map<String, Value>) -> Value {
+fn compose_service(project: &str, key: &str, s: &Map<String, Value>, root: &Value) -> Value {
     let mut out = Map::new();
     for field in s.keys() {
         assert!(
@@ -248,6 +248,28 @@ fn compose_service(project: &str, key: &str, s: &Map<String, Value>) -> Value {
             })
             .collect();
         out.insert("volumes".into(), json!(volumes));
+    }
+    // Secrets and configs from files are bind-mounted read-only, as compose does without swarm.
+    for (section, base) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+        for reference in s
+            .get(section)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let source = reference["source"].as_str().unwrap();
+            let target = match reference.get("target").and_then(Value::as_str) {
+                Some(t) if t.starts_with('/') => t.to_string(),
+                Some(t) => format!("{base}{t}"),
+                None => format!("{base}{source}"),
+            };
+            let file = &root[section][source]["file"];
+            let volumes = out.entry("volumes").or_insert_with(|| json!([]));
+            volumes.as_array_mut().unwrap().push(json!({
+                "type": "bind", "source": file, "target": target, "read_only": true,
+                "selinux": Value::Null,
+            }));
+        }
     }
     if let Some(networks) = s.get("networks") {
         let mut found = Map::new();
@@ -406,9 +428,9 @@ const COMPARED: &[&str] = &[
     "tmpfs",
 ];
 
-/// What `config` adds that says nothing of the service (`env_file` is merged into
-/// `environment` on both sides).
-const IGNORED: &[&str] = &["env_file"];
+/// What `config` adds that says nothing of the service more (`env_file` is merged into
+/// `environment` on both sides, `secrets` and `configs` are compared as the mounts they are).
+const IGNORED: &[&str] = &["env_file", "secrets", "configs"];
 
 /// cutover's service in the same shape.
 fn cutover_service(s: &Map<String, Value>) -> Value {
@@ -569,7 +591,7 @@ fn compare(file: &Path, env_file: Option<&Path>) -> (usize, Vec<String>) {
             }
             continue;
         };
-        let want = compose_service(project, key, theirs.as_object().unwrap());
+        let want = compose_service(project, key, theirs.as_object().unwrap(), &compose);
         let mut got = cutover_service(service.as_object().unwrap());
         // compose writes `networks` only where the service joins some.
         if !theirs.as_object().unwrap().contains_key("networks") {
@@ -717,8 +739,14 @@ services:
     security_opt: ["no-new-privileges:true"]
     depends_on:
       app: {condition: service_started, restart: true}
+    secrets: [token]
+    configs: [{source: settings, target: /etc/worker.conf}]
     networks:
       back: {ipv4_address: "${SUBNET}.11"}
+secrets:
+  token: {file: ./token.txt}
+configs:
+  settings: {file: ./worker.conf}
 networks:
   back:
     internal: true
@@ -779,6 +807,8 @@ fn up_starts_services_with_the_fields_compose_reads() {
         ("app/secret.txt", "secret\n"),
         ("app/notes/todo.txt", "todo\n"),
         ("data/x", "x\n"),
+        ("token.txt", "t0ken\n"),
+        ("worker.conf", "mode = batch\n"),
     ] {
         std::fs::create_dir_all(dir.join(path).parent().unwrap()).unwrap();
         std::fs::write(dir.join(path), text).unwrap();
@@ -880,6 +910,19 @@ fn up_starts_services_with_the_fields_compose_reads() {
         ),
         r#"["db.local:10.9.9.9"] ["no-new-privileges:true"]"#
     );
+
+    // The secret and the config, mounted read-only from their files.
+    let mounts = inspect(
+        &worker,
+        "{{range .Mounts}}{{.Source}}:{{.Destination}}:{{.RW}} {{end}}",
+    );
+    for (file, target) in [
+        ("token.txt", "/run/secrets/token"),
+        ("worker.conf", "/etc/worker.conf"),
+    ] {
+        let mount = format!("{}:{target}:false", dir.join(file).display());
+        assert!(mounts.contains(&mount), "{mount} not in {mounts}");
+    }
 
     // The internal network with its subnet, and each container at its address.
     let network = format!("{project}_back");
@@ -1181,4 +1224,27 @@ fn pull_policy_always_pulls_on_every_up_and_follows_the_new_image() {
     assert!(stderr.contains("(image pulled)"), "{stderr}");
     assert_eq!(inspect(&app, "{{.Image}}"), newer_id);
     drop(registry);
+}
+
+#[test]
+fn secrets_given_otherwise_than_by_file_are_warned_about_naming_the_line() {
+    let compose = "services:\n  api:\n    image: x\n    secrets:\n      - source: key\n        mode: 0400\n      - token\nsecrets:\n  key: {file: ./key.txt}\n  token:\n    environment: TOKEN\n";
+    Test::new()
+        .file("compose.yaml", compose)
+        .runbook("load", LOAD_NAME)
+        .args(["load"])
+        .stderr_contains(
+            "WARN  compose.yaml:6: services.api.secrets[0].mode: not supported by cutover, ignored",
+        )
+        .stderr_contains(
+            "WARN  compose.yaml:11: secrets.token.environment: not supported by cutover, ignored",
+        )
+        .stderr_contains("service api")
+        .success();
+    Test::new()
+        .file("compose.yaml", "services:\n  api:\n    image: x\n    secrets: [nope]\n")
+        .runbook("load", LOAD_NAME)
+        .args(["load"])
+        .stderr_contains("compose.yaml:4: services.api.secrets[0]: \"nope\" is not declared in the top-level `secrets:`")
+        .status(1);
 }

@@ -161,7 +161,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
     let top = tree.map("").map_err(|e| e.in_source(&source))?;
     for entry in top {
         match entry.key.as_str() {
-            "services" | "networks" | "volumes" => {
+            "services" | "networks" | "volumes" | "secrets" | "configs" => {
                 sections.insert(entry.key.as_str(), &entry.value);
             }
             "name" => {
@@ -257,6 +257,56 @@ fn read_sections(
         }
         services.insert(entry.key.clone(), service);
     }
+    let files = [
+        (
+            "secrets",
+            file_sources(section("secrets"), "secrets", reader)?,
+        ),
+        (
+            "configs",
+            file_sources(section("configs"), "configs", reader)?,
+        ),
+    ];
+    for service in services.values_mut() {
+        for reference in std::mem::take(&mut service.files) {
+            let sources = &files
+                .iter()
+                .find(|(s, _)| *s == reference.section)
+                .unwrap()
+                .1;
+            let file = match sources.get(&reference.source) {
+                None => {
+                    return Err(SpecError::new(
+                        reference.line,
+                        &reference.path,
+                        format!(
+                            "{:?} is not declared in the top-level `{}:`",
+                            reference.source, reference.section
+                        ),
+                    ));
+                }
+                // Declared, but not by a file: warned about where it is declared.
+                Some(None) => continue,
+                Some(Some(file)) => file.clone(),
+            };
+            let target = reference
+                .target
+                .clone()
+                .unwrap_or_else(|| reference.source.clone());
+            let target = match (reference.section, target.starts_with('/')) {
+                (_, true) => target,
+                ("secrets", false) => format!("/run/secrets/{target}"),
+                (_, false) => format!("/{target}"),
+            };
+            service.volumes.push(crate::compose::service::Mount {
+                kind: "bind".into(),
+                source: Some(file),
+                target,
+                read_only: true,
+                selinux: None,
+            });
+        }
+    }
     if services.is_empty() {
         return Err(SpecError::new(1, "services", "the file defines no service"));
     }
@@ -269,6 +319,32 @@ fn read_sections(
     }
     let volumes = resources(project, section("volumes"), "volumes", reader)?;
     Ok((services, networks, volumes))
+}
+
+/// The top-level `secrets:` or `configs:`: each name to its file, made absolute; `None` for one
+/// given another way (`environment`, `content`, `external`), which is warned about.
+fn file_sources(
+    node: &Node,
+    path: &str,
+    reader: &mut Reader,
+) -> Result<BTreeMap<String, Option<String>>, SpecError> {
+    let mut found = BTreeMap::new();
+    for entry in node.map(path)? {
+        let at = join(path, &entry.key);
+        let mut file = None;
+        for setting in entry.value.map(&at)? {
+            match setting.key.as_str() {
+                "file" => {
+                    let text = setting.value.str(&join(&at, "file"))?;
+                    file = Some(reader.host_path(&text));
+                }
+                "name" | "labels" => {}
+                _ => reader.unsupported(setting, &at)?,
+            }
+        }
+        found.insert(entry.key.clone(), file);
+    }
+    Ok(found)
 }
 
 fn resource(project: &str, key: &str, external: bool) -> Resource {

@@ -113,6 +113,22 @@ pub struct Service {
     /// `PATH[:OPTIONS]` tmpfs mounts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<String>,
+    /// The `secrets` and `configs` the service names, until the project turns each into a
+    /// read-only bind mount of its file (in `volumes`).
+    #[serde(skip)]
+    pub files: Vec<FileRef>,
+}
+
+/// A service's reference to a top-level secret or config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRef {
+    /// `secrets` or `configs`.
+    pub section: &'static str,
+    pub source: String,
+    /// Where it appears in the container; relative to `/run/secrets` for a secret.
+    pub target: Option<String>,
+    pub line: usize,
+    pub path: String,
 }
 
 /// A service's `build:`, paths absolute.

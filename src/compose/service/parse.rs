@@ -12,7 +12,7 @@ use crate::{
     compose::service::reader::{Dialect, Reader},
     compose::service::syntax::{cpus, duration, expose, mount, ports, size},
     compose::service::{
-        Attachment, Build, Dependency, Device, Healthcheck, Logging, Service, Ulimit,
+        Attachment, Build, Dependency, Device, FileRef, Healthcheck, Logging, Service, Ulimit,
     },
     compose::tree::{Node, SpecError, Value, join},
 };
@@ -110,6 +110,19 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
             "sysctls" => {
                 for (name, text) in value.pairs(&at)? {
                     service.sysctls.insert(name, text.unwrap_or_default());
+                }
+            }
+            "secrets" | "configs" if !run => {
+                let section = if entry.key == "secrets" {
+                    "secrets"
+                } else {
+                    "configs"
+                };
+                for (i, item) in value.seq(&at)?.iter().enumerate() {
+                    let item_at = format!("{at}[{i}]");
+                    service
+                        .files
+                        .push(file_ref(item, &item_at, section, reader)?);
                 }
             }
             "tmpfs" => {
@@ -560,6 +573,40 @@ fn logging(node: &Node, path: &str, reader: &mut Reader) -> Result<Logging, Spec
     Ok(logging)
 }
 
+/// `NAME` or `{source, target}`; `uid`, `gid` and `mode` cannot be given to a bind mount and are
+/// warned about.
+fn file_ref(
+    node: &Node,
+    path: &str,
+    section: &'static str,
+    reader: &mut Reader,
+) -> Result<FileRef, SpecError> {
+    let mut found = FileRef {
+        section,
+        source: String::new(),
+        target: None,
+        line: node.line,
+        path: path.to_string(),
+    };
+    match &node.value {
+        Value::Map(entries) => {
+            for entry in entries {
+                let at = join(path, &entry.key);
+                match entry.key.as_str() {
+                    "source" => found.source = entry.value.str(&at)?,
+                    "target" => found.target = Some(entry.value.str(&at)?),
+                    _ => reader.unsupported(entry, path)?,
+                }
+            }
+            if found.source.is_empty() {
+                return Err(node.error(path, "needs a `source`"));
+            }
+        }
+        _ => found.source = node.str(path)?,
+    }
+    Ok(found)
+}
+
 /// `HOST:ADDRESS`, `HOST=ADDRESS` or a mapping, as `HOST=ADDRESS` lines.
 fn extra_hosts(node: &Node, path: &str) -> Result<Vec<String>, SpecError> {
     let pairs: Vec<(String, Option<String>)> = match &node.value {
@@ -806,14 +853,25 @@ mod key_list_tests {
         let source = include_str!("parse.rs");
         let body = &source[source.find("pub fn service(").unwrap()..];
         let body = &body[..body.find("\n}\n").unwrap()];
-        body.lines()
-            .filter_map(|line| {
-                let arm = line.trim().strip_prefix('"')?;
-                let (key, rest) = arm.split_once('"')?;
-                let rest = rest.trim_start();
-                (rest.starts_with("=>") || rest.starts_with("if !run =>")).then(|| key.to_string())
-            })
-            .collect()
+        let mut keys = BTreeSet::new();
+        for line in body.lines() {
+            // `"a" =>`, `"a" if !run =>`, `"a" | "b" if !run =>`; not `"a" if run =>`.
+            let line = line.trim();
+            let Some((pattern, _)) = line.split_once("=>") else {
+                continue;
+            };
+            let (alternatives, guard) = match pattern.split_once(" if ") {
+                Some((alternatives, guard)) => (alternatives, Some(guard.trim())),
+                None => (pattern, None),
+            };
+            if !line.starts_with('"') || !matches!(guard, None | Some("!run")) {
+                continue;
+            }
+            for key in alternatives.split('|') {
+                keys.insert(key.trim().trim_matches('"').to_string());
+            }
+        }
+        keys
     }
 
     /// The keys the README's "Service keys read" paragraph names.
