@@ -310,7 +310,7 @@ fn unknown_route_and_bad_options_are_named() {
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{chek: false}})"),
-            "caddy::switch: unknown option `chek` (known: mode, file, check, check_timeout)",
+            "caddy::switch: unknown option `chek` (known: mode, file, per_slot, check, check_timeout)",
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{mode: \"file\"}})"),
@@ -319,6 +319,16 @@ fn unknown_route_and_bad_options_are_named() {
         (
             "caddy::switch(\"production\", [])".to_string(),
             "no address to switch to",
+        ),
+        (
+            format!("caddy::switch(\"production\", [{green:?}, {green:?}])"),
+            "is listed twice (give #{per_slot: true} to list each slot's address)",
+        ),
+        (
+            format!(
+                "caddy::switch(\"production\", [{green:?}, {green:?}], #{{file: [\"a\", \"b\", \"c\"], per_slot: true}})"
+            ),
+            "caddy::switch: `per_slot` gives each slot of `file` its address: 2 address(es) for 3 slot file(s)",
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{file: [\"a\", \"b\", \"a\"]}})"),

@@ -5,7 +5,7 @@
 //! `${VAR:-default}` interpolation from the process environment and earlier lines.
 //!
 //! dotenvy parses most of this but not compose's `${VAR:-default}` forms; the interpolation rules
-//! live in one place ([`crate::compose::interpolate`]) for both `.env` and compose files.
+//! live in one place ([`crate::compose::interpolate`](mod@crate::compose::interpolate)) for both `.env` and compose files.
 
 use std::path::{Path, PathBuf};
 

@@ -491,7 +491,7 @@ fn target(options: &Options, context: &Context) -> HostResult<Target> {
 }
 
 /// A dump request from `pg::dump`'s options. `to` may name a directory: the file is then named by
-/// the backup convention (see [`pgbackups`]).
+/// the backup convention (see [`crate::pg::backups`]).
 pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
     let options = Options::new("pg::dump", map, &keys(&["to", "format", "gzip", "args"]))?;
     let target = target(&options, context)?;
