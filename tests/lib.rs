@@ -11,6 +11,7 @@ mod canary;
 mod cancel;
 mod cli;
 mod compose;
+mod compose_compat;
 mod discovery;
 mod docker;
 mod docs;

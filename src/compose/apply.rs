@@ -7,7 +7,7 @@ use std::{cell::RefCell, collections::HashMap};
 
 use bollard::{
     Docker,
-    models::{NetworkCreateRequest, VolumeCreateRequest},
+    models::{Ipam, IpamConfig, NetworkCreateRequest, VolumeCreateRequest},
 };
 use futures_util::{FutureExt, future::join_all};
 
@@ -33,6 +33,11 @@ impl Plan {
                 .iter()
                 .map(|v| format!("create volume {}", v.name)),
         );
+        lines.extend(
+            self.builds
+                .iter()
+                .map(|b| format!("build image {} ({})", b.request.tag, b.reason)),
+        );
         lines.extend(self.pulls.iter().map(|i| format!("pull image {i}")));
         for service in &self.services {
             for c in &service.containers {
@@ -42,6 +47,9 @@ impl Plan {
                     Action::Create => lines.push(format!("create container {}", c.name)),
                     Action::Recreate { reason, .. } => {
                         lines.push(format!("recreate container {} ({reason})", c.name))
+                    }
+                    Action::Restart { reason, .. } => {
+                        lines.push(format!("restart container {} ({reason})", c.name))
                     }
                 }
             }
@@ -61,6 +69,7 @@ impl Plan {
             networks: self.networks.iter().map(|n| n.name.clone()).collect(),
             volumes: self.volumes.iter().map(|v| v.name.clone()).collect(),
             pulled: self.pulls.clone(),
+            built: self.builds.iter().map(|b| b.request.tag.clone()).collect(),
             ..Report::default()
         };
         for service in &self.services {
@@ -70,6 +79,7 @@ impl Plan {
                     Action::Start { .. } => &mut report.started,
                     Action::Create => &mut report.created,
                     Action::Recreate { .. } => &mut report.recreated,
+                    Action::Restart { .. } => &mut report.restarted,
                 };
                 list.push(c.name.clone());
             }
@@ -83,16 +93,31 @@ impl Plan {
     /// Does it: networks, volumes and pulls first, then every service as soon as what it
     /// depends on is ready. `progress` hears about pulls.
     pub async fn apply(
-        self,
+        mut self,
         docker: &Docker,
         progress: &dyn Fn(&str),
     ) -> Result<Report, ComposeError> {
-        let report = self.report();
         let networks = self.networks.iter().map(|network| async move {
             let request = NetworkCreateRequest {
                 name: network.name.clone(),
                 driver: Some("bridge".into()),
                 labels: Some(network.labels.clone().into_iter().collect()),
+                internal: network.internal.then_some(true),
+                ipam: network.ipam.as_ref().map(|ipam| Ipam {
+                    driver: ipam.driver.clone(),
+                    config: Some(
+                        ipam.config
+                            .iter()
+                            .map(|pool| IpamConfig {
+                                subnet: pool.subnet.clone(),
+                                gateway: pool.gateway.clone(),
+                                ip_range: pool.ip_range.clone(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             docker
@@ -119,9 +144,14 @@ impl Plan {
             .chain(volumes)
             .collect::<Result<Vec<_>, _>>()?;
         tracing::debug!("networks and volumes ready");
+        for build in &self.builds {
+            image::build(docker, &build.request, progress).await?;
+        }
         for reference in &self.pulls {
             image::pull(docker, reference, progress).await?;
         }
+        self.follow_pulled_images(docker).await?;
+        let report = self.report();
         let names: HashMap<String, Vec<String>> = self
             .services
             .iter()
@@ -195,6 +225,32 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Containers kept (or started) on an image `pull_policy: always` just pulled anew are
+    /// recreated on the new one, as docker compose does.
+    async fn follow_pulled_images(&mut self, docker: &Docker) -> Result<(), EngineError> {
+        for service in &mut self.services {
+            let Some(reference) = &service.pulled_always else {
+                continue;
+            };
+            let Some(pulled) = image::id(docker, reference).await? else {
+                continue;
+            };
+            for container in &mut service.containers {
+                let kept = matches!(container.action, Action::Keep | Action::Start { .. });
+                if kept && container.image_id.as_deref() != Some(pulled.as_str()) {
+                    container.action = Action::Recreate {
+                        id: container.id.clone().unwrap_or_default(),
+                        reason: "image pulled",
+                    };
+                    tracing::info!("recreate container {} (image pulled)", container.name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Creates the service's new containers (not started); returns their ids by name.
 async fn create_new(
     docker: &Docker,
@@ -205,7 +261,10 @@ async fn create_new(
         .iter()
         .filter(|c| matches!(c.action, Action::Create))
         .map(|c| async move {
-            let id = containers::create(docker, &c.name, c.body.clone(), &c.more_networks).await?;
+            let platform = c.platform.as_deref();
+            let id =
+                containers::create(docker, &c.name, platform, c.body.clone(), &c.more_networks)
+                    .await?;
             Ok::<_, EngineError>((c.name.clone(), id))
         });
     join_all(creations).await.into_iter().collect()
@@ -231,11 +290,14 @@ async fn apply_service(
         match &c.action {
             Action::Keep => Ok(()),
             Action::Start { id } => containers::start(docker, id, &c.name).await,
+            Action::Restart { id, .. } => containers::restart(docker, id, &c.name, grace).await,
             Action::Create => containers::start(docker, &created[&c.name], &c.name).await,
             Action::Recreate { id, .. } => {
                 containers::stop(docker, id, grace).await?;
                 containers::remove(docker, id, false, false).await?;
-                containers::create_and_start(docker, &c.name, c.body.clone(), &c.more_networks)
+                let platform = c.platform.as_deref();
+                let body = c.body.clone();
+                containers::create_and_start(docker, &c.name, platform, body, &c.more_networks)
                     .await
                     .map(|_| ())
             }

@@ -58,6 +58,32 @@ pub struct Resource {
     pub external: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// A network without a route out: containers on it reach only each other.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// A network's address pools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Ipam {
+    /// `default` when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamPool>,
+}
+
+/// One address pool of a network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IpamPool {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +101,8 @@ pub enum ComposeError {
     Invalid(String),
     #[error(transparent)]
     Engine(#[from] crate::docker::EngineError),
+    #[error(transparent)]
+    Image(#[from] crate::docker::image::ImageError),
     /// Services that could not be brought up, each with why.
     #[error("{0}")]
     Failed(String),
@@ -133,7 +161,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
     let top = tree.map("").map_err(|e| e.in_source(&source))?;
     for entry in top {
         match entry.key.as_str() {
-            "services" | "networks" | "volumes" => {
+            "services" | "networks" | "volumes" | "secrets" | "configs" => {
                 sections.insert(entry.key.as_str(), &entry.value);
             }
             "name" => {
@@ -148,10 +176,17 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
             )),
         }
     }
+    // COMPOSE_PROJECT_NAME and COMPOSE_PROFILES come from the environment, then the `.env`
+    // file, as docker compose reads them.
+    let setting = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| env_file.get(name).map(str::to_string))
+    };
     let name = options
         .project_name
         .clone()
-        .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok())
+        .or_else(|| setting("COMPOSE_PROJECT_NAME"))
         .filter(|n| !n.is_empty())
         .or(declared_name)
         .unwrap_or_else(|| {
@@ -161,7 +196,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
         });
     let name = project_name(&name).map_err(ComposeError::Invalid)?;
     let profiles = options.profiles.clone().unwrap_or_else(|| {
-        std::env::var("COMPOSE_PROFILES")
+        setting("COMPOSE_PROFILES")
             .unwrap_or_default()
             .split(',')
             .map(|p| p.trim().to_string())
@@ -211,12 +246,66 @@ fn read_sections(
     for entry in section("services").map("services")? {
         let path = join("services", &entry.key);
         let mut service = parse::service(&entry.value, &path, reader)?;
+        if service.image.is_empty() {
+            // Built and unnamed: docker compose's name for it.
+            service.image = format!("{project}-{}", entry.key);
+        }
         if service.networks.is_empty() && service.network_mode.is_none() {
             service
                 .networks
                 .insert("default".into(), Default::default());
         }
         services.insert(entry.key.clone(), service);
+    }
+    let files = [
+        (
+            "secrets",
+            file_sources(section("secrets"), "secrets", reader)?,
+        ),
+        (
+            "configs",
+            file_sources(section("configs"), "configs", reader)?,
+        ),
+    ];
+    for service in services.values_mut() {
+        for reference in std::mem::take(&mut service.files) {
+            let sources = &files
+                .iter()
+                .find(|(s, _)| *s == reference.section)
+                .unwrap()
+                .1;
+            let file = match sources.get(&reference.source) {
+                None => {
+                    return Err(SpecError::new(
+                        reference.line,
+                        &reference.path,
+                        format!(
+                            "{:?} is not declared in the top-level `{}:`",
+                            reference.source, reference.section
+                        ),
+                    ));
+                }
+                // Declared, but not by a file: warned about where it is declared.
+                Some(None) => continue,
+                Some(Some(file)) => file.clone(),
+            };
+            let target = reference
+                .target
+                .clone()
+                .unwrap_or_else(|| reference.source.clone());
+            let target = match (reference.section, target.starts_with('/')) {
+                (_, true) => target,
+                ("secrets", false) => format!("/run/secrets/{target}"),
+                (_, false) => format!("/{target}"),
+            };
+            service.volumes.push(crate::compose::service::Mount {
+                kind: "bind".into(),
+                source: Some(file),
+                target,
+                read_only: true,
+                selinux: None,
+            });
+        }
     }
     if services.is_empty() {
         return Err(SpecError::new(1, "services", "the file defines no service"));
@@ -232,6 +321,32 @@ fn read_sections(
     Ok((services, networks, volumes))
 }
 
+/// The top-level `secrets:` or `configs:`: each name to its file, made absolute; `None` for one
+/// given another way (`environment`, `content`, `external`), which is warned about.
+fn file_sources(
+    node: &Node,
+    path: &str,
+    reader: &mut Reader,
+) -> Result<BTreeMap<String, Option<String>>, SpecError> {
+    let mut found = BTreeMap::new();
+    for entry in node.map(path)? {
+        let at = join(path, &entry.key);
+        let mut file = None;
+        for setting in entry.value.map(&at)? {
+            match setting.key.as_str() {
+                "file" => {
+                    let text = setting.value.str(&join(&at, "file"))?;
+                    file = Some(reader.host_path(&text));
+                }
+                "name" | "labels" => {}
+                _ => reader.unsupported(setting, &at)?,
+            }
+        }
+        found.insert(entry.key.clone(), file);
+    }
+    Ok(found)
+}
+
 fn resource(project: &str, key: &str, external: bool) -> Resource {
     Resource {
         name: if external {
@@ -240,7 +355,7 @@ fn resource(project: &str, key: &str, external: bool) -> Resource {
             format!("{project}_{key}")
         },
         external,
-        labels: BTreeMap::new(),
+        ..Default::default()
     }
 }
 
@@ -254,32 +369,102 @@ fn resources(
     let mut found = BTreeMap::new();
     for entry in node.map(path)? {
         let at = join(path, &entry.key);
-        let mut name = None;
-        let mut external = false;
-        let mut labels = BTreeMap::new();
-        for setting in entry.value.map(&at)? {
-            let setting_at = join(&at, &setting.key);
-            match setting.key.as_str() {
-                "name" => name = Some(setting.value.str(&setting_at)?),
-                "external" => external = setting.value.bool(&setting_at)?,
-                "labels" => {
-                    for (k, v) in setting.value.pairs(&setting_at)? {
-                        labels.insert(k, v.unwrap_or_default());
-                    }
-                }
-                "driver" if matches!(&setting.value.value, Value::Str(d) if d == "bridge" || d == "local") =>
-                    {}
-                _ => reader.unsupported(setting, &at)?,
-            }
+        let read = read_resource(&entry.value, &at, path == "networks", reader)?;
+        let mut resource = resource(project, &entry.key, read.external);
+        if !read.name.is_empty() {
+            resource.name = read.name;
         }
-        let mut resource = resource(project, &entry.key, external);
-        if let Some(name) = name {
-            resource.name = name;
-        }
-        resource.labels = labels;
+        resource.labels = read.labels;
+        resource.internal = read.internal;
+        resource.ipam = read.ipam;
         found.insert(entry.key.clone(), resource);
     }
     Ok(found)
+}
+
+/// The settings of one network (`network` true) or volume; `name` is empty when not given.
+pub(crate) fn read_resource(
+    node: &Node,
+    at: &str,
+    network: bool,
+    reader: &mut Reader,
+) -> Result<Resource, SpecError> {
+    let mut found = Resource::default();
+    for setting in node.map(at)? {
+        let setting_at = join(at, &setting.key);
+        let value = &setting.value;
+        match setting.key.as_str() {
+            "name" => found.name = value.str(&setting_at)?,
+            "external" => {
+                found.external = match &value.value {
+                    // The old `external: {name: …}`.
+                    Value::Map(_) => {
+                        if let Some(name) = value.get("name") {
+                            found.name = name.str(&join(&setting_at, "name"))?;
+                        }
+                        true
+                    }
+                    _ => value.bool(&setting_at)?,
+                }
+            }
+            "labels" => {
+                for (k, v) in value.pairs(&setting_at)? {
+                    found.labels.insert(k, v.unwrap_or_default());
+                }
+            }
+            "driver" if matches!(&value.value, Value::Str(d) if d == "bridge" || d == "local") => {}
+            "internal" if network => found.internal = value.bool(&setting_at)?,
+            "ipam" if network => found.ipam = Some(ipam(value, &setting_at, reader)?),
+            _ => reader.unsupported(setting, at)?,
+        }
+    }
+    Ok(found)
+}
+
+fn ipam(node: &Node, at: &str, reader: &mut Reader) -> Result<Ipam, SpecError> {
+    let mut ipam = Ipam::default();
+    for setting in node.map(at)? {
+        let setting_at = join(at, &setting.key);
+        match setting.key.as_str() {
+            "driver" => ipam.driver = Some(setting.value.str(&setting_at)?),
+            "config" => {
+                for (i, item) in setting.value.seq(&setting_at)?.iter().enumerate() {
+                    let item_at = format!("{setting_at}[{i}]");
+                    let mut pool = IpamPool::default();
+                    for field in item.map(&item_at)? {
+                        let field_at = join(&item_at, &field.key);
+                        let text = || field.value.str(&field_at);
+                        match field.key.as_str() {
+                            "subnet" => pool.subnet = Some(cidr(&field.value, &field_at)?),
+                            "gateway" => pool.gateway = Some(text()?),
+                            "ip_range" => pool.ip_range = Some(cidr(&field.value, &field_at)?),
+                            _ => reader.unsupported(field, &item_at)?,
+                        }
+                    }
+                    ipam.config.push(pool);
+                }
+            }
+            _ => reader.unsupported(setting, at)?,
+        }
+    }
+    Ok(ipam)
+}
+
+/// `ADDRESS/BITS`.
+fn cidr(node: &Node, at: &str) -> Result<String, SpecError> {
+    let text = node.str(at)?;
+    let valid = text.split_once('/').is_some_and(|(address, bits)| {
+        let bits = bits.parse::<u8>().ok();
+        match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => bits.is_some_and(|b| b <= 32),
+            Ok(std::net::IpAddr::V6(_)) => bits.is_some_and(|b| b <= 128),
+            Err(_) => false,
+        }
+    });
+    if !valid {
+        return Err(node.error(at, format!("{text:?} is not a subnet (ADDRESS/BITS)")));
+    }
+    Ok(text)
 }
 
 /// A project name as compose accepts it: lowercase letters, digits, `-` and `_`.

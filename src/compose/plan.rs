@@ -19,10 +19,10 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::{
-    compose::service::Placement,
+    compose::service::{Build, Placement},
     compose::{ComposeError, Project, Resource},
-    docker::containers::{self, Readiness},
-    docker::image,
+    docker::containers::{self, Endpoint, Readiness},
+    docker::image::{self, BuildRequest},
     docker::{Doing, EngineError, is_status},
 };
 
@@ -59,14 +59,26 @@ pub struct Report {
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
     pub pulled: Vec<String>,
+    pub built: Vec<String>,
+    pub restarted: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum Action {
     Keep,
-    Start { id: String },
+    Start {
+        id: String,
+    },
     Create,
-    Recreate { id: String, reason: &'static str },
+    Recreate {
+        id: String,
+        reason: &'static str,
+    },
+    /// Running and unchanged, but restarted: a dependency with `restart: true` was recreated.
+    Restart {
+        id: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +86,11 @@ pub(crate) struct ContainerPlan {
     pub(crate) name: String,
     pub(crate) action: Action,
     pub(crate) body: ContainerCreateBody,
-    pub(crate) more_networks: Vec<(String, Vec<String>)>,
+    pub(crate) platform: Option<String>,
+    pub(crate) more_networks: Vec<Endpoint>,
+    /// The existing container's id and image id, if there is one.
+    pub(crate) id: Option<String>,
+    pub(crate) image_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +101,9 @@ pub(crate) struct ServicePlan {
     /// Replicas beyond the wanted count: (id, name).
     pub(crate) surplus: Vec<(String, String)>,
     pub(crate) grace: Option<Duration>,
+    /// The image, pulled on every `up` (`pull_policy: always`): containers kept or started
+    /// are recreated when the pull brings another image.
+    pub(crate) pulled_always: Option<String>,
 }
 
 /// Everything `up` will do, decided before anything is done.
@@ -93,7 +112,15 @@ pub struct Plan {
     pub(crate) networks: Vec<Resource>,
     pub(crate) volumes: Vec<Resource>,
     pub(crate) pulls: Vec<String>,
+    pub(crate) builds: Vec<ImageBuild>,
     pub(crate) services: Vec<ServicePlan>,
+}
+
+/// An image a service builds, and why now.
+#[derive(Debug, Clone)]
+pub(crate) struct ImageBuild {
+    pub(crate) request: BuildRequest,
+    pub(crate) reason: &'static str,
 }
 
 /// A container of the project as the engine lists it.
@@ -126,6 +153,7 @@ pub async fn plan(
         networks: Vec::new(),
         volumes: Vec::new(),
         pulls: Vec::new(),
+        builds: Vec::new(),
         services: Vec::new(),
     };
     let mut network_keys: Vec<&String> = Vec::new();
@@ -142,8 +170,15 @@ pub async fn plan(
                 .filter_map(|m| project.volumes.get_key_value(m.source.as_deref()?))
                 .map(|(key, _)| key),
         );
-        references.push(&service.image);
+        if service.build.is_none() {
+            references.push(&service.image);
+        }
     }
+    let builds = join_all(selection.iter().filter_map(|name| {
+        let service = &project.services[name];
+        let build = service.build.as_ref()?;
+        Some(async move { needed_build(docker, &service.image, build).await })
+    }));
     for keys in [&mut network_keys, &mut volume_keys, &mut references] {
         keys.sort();
         keys.dedup();
@@ -166,12 +201,23 @@ pub async fn plan(
             .await
             .map(|id| ((*reference).clone(), id))
     }));
-    let (existing, networks, volumes, image_ids) = futures_util::join!(
+    let (existing, networks, volumes, image_ids, builds) = futures_util::join!(
         existing_containers(docker, &project.name),
         networks,
         volumes,
-        image_ids
+        image_ids,
+        builds
     );
+    let mut images: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for result in builds {
+        let (id, build) = result?;
+        if let Some(build) = build {
+            images.insert(build.request.tag.clone(), None);
+            plan.builds.push(build);
+        } else {
+            images.insert(id.0, id.1);
+        }
+    }
     let mut existing = existing?;
     for (kind, found, label) in [
         ("network", networks, NETWORK_LABEL),
@@ -195,14 +241,26 @@ pub async fn plan(
             }
         }
     }
-    let images: BTreeMap<String, Option<String>> =
+    let pulled: BTreeMap<String, Option<String>> =
         image_ids.into_iter().collect::<Result<_, _>>()?;
-    plan.pulls.extend(
-        images
+    for (reference, id) in &pulled {
+        let policies: Vec<&str> = selection
             .iter()
-            .filter(|(_, id)| id.is_none())
-            .map(|(r, _)| r.clone()),
-    );
+            .map(|name| &project.services[name])
+            .filter(|s| &s.image == reference)
+            .filter_map(|s| s.pull_policy.as_deref())
+            .collect();
+        if id.is_none() && policies.contains(&"never") {
+            return Err(ComposeError::Invalid(format!(
+                "image {reference} is not here and its pull_policy is never"
+            )));
+        }
+        if id.is_none() || policies.contains(&"always") {
+            plan.pulls.push(reference.clone());
+        }
+    }
+    images.extend(pulled);
+    let rebuilt: Vec<String> = plan.builds.iter().map(|b| b.request.tag.clone()).collect();
     for name in &selection {
         let replicas = options
             .scale
@@ -211,10 +269,93 @@ pub async fn plan(
             .or(project.services[name].deploy.replicas)
             .unwrap_or(1);
         let found = existing.remove(name).unwrap_or_default();
-        plan.services
-            .push(service_plan(project, name, replicas, found, &images)?);
+        let rebuilt = rebuilt.contains(&project.services[name].image);
+        plan.services.push(service_plan(
+            project, name, &selection, replicas, found, &images, rebuilt,
+        )?);
     }
+    restart_dependents(project, &mut plan.services);
     Ok(plan)
+}
+
+/// Whether service image `tag` must be built from `build`: it is missing, or it was built from
+/// another context (its [`image::CONTEXT_LABEL`]). Returns the image's id, or the build.
+async fn needed_build(
+    docker: &Docker,
+    tag: &str,
+    build: &Build,
+) -> Result<((String, Option<String>), Option<ImageBuild>), ComposeError> {
+    let mut request = BuildRequest {
+        dir: build.context.clone().into(),
+        tag: tag.to_string(),
+        dockerfile: build.dockerfile.clone(),
+        args: build.args.clone().into_iter().collect(),
+        labels: build.labels.clone().into_iter().collect(),
+        files: Vec::new(),
+        target: build.target.clone(),
+    };
+    if !request.dir.is_dir() {
+        return Err(ComposeError::Invalid(format!(
+            "image {tag}: the build context {} is not a directory",
+            request.dir.display()
+        )));
+    }
+    let digest_of = request.clone();
+    let digest = tokio::task::spawn_blocking(move || image::context_digest(&digest_of))
+        .await
+        .map_err(|e| ComposeError::Failed(e.to_string()))?
+        .map_err(|source| image::ImageError::Pack {
+            dir: request.dir.clone(),
+            source,
+        })?;
+    let found = image::labels(docker, tag).await?;
+    let reason = match &found {
+        None => "image missing",
+        Some((_, labels)) if labels.get(image::CONTEXT_LABEL) != Some(&digest) => {
+            "build context changed"
+        }
+        Some((id, _)) => return Ok(((tag.to_string(), Some(id.clone())), None)),
+    };
+    request
+        .labels
+        .insert(image::CONTEXT_LABEL.to_string(), digest);
+    Ok((
+        (tag.to_string(), None),
+        Some(ImageBuild { request, reason }),
+    ))
+}
+
+/// Containers kept running whose dependency (`depends_on: {X: {restart: true}}`) is recreated
+/// are restarted, as docker compose does.
+fn restart_dependents(project: &Project, services: &mut [ServicePlan]) {
+    let recreated: Vec<String> = services
+        .iter()
+        .filter(|s| {
+            s.containers
+                .iter()
+                .any(|c| matches!(c.action, Action::Recreate { .. }))
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    for plan in services.iter_mut() {
+        let service = &project.services[&plan.name];
+        let Some((dependency, _)) = service
+            .depends_on
+            .iter()
+            .find(|(dep, d)| d.restart && recreated.contains(dep))
+        else {
+            continue;
+        };
+        for container in &mut plan.containers {
+            if let Action::Keep = container.action {
+                let id = container.id.clone().unwrap_or_default();
+                container.action = Action::Restart {
+                    id,
+                    reason: format!("{dependency} is recreated"),
+                };
+            }
+        }
+    }
 }
 
 /// The project's containers by service, oneoff ones left out.
@@ -293,9 +434,11 @@ async fn volume_exists(docker: &Docker, name: &str) -> Result<bool, EngineError>
 fn service_plan(
     project: &Project,
     name: &str,
+    selection: &[String],
     replicas: u32,
     mut found: Vec<Existing>,
     images: &BTreeMap<String, Option<String>>,
+    rebuilt: bool,
 ) -> Result<ServicePlan, ComposeError> {
     let mut service = project.services[name].clone();
     if service.container_name.is_some() && replicas > 1 {
@@ -318,13 +461,18 @@ fn service_plan(
     }
     let hash = project.services[name].config_hash(&resolved);
     let image_id = images.get(&service.image).cloned().flatten();
-    let networks: Vec<(String, Vec<String>)> = service
+    let networks: Vec<Endpoint> = service
         .networks
         .iter()
         .map(|(key, attachment)| {
             let mut aliases = vec![name.to_string()];
             aliases.extend(attachment.aliases.iter().cloned());
-            (project.networks[key].name.clone(), aliases)
+            Endpoint {
+                network: project.networks[key].name.clone(),
+                aliases,
+                ipv4_address: attachment.ipv4_address.clone(),
+                ipv6_address: attachment.ipv6_address.clone(),
+            }
         })
         .collect();
     found.sort_by_key(|c| c.number);
@@ -356,8 +504,14 @@ fn service_plan(
             .iter()
             .position(|c| c.number == number)
             .map(|i| found.remove(i));
+        let id = current.as_ref().map(|c| c.id.clone());
+        let current_image = current.as_ref().map(|c| c.image_id.clone());
         let action = match current {
             None => Action::Create,
+            Some(c) if rebuilt => Action::Recreate {
+                id: c.id,
+                reason: "image rebuilt",
+            },
             Some(c) if c.hash != hash => Action::Recreate {
                 id: c.id,
                 reason: "configuration changed",
@@ -373,7 +527,10 @@ fn service_plan(
             name: container_name,
             action,
             body: service.create_body(&placement),
+            platform: service.platform.clone(),
             more_networks: networks.iter().skip(1).cloned().collect(),
+            id,
+            image_id: current_image,
         });
     }
     Ok(ServicePlan {
@@ -381,10 +538,14 @@ fn service_plan(
         depends_on: service
             .depends_on
             .iter()
+            .filter(|(dep, _)| selection.contains(dep))
             .map(|(dep, d)| (dep.clone(), Readiness::from_condition(&d.condition)))
             .collect(),
         containers,
         surplus: found.into_iter().rev().map(|c| (c.id, c.name)).collect(),
         grace: service.stop_grace_period.map(Duration::from_millis),
+        pulled_always: (service.pull_policy.as_deref() == Some("always")
+            && service.build.is_none())
+        .then(|| service.image.clone()),
     })
 }

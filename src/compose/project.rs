@@ -11,7 +11,7 @@ use crate::{
     compose::service::parse,
     compose::service::reader::{Dialect, Reader},
     compose::tree::{Node, SpecError, join},
-    compose::{ComposeError, Project, Resource, project_name},
+    compose::{ComposeError, Project, project_name, read_resource},
 };
 
 impl Project {
@@ -61,29 +61,12 @@ impl Project {
                     };
                     for item in entry.value.map(at)? {
                         let path = join(at, &item.key);
-                        let name = item
-                            .value
-                            .get("name")
-                            .ok_or_else(|| item.value.error(&path, "needs a `name`"))?
-                            .str(&join(&path, "name"))?;
-                        let external = match item.value.get("external") {
-                            Some(flag) => flag.bool(&join(&path, "external"))?,
-                            None => false,
-                        };
-                        let mut labels = BTreeMap::new();
-                        if let Some(list) = item.value.get("labels") {
-                            for (k, v) in list.pairs(&join(&path, "labels"))? {
-                                labels.insert(k, v.unwrap_or_default());
-                            }
+                        let resource =
+                            read_resource(&item.value, &path, at == "networks", &mut reader)?;
+                        if resource.name.is_empty() {
+                            return Err(item.value.error(&path, "needs a `name`").into());
                         }
-                        found.insert(
-                            item.key.clone(),
-                            Resource {
-                                name,
-                                external,
-                                labels,
-                            },
-                        );
+                        found.insert(item.key.clone(), resource);
                     }
                 }
                 _ => return Err(SpecError::new(0, at, "unknown key").into()),
@@ -124,8 +107,8 @@ impl Project {
                     ));
                 }
             }
-            for dependency in service.depends_on.keys() {
-                if !self.services.contains_key(dependency) {
+            for (dependency, how) in &service.depends_on {
+                if how.required && !self.services.contains_key(dependency) {
                     return invalid(format!(
                         "service {name} depends on {dependency:?}, which is not a service of this file"
                     ));
@@ -137,15 +120,21 @@ impl Project {
                 ));
             }
         }
-        self.start_order(&self.services.keys().cloned().collect())
+        self.start_order(&self.services.keys().cloned().collect(), &BTreeSet::new())
             .map(|_| ())
     }
 
-    /// `names` ordered so every service comes after the ones it depends on.
-    pub fn start_order(&self, names: &BTreeSet<String>) -> Result<Vec<String>, ComposeError> {
+    /// `names` ordered so every service comes after the ones it depends on, except optional
+    /// dependencies (`required: false`) in `off`.
+    pub fn start_order(
+        &self,
+        names: &BTreeSet<String>,
+        off: &BTreeSet<String>,
+    ) -> Result<Vec<String>, ComposeError> {
         fn visit(
             project: &Project,
             name: &str,
+            off: &BTreeSet<String>,
             trail: &mut Vec<String>,
             order: &mut Vec<String>,
         ) -> Result<(), ComposeError> {
@@ -160,8 +149,12 @@ impl Project {
             }
             trail.push(name.to_string());
             if let Some(service) = project.services.get(name) {
-                for dependency in service.depends_on.keys() {
-                    visit(project, dependency, trail, order)?;
+                // A dependency that is not `required` and not in the file is no dependency.
+                for (dependency, how) in &service.depends_on {
+                    let skipped = !how.required && off.contains(dependency);
+                    if project.services.contains_key(dependency) && !skipped {
+                        visit(project, dependency, off, trail, order)?;
+                    }
                 }
             }
             trail.pop();
@@ -170,7 +163,7 @@ impl Project {
         }
         let mut order = Vec::new();
         for name in names {
-            visit(self, name, &mut Vec::new(), &mut order)?;
+            visit(self, name, off, &mut Vec::new(), &mut order)?;
         }
         Ok(order)
     }
@@ -191,17 +184,24 @@ impl Project {
                 )));
             }
         }
+        let enabled = |s: &crate::compose::Service| {
+            s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
+        };
+        let off: BTreeSet<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| !enabled(s))
+            .map(|(name, _)| name.clone())
+            .collect();
         let chosen: BTreeSet<String> = if targets.is_empty() {
             self.services
-                .iter()
-                .filter(|(_, s)| {
-                    s.profiles.is_empty() || s.profiles.iter().any(|p| profiles.contains(p))
-                })
-                .map(|(name, _)| name.clone())
+                .keys()
+                .filter(|name| !off.contains(*name))
+                .cloned()
                 .collect()
         } else {
             targets.iter().cloned().collect()
         };
-        self.start_order(&chosen)
+        self.start_order(&chosen, &off)
     }
 }

@@ -92,6 +92,10 @@ pub fn join(base: &str, key: &str) -> String {
     }
 }
 
+/// The most YAML events (aliases expanded) a document may produce: far beyond any real compose
+/// file, far below what would take memory.
+const MAX_EVENTS: usize = 1_000_000;
+
 /// Parses YAML text; `source` names it in errors. An empty document is `Null`.
 pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {
     if text.trim().is_empty() {
@@ -100,11 +104,20 @@ pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {
             value: Value::Null,
         });
     }
+    // Compose files lean on anchors and `<<:` merges (one anchor reused by every service), so
+    // the ratio of aliases to anchors is no sign of malice here; what bounds a hostile file
+    // (a billion laughs) is the total of events and nodes an expansion may produce.
     let options = serde_saphyr::options! {
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,
         with_snippet: false,
+        budget: serde_saphyr::budget! {
+            enforce_alias_anchor_ratio: false,
+            max_events: MAX_EVENTS,
+            max_nodes: MAX_EVENTS / 4,
+            max_recorded_anchor_events: MAX_EVENTS,
+        },
     };
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|error| {
         let line = error.location().map_or(0, |l| l.line() as usize);
@@ -112,7 +125,14 @@ pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {
             &serde_saphyr::DefaultMessageFormatter,
             error.without_snippet(),
         );
-        SpecError::new(line, "", message.into_owned()).in_source(source)
+        let message = match message.contains("budget") {
+            true => format!(
+                "the document expands to more than cutover reads ({MAX_EVENTS} YAML events, aliases \
+                 expanded): is an anchor expanded within itself over and over? ({message})"
+            ),
+            false => message.into_owned(),
+        };
+        SpecError::new(line, "", message).in_source(source)
     })
 }
 
@@ -381,6 +401,37 @@ mod tests {
         assert_eq!(api.get("port").unwrap().str("").unwrap(), "8080:80");
         assert_eq!(api.get("on").unwrap().value, Value::Str("yes".into()));
         assert_eq!(api.get("mode").unwrap().value, Value::Str("0755".into()));
+    }
+
+    #[test]
+    fn heavy_merges_load_and_a_billion_laughs_is_refused() {
+        let mut text = String::from("x-base: &base\n  restart: always\n  labels: {a: b}\n");
+        text.push_str("x-env: &env\n  A: 1\nservices:\n");
+        for i in 0..200 {
+            text.push_str(&format!(
+                "  s{i}:\n    <<: *base\n    image: x\n    environment: *env\n"
+            ));
+        }
+        let tree = parse(&text, "c.yaml").unwrap();
+        let services = tree.get("services").unwrap().map("").unwrap();
+        assert_eq!(services.len(), 200);
+        assert_eq!(
+            services[199].value.get("restart").unwrap().str("").unwrap(),
+            "always"
+        );
+        let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            laughs.push_str(&format!("{name}: &{name} [*{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}]\n"));
+        }
+        let error = parse(&laughs, "c.yaml").unwrap_err();
+        assert!(
+            error.to_string().starts_with("c.yaml:")
+                && error.message.contains("expands to more than"),
+            "{error}"
+        );
     }
 
     #[test]

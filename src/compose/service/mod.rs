@@ -11,9 +11,12 @@ pub(crate) mod syntax;
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount as EngineMount,
-    MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, HealthConfig, HostConfig, HostConfigLogConfig,
+    Mount as EngineMount, MountType, NetworkingConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum,
 };
+
+use crate::docker::containers::Endpoint;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -64,6 +67,106 @@ pub struct Service {
     /// Milliseconds `stop` waits before killing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<u64>,
+    /// How the image is built when it is missing or its context changed; `image` is then the
+    /// tag it gets (`<project>-<service>` unless the file names one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    /// `always`, `never`, `missing` (the default), `build`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
+    /// `os/arch[/variant]` of the image to run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `nofile` → limits.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Bytes of `/dev/shm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// An init process as PID 1, reaping zombies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// The root filesystem mounted read-only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_open: bool,
+    /// `HOST=ADDRESS` lines added to `/etc/hosts`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// `PATH[:OPTIONS]` tmpfs mounts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    /// The `secrets` and `configs` the service names, until the project turns each into a
+    /// read-only bind mount of its file (in `volumes`).
+    #[serde(skip)]
+    pub files: Vec<FileRef>,
+}
+
+/// A service's reference to a top-level secret or config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRef {
+    /// `secrets` or `configs`.
+    pub section: &'static str,
+    pub source: String,
+    /// Where it appears in the container; relative to `/run/secrets` for a secret.
+    pub target: Option<String>,
+    pub line: usize,
+    pub path: String,
+}
+
+/// A service's `build:`, paths absolute.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Build {
+    pub context: String,
+    /// Relative to the context; `Dockerfile` when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// A host device in the container: `/dev/fuse:/dev/fuse:rwm`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    pub source: String,
+    pub target: String,
+    /// cgroup permissions, `rwm` by default.
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Logging {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,6 +209,11 @@ impl Port {
 pub struct Attachment {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// A static address on the network (its `ipam` must have a subnet holding it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,18 +227,32 @@ pub struct Mount {
     pub target: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// SELinux relabelling: `z` (shared) or `Z` (private).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Dependency {
     /// `service_started`, `service_healthy` or `service_completed_successfully`.
     pub condition: String,
+    /// Restart the dependent when `up` recreates this dependency.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+    /// `false`: a dependency that is not there (not in the file, or not enabled) is skipped.
+    #[serde(skip_serializing_if = "is_true")]
+    pub required: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// Durations in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Healthcheck {
-    /// `["CMD", prog, args…]`, `["CMD-SHELL", line]` or `["NONE"]`.
+    /// `["CMD", prog, args…]`, `["CMD-SHELL", line]` or `["NONE"]`; empty keeps the image's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub test: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<u64>,
@@ -154,6 +276,10 @@ pub struct Deploy {
 pub struct Resources {
     #[serde(skip_serializing_if = "Limits::is_empty")]
     pub limits: Limits,
+    /// `memory` is the container's soft limit; `cpus` is a swarm setting, kept for reading only
+    /// (docker compose ignores it for containers too).
+    #[serde(skip_serializing_if = "Limits::is_empty")]
+    pub reservations: Limits,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -173,7 +299,7 @@ impl Deploy {
 
 impl Resources {
     fn is_empty(&self) -> bool {
-        self.limits.is_empty()
+        self.limits.is_empty() && self.reservations.is_empty()
     }
 }
 
@@ -188,8 +314,8 @@ impl Limits {
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
     pub labels: BTreeMap<String, String>,
-    /// (engine network name, aliases), the first one given at create time.
-    pub networks: Vec<(String, Vec<String>)>,
+    /// The networks to join, the first one given at create time.
+    pub networks: Vec<Endpoint>,
     /// The replica's number (1 for a lone container): replica N of a service publishing a host
     /// port range gets the range's Nth port.
     pub number: u32,
@@ -217,32 +343,74 @@ impl Service {
                 });
         }
         let limits = &self.deploy.resources.limits;
+        // The Mounts API has no SELinux relabel option: those mounts go as `Binds` entries.
+        let (relabelled, mounts): (Vec<&Mount>, Vec<&Mount>) =
+            self.volumes.iter().partition(|m| m.selinux.is_some());
+        let binds: Vec<String> = relabelled.iter().map(|m| bind_entry(m)).collect();
         let host_config = HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
-            mounts: (!self.volumes.is_empty())
-                .then(|| self.volumes.iter().map(engine_mount).collect()),
+            mounts: (!mounts.is_empty()).then(|| mounts.into_iter().map(engine_mount).collect()),
+            binds: (!binds.is_empty()).then_some(binds),
             restart_policy: self.restart.as_deref().map(restart_policy),
             memory: limits.memory,
+            memory_reservation: self.deploy.resources.reservations.memory,
             nano_cpus: limits.cpus.map(|cpus| (cpus * 1e9).round() as i64),
             network_mode: self
                 .network_mode
                 .clone()
-                .or_else(|| placement.networks.first().map(|(name, _)| name.clone())),
+                .or_else(|| placement.networks.first().map(|e| e.network.clone())),
+            ulimits: (!self.ulimits.is_empty()).then(|| {
+                self.ulimits
+                    .iter()
+                    .map(|(name, limit)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(limit.soft),
+                        hard: Some(limit.hard),
+                    })
+                    .collect()
+            }),
+            shm_size: self.shm_size,
+            cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
+            cap_drop: (!self.cap_drop.is_empty()).then(|| self.cap_drop.clone()),
+            devices: (!self.devices.is_empty()).then(|| {
+                self.devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        path_on_host: Some(d.source.clone()),
+                        path_in_container: Some(d.target.clone()),
+                        cgroup_permissions: Some(d.permissions.clone()),
+                    })
+                    .collect()
+            }),
+            init: self.init,
+            privileged: self.privileged.then_some(true),
+            readonly_rootfs: self.read_only.then_some(true),
+            extra_hosts: (!self.extra_hosts.is_empty()).then(|| {
+                self.extra_hosts
+                    .iter()
+                    .map(|h| h.replacen('=', ":", 1))
+                    .collect()
+            }),
+            security_opt: (!self.security_opt.is_empty()).then(|| self.security_opt.clone()),
+            sysctls: (!self.sysctls.is_empty()).then(|| self.sysctls.clone().into_iter().collect()),
+            tmpfs: (!self.tmpfs.is_empty()).then(|| {
+                self.tmpfs
+                    .iter()
+                    .map(|t| match t.split_once(':') {
+                        Some((path, options)) => (path.to_string(), options.to_string()),
+                        None => (t.clone(), String::new()),
+                    })
+                    .collect()
+            }),
+            log_config: self.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: l.driver.clone(),
+                config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
+            }),
             ..Default::default()
         };
-        let networking_config =
-            placement
-                .networks
-                .first()
-                .map(|(name, aliases)| NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(
-                        name.clone(),
-                        EndpointSettings {
-                            aliases: (!aliases.is_empty()).then(|| aliases.clone()),
-                            ..Default::default()
-                        },
-                    )])),
-                });
+        let networking_config = placement.networks.first().map(|e| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(e.network.clone(), e.settings())])),
+        });
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: self.command.clone(),
@@ -259,6 +427,8 @@ impl Service {
             user: self.user.clone(),
             working_dir: self.working_dir.clone(),
             hostname: self.hostname.clone(),
+            tty: self.tty.then_some(true),
+            open_stdin: self.stdin_open.then_some(true),
             stop_timeout: self.stop_grace_period.map(|ms| ms.div_ceil(1000) as i64),
             host_config: Some(host_config),
             networking_config,
@@ -296,6 +466,21 @@ fn engine_mount(mount: &Mount) -> EngineMount {
     }
 }
 
+/// `SOURCE:TARGET:ro,z` for the engine's `Binds`.
+fn bind_entry(mount: &Mount) -> String {
+    let mut options = Vec::new();
+    if mount.read_only {
+        options.push("ro");
+    }
+    options.extend(mount.selinux.as_deref());
+    format!(
+        "{}:{}:{}",
+        mount.source.as_deref().unwrap_or_default(),
+        mount.target,
+        options.join(",")
+    )
+}
+
 fn restart_policy(text: &str) -> RestartPolicy {
     let (name, retries) = match text.split_once(':') {
         Some((name, n)) => (name, n.parse().ok()),
@@ -316,7 +501,7 @@ fn restart_policy(text: &str) -> RestartPolicy {
 fn health_config(check: &Healthcheck) -> HealthConfig {
     let ns = |ms: Option<u64>| ms.map(|ms| (ms * 1_000_000) as i64);
     HealthConfig {
-        test: Some(check.test.clone()),
+        test: (!check.test.is_empty()).then(|| check.test.clone()),
         interval: ns(check.interval),
         timeout: ns(check.timeout),
         start_period: ns(check.start_period),

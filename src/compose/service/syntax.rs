@@ -10,6 +10,13 @@ use crate::{
     compose::units,
 };
 
+fn selinux(node: &Node, path: &str) -> Result<String, SpecError> {
+    match node.str(path)?.as_str() {
+        label @ ("z" | "Z") => Ok(label.to_string()),
+        other => Err(node.error(path, format!("selinux {other:?}: use z or Z"))),
+    }
+}
+
 pub fn duration(node: &Node, path: &str) -> Result<u64, SpecError> {
     match &node.value {
         Value::Int(ms) if *ms >= 0 => Ok(*ms as u64),
@@ -163,6 +170,7 @@ pub fn mount(node: &Node, path: &str, reader: &mut Reader) -> Result<Mount, Spec
         source: None,
         target: String::new(),
         read_only: false,
+        selinux: None,
     };
     if let Value::Map(entries) = &node.value {
         for entry in entries {
@@ -172,6 +180,21 @@ pub fn mount(node: &Node, path: &str, reader: &mut Reader) -> Result<Mount, Spec
                 "source" => mount.source = Some(entry.value.str(&at)?),
                 "target" => mount.target = entry.value.str(&at)?,
                 "read_only" => mount.read_only = entry.value.bool(&at)?,
+                // The long syntax's `bind: {selinux: z}`, and a project map's `selinux: z`.
+                "selinux" => mount.selinux = Some(selinux(&entry.value, &at)?),
+                "bind" => {
+                    for setting in entry.value.map(&at)? {
+                        let setting_at = join(&at, &setting.key);
+                        match setting.key.as_str() {
+                            "selinux" => {
+                                mount.selinux = Some(selinux(&setting.value, &setting_at)?)
+                            }
+                            // The engine creates a missing bind source, as compose asks.
+                            "create_host_path" => {}
+                            _ => reader.unsupported(setting, &at)?,
+                        }
+                    }
+                }
                 _ => reader.unsupported(entry, path)?,
             }
         }
@@ -185,7 +208,22 @@ pub fn mount(node: &Node, path: &str, reader: &mut Reader) -> Result<Mount, Spec
             _ => return Err(node.error(path, format!("invalid volume {text:?}"))),
         };
         mount.target = target.to_string();
-        mount.read_only = mode.split(',').any(|m| m == "ro");
+        for option in mode.split(',').filter(|m| !m.is_empty()) {
+            match option {
+                "ro" => mount.read_only = true,
+                "rw" => mount.read_only = false,
+                "z" | "Z" => mount.selinux = Some(option.to_string()),
+                // Propagation and copy options the engine applies by default.
+                "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" | "nocopy"
+                | "cached" | "delegated" | "consistent" => {}
+                other => {
+                    return Err(node.error(
+                        path,
+                        format!("unknown volume option {other:?} in {text:?} (use ro, rw, z or Z)"),
+                    ));
+                }
+            }
+        }
         if let Some(source) = source {
             if source.starts_with(['/', '.', '~']) {
                 mount.kind = "bind".into();
