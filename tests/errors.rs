@@ -170,7 +170,7 @@ fn a_missing_import_and_a_global_read_in_a_function_are_explained() {
             "import \"stak\" as stack;\nfn main() { docker::restrat(\"x\"); }\n",
         )
         .args(["check", "c"])
-        .stderr_contains("runbooks/c.rhai:1:1: no stdlib module named `stak`")
+        .stderr_contains("runbooks/c.rhai:1:1: no stdlib module or runbook named `stak`")
         .stderr_contains("did you mean `stack`?")
         .stderr_contains("runbooks/c.rhai:2:21: no function docker::restrat")
         .stderr_contains("did you mean `docker::restart`")

@@ -5,6 +5,7 @@
 mod support;
 mod test;
 
+mod authoring;
 mod caddy;
 mod caddy_failures;
 mod canary;

@@ -77,6 +77,7 @@ impl ScriptEngine {
 
         rhai.set_module_resolver(StdlibResolver {
             catalog: stdlib.clone(),
+            runbooks: runbooks.clone(),
             sources: sources.clone(),
             cache: Mutex::default(),
         });
@@ -148,6 +149,10 @@ impl ScriptEngine {
         let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
         let modules: std::collections::BTreeSet<String> =
             functions.iter().filter_map(|f| f.module.clone()).collect();
+        let mut importable = self.stdlib_names();
+        if let Ok(runbooks) = self.runbooks.list() {
+            importable.extend(runbooks.into_iter().map(|s| s.name));
+        }
         let stdlib = self.stdlib_names();
         let mut found = Vec::new();
         let at = |position: Position, message: String, help: Option<String>| Diagnostic {
@@ -161,11 +166,11 @@ impl ScriptEngine {
             match path.last() {
                 Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
                     if let rhai::Expr::StringConstant(name, _) = &import.0
-                        && !stdlib.iter().any(|m| m == name.as_str())
+                        && !importable.iter().any(|m| m == name.as_str())
                     {
                         found.push(at(
                             *position,
-                            format!("no stdlib module named `{name}`"),
+                            format!("no stdlib module or runbook named `{name}`"),
                             Some(hints::for_missing_module(name, &stdlib)),
                         ));
                     }
@@ -254,9 +259,12 @@ fn display_position(position: Position) -> String {
     }
 }
 
-/// Resolves `import "NAME"` through the stdlib catalog, compiling each module once per process.
+/// Resolves `import "NAME"` through the stdlib catalog, then the runbooks (a runbook can use
+/// another's functions: `import "db-report" as report; report::main()`), compiling each module
+/// once per process.
 struct StdlibResolver {
     catalog: Catalog,
+    runbooks: Catalog,
     sources: SourceMap,
     cache: Mutex<HashMap<String, Shared<Module>>>,
 }
@@ -275,6 +283,7 @@ impl ModuleResolver for StdlibResolver {
         let script = self
             .catalog
             .find(path)
+            .or_else(|stdlib_error| self.runbooks.find(path).map_err(|_| stdlib_error))
             .map_err(|error| EvalAltResult::ErrorRuntime(error.to_string().into(), position))?;
         self.sources
             .insert(&script.display, Arc::clone(&script.text));

@@ -16,6 +16,8 @@ pub(crate) mod convert;
 pub(crate) mod docker;
 pub(crate) mod env;
 pub(crate) mod exec;
+pub(crate) mod file;
+pub(crate) mod fmt;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod log;
@@ -118,6 +120,8 @@ pub fn rhai_type(rust: &str) -> String {
 pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
+    engine.register_static_module("file", file::module().into());
+    engine.register_static_module("fmt", fmt::module().into());
     engine.register_static_module("env", env::module(context).into());
     engine.register_static_module("state", state::module(context).into());
     engine.register_static_module("audit", audit::module(context).into());

@@ -45,7 +45,38 @@ pub fn module() -> Module {
             Ok(text)
         }
     );
+    function!(&mut module,
+        /// Milliseconds since the Unix epoch of an RFC 3339 time stamp (`2026-11-26T04:31:02Z`,
+        /// with an offset or fractions of a second: what `time::stamp()`, the journal and
+        /// `docker::inspect` write). Text that is no such stamp is an error naming it.
+        ///
+        /// ```rhai
+        /// let started = time::parse(docker::inspect("api").State.StartedAt);
+        /// ```
+        fn parse(call, stamp: &str) -> i64 {
+            parse_stamp(stamp)
+        }
+    );
+    function!(&mut module,
+        /// How long ago an RFC 3339 time stamp was, in milliseconds (negative for the future).
+        ///
+        /// ```rhai
+        /// let since = state::get("last_backup");
+        /// if since == () || time::age(since) > 86_400_000 { log::warn("no backup for a day"); }
+        /// ```
+        fn age(call, stamp: &str) -> i64 {
+            Ok(jiff::Timestamp::now().as_millisecond() - parse_stamp(stamp)?)
+        }
+    );
     module
+}
+
+fn parse_stamp(stamp: &str) -> Result<i64, Box<rhai::EvalAltResult>> {
+    stamp
+        .trim()
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| fail(format!("{stamp:?} is not an RFC 3339 time stamp: {e}")))
 }
 
 pub fn globals(module: &mut Module, context: &Arc<Context>) {
