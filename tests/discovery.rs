@@ -176,3 +176,18 @@ fn stdlib_modules_import_each_other() {
         .stderr_contains("value 42")
         .success();
 }
+
+#[test]
+fn an_unknown_stdlib_module_lists_the_modules_there_are() {
+    Test::new()
+        .args(["show", "--module", "nonexist"])
+        .stderr_contains("error: no stdlib module named `nonexist`")
+        .stderr_contains(
+            "the stdlib modules are bluegreen, canary, images, smoke, stack, table, traffic",
+        )
+        .status(2);
+    Test::new()
+        .args(["show", "--module", "tabel"])
+        .stderr_contains("did you mean `table`?")
+        .status(2);
+}

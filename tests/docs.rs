@@ -118,3 +118,19 @@ fn ci_runs_the_readme_test_command() {
         ".ci/run does not run the README's test command `{command}`:\n{ci}"
     );
 }
+
+/// The reference covers the stdlib (from its `///` docs) and what a runbook author needs of
+/// Rhai, next to the host functions.
+#[test]
+fn docs_covers_the_stdlib_and_rhai_for_runbook_authors() {
+    let run = Test::new().args(["docs"]).success();
+    for heading in [
+        "# The stdlib",
+        "## `bluegreen` (`import \"bluegreen\" as bluegreen;`)",
+        "### `bluegreen::promote(cfg, env)`",
+        "# Rhai for runbook authors",
+        "**Functions see only their parameters.**",
+    ] {
+        assert!(run.stdout.contains(heading), "docs lacks {heading:?}");
+    }
+}

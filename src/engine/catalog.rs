@@ -105,14 +105,22 @@ impl Catalog {
             .list()
             .map(|scripts| scripts.into_iter().map(|s| s.name).collect())
             .unwrap_or_default();
+        let guess = super::hints::did_you_mean(&super::hints::nearest(
+            name,
+            names.iter().map(String::as_str),
+        ));
+        // The stdlib is short: when nothing is near, name what there is.
+        let guess = match guess {
+            None if self.kind == "stdlib module" => {
+                Some(format!("the stdlib modules are {}", names.join(", ")))
+            }
+            guess => guess,
+        };
         Err(CatalogError::NotFound {
             kind: self.kind,
             name: name.to_string(),
             searched: self.searched(),
-            guess: super::hints::did_you_mean(&super::hints::nearest(
-                name,
-                names.iter().map(String::as_str),
-            )),
+            guess,
         })
     }
 

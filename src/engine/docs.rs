@@ -273,6 +273,95 @@ pub fn listing(functions: &[&FunctionDoc]) -> String {
         .collect()
 }
 
+/// The functions of every stdlib module, from their `///` docs (each module compiled, not run).
+pub fn stdlib_functions(engine: &ScriptEngine) -> Vec<FunctionDoc> {
+    let mut found = Vec::new();
+    for script in engine.stdlib.list().unwrap_or_default() {
+        let Ok(ast) = engine.rhai.compile(&*script.text) else {
+            continue; // `cutover check` reports it
+        };
+        for function in ast.iter_functions() {
+            if function.access == rhai::FnAccess::Private || function.name.starts_with("anon$") {
+                continue;
+            }
+            let comments: Vec<String> = function.comments.iter().map(|c| c.to_string()).collect();
+            found.push(FunctionDoc {
+                module: Some(script.name.clone()),
+                name: function.name.to_string(),
+                params: function
+                    .params
+                    .iter()
+                    .map(|p| (p.to_string(), None))
+                    .collect(),
+                returns: None,
+                doc: doc_text(&comments),
+                native: false,
+            });
+        }
+    }
+    found.sort_by(|a, b| {
+        (&a.module, &a.name, a.params.len()).cmp(&(&b.module, &b.name, b.params.len()))
+    });
+    found
+}
+
+/// The stdlib part of the reference: each module's opening comment is in its source
+/// (`cutover show --module NAME`); here are its functions, with the import that reaches them.
+pub fn stdlib_markdown(functions: &[FunctionDoc]) -> String {
+    let mut out = String::from(
+        "# The stdlib\n\n\
+         Rhai modules shipped with cutover (and overridden by files in `./stdlib`): the \
+         blue-green model the runbooks are built on. Import one by name — `import \"bluegreen\" \
+         as bg;` — and call `bg::promote(cfg, \"green\")`; `cutover show --module NAME` prints \
+         its source.\n\n",
+    );
+    let mut current: Option<&str> = None;
+    for function in functions {
+        let module = function.module.as_deref().unwrap_or("");
+        if current != Some(module) {
+            let _ = writeln!(out, "## `{module}` (`import \"{module}\" as {module};`)\n");
+            current = Some(module);
+        }
+        let _ = writeln!(out, "### `{}`\n", function.signature());
+        if function.doc.is_empty() {
+            out.push_str("*(undocumented)*\n\n");
+        } else {
+            let _ = writeln!(out, "{}\n", function.doc);
+        }
+    }
+    out
+}
+
+/// What a runbook author needs of Rhai itself, with the traps newcomers meet.
+pub const RHAI_FOR_RUNBOOK_AUTHORS: &str = r#"# Rhai for runbook authors
+
+Runbooks are [Rhai](https://rhai.rs) scripts. What you need beyond the host functions above:
+
+* **Strings.** Backtick strings interpolate: `` `${env} runs ${tag}` ``; they span lines and
+  keep `
+` as written (use a real line break). `text.split(",")` gives an array,
+  `text.sub_string(0, 5)` a part, `text.contains("x")`, `text.starts_with("v")`,
+  `text.len()`. `trim()`, `make_upper()`, `make_lower()` and `pad(n, " ")` change the string
+  **in place** and return nothing: write `name.trim();`, not `let t = name.trim();`. Use
+  `fmt::left`, `fmt::right` and `fmt::fixed` for columns and decimals.
+* **JSON.** `parse_json(text)` gives maps and arrays; `to_json(value)` (or `value.to_json()`)
+  the text. `http::get(url).json` is already parsed.
+* **Numbers.** `"42".parse_int()`, `"1.5".parse_float()` (throw on bad text: wrap them in
+  `try { … } catch { … }`); `x.to_float()`, `x.to_int()`, `x.round()`. Integer division stays
+  an integer: `7 / 2` is `3`.
+* **Maps and arrays.** `#{name: "green", port: 8082}`, `m.name`, `m["name"]`, `m.keys()`,
+  `m.contains("name")`; `[1, 2]`, `a.push(x)`, `a.len()`, `for x in a { … }`,
+  `a.filter(|x| x > 1)`, `a.map(|x| x * 2)`. A missing map key reads as `()`; `x ?? fallback`
+  gives a default.
+* **Functions see only their parameters.** A `fn` cannot read the script's top-level `let` or
+  `const`: pass values in, or make them functions (`fn timeout() { 30_000 }`).
+* **Modules are imported by name.** `import "bluegreen" as bg;` at the top, then `bg::…`. A
+  runbook can import another runbook the same way.
+* **Errors.** `throw "message"` ends the run with that message (exit 1); `try { … } catch (e)
+  { … }` handles an error, but never a Ctrl-C, `--timeout` or SIGTERM: register cleanup with
+  `defer(|| …)` where the host has it.
+"#;
+
 /// GitHub's heading anchor for a module name heading like "## `env`".
 fn anchor(name: &str) -> String {
     name.chars()
@@ -294,7 +383,14 @@ pub fn command(context: &Arc<Context>, definitions: Option<&Path>) -> Result<i32
             })?;
             eprintln!("wrote Rhai definition files to {}", dir.display());
         }
-        None => print!("{}", markdown(&functions(&engine.rhai))),
+        None => {
+            let stdlib = stdlib_functions(&engine);
+            print!(
+                "{}\n{}\n{RHAI_FOR_RUNBOOK_AUTHORS}",
+                markdown(&functions(&engine.rhai)),
+                stdlib_markdown(&stdlib)
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -325,5 +421,36 @@ mod tests {
         assert_eq!(function.example().as_deref(), Some("f(1);\n"));
         assert_eq!(function.summary(), "First line.");
         assert_eq!(missing_docs(&function), None);
+    }
+
+    /// Every stdlib function the runbooks call is in the reference, with its doc.
+    #[test]
+    fn the_stdlib_is_documented_from_its_doc_comments() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let settings =
+            crate::config::Settings::from_args(&crate::config::GlobalArgs::default()).unwrap();
+        let context = Arc::new(Context::new(
+            settings,
+            runtime.handle().clone(),
+            Arc::default(),
+        ));
+        let engine = ScriptEngine::new(context);
+        let stdlib = stdlib_functions(&engine);
+        let promote = stdlib
+            .iter()
+            .find(|f| f.path() == "bluegreen::promote")
+            .expect("bluegreen::promote is listed");
+        assert_eq!(promote.signature(), "bluegreen::promote(cfg, env)");
+        assert!(
+            promote.doc.starts_with("Moves production traffic to `env`"),
+            "{}",
+            promote.doc
+        );
+        let text = stdlib_markdown(&stdlib);
+        assert!(text.contains("## `canary` (`import \"canary\" as canary;`)"));
+        assert!(text.contains("### `canary::run(cfg, env)`"));
     }
 }
