@@ -22,22 +22,12 @@ mod test;
 use std::time::Duration;
 
 use support::{
-    load::{Group, Load, Method, Plan, Retry, Sample},
+    load::{Load, Sample},
     stack::Stack,
 };
 
 fn load_on(stack: &Stack) -> Load {
-    Load::start(Plan {
-        target: format!("127.0.0.1:{}", stack.ports.proxy).parse().unwrap(),
-        groups: vec![
-            Group::new("browser", Retry::Browser, Method::Get, 4, 50.0),
-            Group::new("never-retry GET", Retry::Never, Method::Get, 2, 25.0),
-            Group::new("never-retry POST", Retry::Never, Method::Post, 2, 25.0),
-        ],
-        duration: Duration::from_secs(600),
-        max_requests: 1_000_000,
-        request_timeout: Duration::from_secs(10),
-    })
+    stack.load(Duration::from_secs(600))
 }
 
 const GROUPS: [&str; 3] = ["browser", "never-retry GET", "never-retry POST"];

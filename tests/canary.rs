@@ -7,27 +7,12 @@
 
 use std::{sync::Mutex, time::Duration};
 
-use crate::support::{
-    self, Service,
-    load::{Group, Load, Method, Plan, Retry},
-    stack::Stack,
-};
+use crate::support::{self, Service, load::Load, stack::Stack};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Keep-alive clients on the proxy (about 300 requests a second in all).
 fn load_on(stack: &Stack) -> Load {
-    Load::start(Plan {
-        target: format!("127.0.0.1:{}", stack.ports.proxy).parse().unwrap(),
-        groups: vec![
-            Group::new("browser", Retry::Browser, Method::Get, 4, 50.0),
-            Group::new("never-retry GET", Retry::Never, Method::Get, 2, 25.0),
-            Group::new("never-retry POST", Retry::Never, Method::Post, 2, 25.0),
-        ],
-        duration: Duration::from_secs(240),
-        max_requests: 200_000,
-        request_timeout: Duration::from_secs(10),
-    })
+    stack.load(Duration::from_secs(240))
 }
 
 /// Short steps for tests: 2 s each, judged on at least 20 requests.

@@ -242,12 +242,7 @@ pub fn markdown(functions: &[FunctionDoc]) -> String {
             None => out.push_str("## Global functions\n\n"),
         }
         for function in functions {
-            let _ = writeln!(out, "### `{}`\n", function.signature());
-            if function.doc.is_empty() {
-                out.push_str("*(undocumented)*\n\n");
-            } else {
-                let _ = writeln!(out, "{}\n", function.doc);
-            }
+            function_section(&mut out, function);
         }
     }
     out
@@ -322,14 +317,19 @@ pub fn stdlib_markdown(functions: &[FunctionDoc]) -> String {
             let _ = writeln!(out, "## `{module}` (`import \"{module}\" as {module};`)\n");
             current = Some(module);
         }
-        let _ = writeln!(out, "### `{}`\n", function.signature());
-        if function.doc.is_empty() {
-            out.push_str("*(undocumented)*\n\n");
-        } else {
-            let _ = writeln!(out, "{}\n", function.doc);
-        }
+        function_section(&mut out, function);
     }
     out
+}
+
+/// One function's entry in the reference: its signature as a heading, then its doc.
+fn function_section(out: &mut String, function: &FunctionDoc) {
+    let _ = writeln!(out, "### `{}`\n", function.signature());
+    if function.doc.is_empty() {
+        out.push_str("*(undocumented)*\n\n");
+    } else {
+        let _ = writeln!(out, "{}\n", function.doc);
+    }
 }
 
 /// What a runbook author needs of Rhai itself, with the traps newcomers meet.
