@@ -1,7 +1,8 @@
 //! Builds the one `rhai::Engine` every runbook, stdlib module and REPL line runs in: host modules
 //! registered, `import` resolved from the stdlib search path, limits that keep a runaway script
-//! from taking the host down, `print`/`debug` sent to the log, and the cancellation flag checked
-//! between operations so Ctrl-C and `--timeout` stop even a tight `loop {}`.
+//! from taking the host down, `print` sent to stdout (the runbook's output) and `debug` to the
+//! log, and the cancellation flag checked between operations so Ctrl-C and `--timeout` stop even
+//! a tight `loop {}`.
 
 use std::{
     collections::HashMap,
@@ -60,7 +61,8 @@ impl ScriptEngine {
                 .reason()
                 .map(|reason| Dynamic::from(reason.describe()))
         });
-        rhai.on_print(|text| tracing::info!(target: SCRIPT_TARGET, "{text}"));
+        let secrets = Arc::clone(&context.secrets);
+        rhai.on_print(move |text| print_output(&secrets, text));
         rhai.on_debug(|text, source, position| {
             let at = source.map(|s| format!("{s}:{}", display_position(position)));
             tracing::debug!(target: SCRIPT_TARGET, "{}{text}", at.map(|a| a + ": ").unwrap_or_default())
@@ -116,6 +118,18 @@ impl ScriptEngine {
     pub fn redact(&self, text: &str) -> String {
         self.context.secrets.redact(text).into_owned()
     }
+}
+
+/// `print(x)`: the runbook's output (a table, a report, a result), one line on stdout with
+/// secrets masked, whatever `-q` or `--log-format` say; logs stay on stderr. Output that cannot be
+/// written (a closed pipe) is dropped: it never changes what the run does.
+fn print_output(secrets: &crate::redact::Redactor, text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(secrets.redact(text).as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }
 
 /// Lets `log::debug(...)` and `caddy::switch(...)` parse. `debug` is reserved and `switch` a

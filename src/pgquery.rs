@@ -22,6 +22,19 @@ pub enum QueryError {
     Container(String),
     #[error("column {column}: {reason}")]
     Column { column: String, reason: String },
+    /// The statement would write, and it ran in a read-only transaction.
+    #[error("{0}")]
+    Writes(String),
+}
+
+/// How a query runs: as given, or in a read-only transaction that is rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// `BEGIN READ ONLY`, a first statement that fixes the snapshot (so the script's statement
+    /// cannot turn the transaction read-write), the statement, `ROLLBACK`: the server refuses
+    /// every write to data (`INSERT`, `UPDATE`, DDL, `nextval`, …) with SQLSTATE 25006.
+    ReadOnly,
 }
 
 /// Whether a server takes connections, and if not why.
@@ -79,17 +92,36 @@ async fn isready_in_container(
 }
 
 /// Runs `sql` with `params` bound to `$1`, `$2`… and returns every row as a map.
-pub async fn query(target: &Target, sql: &str, params: &[Dynamic]) -> Result<Vec<Map>, QueryError> {
+pub async fn query(
+    target: &Target,
+    sql: &str,
+    params: &[Dynamic],
+    access: Access,
+) -> Result<Vec<Map>, QueryError> {
     let client = connect(target).await.map_err(|e| match e {
         ConnectError::Refused(reason) => QueryError::Postgres(reason),
         ConnectError::Fatal(error) => error,
     })?;
     let params: Vec<TextParam> = params.iter().map(TextParam::from_dynamic).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-    let rows = client
-        .query(sql, &refs)
-        .await
-        .map_err(|e| QueryError::Postgres(describe(&e)))?;
+    if access == Access::ReadOnly {
+        client
+            .batch_execute("BEGIN TRANSACTION READ ONLY; SELECT 1")
+            .await
+            .map_err(|e| QueryError::Postgres(describe(&e)))?;
+    }
+    let rows = client.query(sql, &refs).await.map_err(|e| {
+        let writes = e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION);
+        match writes && access == Access::ReadOnly {
+            true => QueryError::Writes(describe(&e)),
+            false => QueryError::Postgres(describe(&e)),
+        }
+    });
+    if access == Access::ReadOnly {
+        // The connection closes when `client` drops; the rollback is for the server's log.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    let rows = rows?;
     rows.iter()
         .map(|row| {
             let mut map = Map::new();

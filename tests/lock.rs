@@ -291,7 +291,7 @@ fn the_repl_reads_beside_a_holder_but_its_changes_need_the_lock() {
         "{}",
         refused.stderr
     );
-    assert!(!refused.stderr.contains("not reached"));
+    assert!(!refused.stdout.contains("not reached"));
     release(&test);
     Ran::of(holder).success();
 

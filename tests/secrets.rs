@@ -85,16 +85,19 @@ fn no_secret_reaches_any_output() {
             ])
             .status(1);
         // The runbook did reach every sink: the masks are there.
-        for seen in [
-            "[sh] out ***",
-            "[sh:err] err ***",
-            "caught ",
-            "failed with ***",
-        ] {
+        for seen in ["[sh] out ***", "[sh:err] err ***", "failed with ***"] {
             assert!(
                 ran.stderr.contains(seen),
                 "{format}: lacks {seen:?}:\n{}",
                 ran.stderr
+            );
+        }
+        // What it printed is its output, on stdout, masked the same way.
+        for seen in ["arg=*** pg=*** token=*** plain=***", "caught "] {
+            assert!(
+                ran.stdout.contains(seen),
+                "{format}: lacks {seen:?}:\n{}",
+                ran.stdout
             );
         }
         outputs.push((format!("{format} run"), ran));
@@ -149,6 +152,7 @@ fn no_secret_reaches_any_output() {
     .unwrap();
     let held = holder.wait_with_output().unwrap();
     assert_clean("the holder's stderr", &held.stderr);
+    assert_clean("the holder's stdout", &held.stdout);
 
     for (what, ran) in &outputs {
         assert_clean(&format!("stdout of {what}"), ran.stdout.as_bytes());
@@ -181,8 +185,9 @@ fn secret_get_fails_clearly_when_unset() {
             r#"fn main() { print(`got ${secret::get("DB_ADMIN_PASSWORD")}`); print(secret::get("SHORT")); }"#,
         )
         .args(["--env-file", "vars.env", "r"])
-        .stderr_contains("got ***")
+        .stdout_contains("got ***")
         .stderr_contains("secret SHORT is shorter than 4 characters")
         .stderr_lacks("from-the-file-value")
+        .stdout_lacks("from-the-file-value")
         .success();
 }

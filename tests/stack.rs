@@ -74,7 +74,7 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     stack.cutover(&["prepare", "blue", "v1"]).success();
     stack
         .cutover(&["promote", "blue"])
-        .stderr_contains("production: none -> blue (v1)")
+        .stdout_contains("production: none -> blue (v1)")
         .success();
     assert_serving(&stack, "blue", "v1");
 
@@ -85,17 +85,17 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     assert!(settings.contains("\nGREEN_TAG=v2\n"), "{settings}");
     stack
         .cutover(&["validate", "green"])
-        .stderr_contains("green through the proxy")
+        .stdout_contains("green through the proxy")
         .stderr_contains("green is healthy")
         .success();
     stack
         .cutover(&["promote", "green"])
-        .stderr_contains("production: blue -> green (v2)")
+        .stdout_contains("production: blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
     stack
         .cutover(&["rollback", "--yes"])
-        .stderr_contains("rolled back: production green -> blue (v1)")
+        .stdout_contains("rolled back: production green -> blue (v1)")
         .success();
     assert_serving(&stack, "blue", "v1");
     std::thread::sleep(Duration::from_millis(500));
@@ -122,8 +122,8 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     assert_eq!(switches, ["promotion", "promotion", "rollback"]);
     stack
         .cutover(&["status"])
-        .stderr_contains("ACTIVE since")
-        .stderr_contains("standby")
+        .stdout_contains("ACTIVE since")
+        .stdout_contains("standby")
         .success();
 
     // Backup, damage, restore: the data comes back, production serves again.
@@ -140,7 +140,7 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     stack.psql("UPDATE notes SET body = 'corrupted'; INSERT INTO notes VALUES (2, 'junk')");
     stack
         .cutover(&["restore-db", &path, "--yes"])
-        .stderr_contains("restored flappyjournal")
+        .stdout_contains("restored flappyjournal")
         .success();
     assert_eq!(
         stack.psql("SELECT string_agg(id || ':' || body, ',') FROM notes"),
@@ -152,21 +152,21 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     stack.docker(&["stop", &stack.container("blue-api-gateway")]);
     stack
         .cutover(&["emergency-failover"])
-        .stderr_contains("failed over: production blue -> green (v2)")
+        .stdout_contains("failed over: production blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
     stack
         .cutover(&["emergency-failover"])
-        .stderr_contains("production (green, v2) is healthy: no failover needed")
+        .stdout_contains("production (green, v2) is healthy: no failover needed")
         .success();
 }
 
 fn backup_path(run: &Finished) -> String {
     let line = run
-        .stderr
+        .stdout
         .lines()
         .find(|l| l.contains("backed up flappyjournal: "))
-        .unwrap_or_else(|| panic!("no backup line:\n{}", run.stderr));
+        .unwrap_or_else(|| panic!("no backup line:\n{}", run.stdout));
     let after = line.split("backed up flappyjournal: ").nth(1).unwrap();
     after.split(" (").next().unwrap().to_string()
 }
@@ -220,7 +220,7 @@ fn rollback_refuses_an_unhealthy_standby_unless_forced_and_says_what_it_did() {
         .cutover(&["rollback"])
         .env("FORCE_ROLLBACK", "true")
         .stderr_contains("FORCE_ROLLBACK=true: switching production to green although it is unhealthy: green-auth-service#1")
-        .stderr_contains("rolled back: production blue -> green (v2)")
+        .stdout_contains("rolled back: production blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
 }
@@ -292,10 +292,10 @@ fn upstreams(stack: &Stack, route: &str) -> Vec<String> {
         .success();
     let prefix = format!("{route} -> ");
     let line = run
-        .stderr
+        .stdout
         .lines()
         .find_map(|l| l.split_once(&prefix).map(|(_, list)| list.to_string()))
-        .unwrap_or_else(|| panic!("no upstreams of {route}:\n{}", run.stderr));
+        .unwrap_or_else(|| panic!("no upstreams of {route}:\n{}", run.stdout));
     line.split('"')
         .filter(|part| part.contains(':'))
         .map(str::to_string)
@@ -327,7 +327,7 @@ fn scaling_the_gateway_to_3_and_back_under_load_drops_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     stack
         .cutover(&["scale", "api-gateway", "3"])
-        .stderr_contains("blue-api-gateway: 3 replicas")
+        .stdout_contains("blue-api-gateway: 3 replicas")
         .success();
     assert_eq!(replicas(&stack, "blue-api-gateway"), 3);
     // Production and blue's own route both spread over the three replicas' ports.
@@ -356,7 +356,7 @@ fn scaling_the_gateway_to_3_and_back_under_load_drops_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     stack
         .cutover(&["scale", "api-gateway", "1"])
-        .stderr_contains("blue-api-gateway: 1 replicas")
+        .stdout_contains("blue-api-gateway: 1 replicas")
         .success();
     assert_eq!(replicas(&stack, "blue-api-gateway"), 1);
     assert_eq!(upstreams(&stack, "production").len(), 1);
@@ -434,10 +434,11 @@ fn dry_runs_show_the_plan_and_change_nothing() {
         let mut dry = args.clone();
         dry.push("--dry-run");
         let run = stack.cutover(&dry).success();
+        // The plan is in the log (`would …`) or, for a verdict, in what the runbook printed.
+        let shown = format!("{}{}", run.stdout, run.stderr);
         assert!(
-            run.stderr.contains(plan),
-            "{args:?} did not show {plan:?}:\n{}",
-            run.stderr
+            shown.contains(plan),
+            "{args:?} did not show {plan:?}:\n{shown}"
         );
         assert_eq!(snapshot(&stack), before, "{args:?} changed something");
     }

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     context::Context,
     pgbackups, pgdump,
-    pgquery::{self, Readiness},
+    pgquery::{self, Access, QueryError, Readiness},
     pgrestore::{self, RestoreRequest},
     pgtarget::Target,
     progress::Progress,
@@ -47,7 +47,10 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Runs `sql` and returns its rows as maps of column name to value (numbers, strings,
         /// booleans, arrays, json as maps, timestamps as RFC 3339 text, bytea as blobs, NULL as
-        /// `()`). `target` is a URL or `#{url, password}`.
+        /// `()`). `target` is a URL or `#{url, password}`. In a `//! readonly` runbook and in a
+        /// dry run it runs in a read-only transaction: reads work, a statement that would write
+        /// (`INSERT`, `UPDATE`, DDL, `nextval`) is refused in a readonly runbook and only logged
+        /// as `would pg::query …` (returning no rows) in a dry run.
         ///
         /// ```rhai
         /// let rows = pg::query(db_url, "SELECT count(*) AS n FROM orders");
@@ -147,11 +150,41 @@ fn isready(context: &Context, target: &Target) -> HostResult<bool> {
     }
 }
 
+/// A query changes nothing in a readonly runbook or a dry run: there it runs in a read-only
+/// transaction. A statement that would write is refused (readonly) or only described (dry run,
+/// returning no rows), as every other change is.
 fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> HostResult<Array> {
-    let rows = context
-        .block_on(pgquery::query(target, sql, params))?
-        .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?;
+    let run = context.run_info();
+    let dry_run = context.is_dry_run();
+    let access = if run.readonly || dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let rows = match context.block_on(pgquery::query(target, sql, params, access))? {
+        Ok(rows) => rows,
+        Err(QueryError::Writes(reason)) if run.readonly => {
+            return Err(fail_masked(
+                context,
+                format!(
+                    "pg::query {target}: refused, `{}` is a readonly runbook (its header says \
+                     `//! readonly`) and may not change anything: {reason}",
+                    run.runbook
+                ),
+            ));
+        }
+        Err(QueryError::Writes(_)) => {
+            tracing::info!("would pg::query {target}: {}", one_line(sql));
+            return Ok(Array::new());
+        }
+        Err(error) => return Err(fail_masked(context, format!("pg::query {target}: {error}"))),
+    };
     Ok(rows.into_iter().map(Dynamic::from_map).collect())
+}
+
+/// SQL on one line, for a log line.
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn dump(context: &Context, options: Map) -> HostResult<Map> {
