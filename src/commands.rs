@@ -103,9 +103,10 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     failure.map_or(Ok(exit::OK), Err)
 }
 
-/// The run lock, held for the whole run of a runbook that may change things. Dry runs and
-/// readonly runbooks change nothing (the change gate refuses), so they run beside a holder.
-fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
+/// The run lock, held for the whole run of a runbook that may change things (`cutover run`, and
+/// the REPL's `:run`). Dry runs and readonly runbooks change nothing (the change gate refuses),
+/// so they run beside a holder.
+pub(crate) fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
     if context.is_dry_run() || context.run_info().readonly {
         return Ok(None);
     }

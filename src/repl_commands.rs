@@ -96,9 +96,12 @@ impl Repl {
             readonly: runbook.header.readonly,
             kind: runbook.header.kind.clone().unwrap_or_default(),
         };
-        // Journaled as a run of its own, start to finish, as `cutover run` would.
+        // Journaled as a run of its own, start to finish, and under the run lock from its start
+        // (not from its first change), as `cutover run` would: a CLI promote cannot slip in
+        // while this one waits for health.
         let context = std::sync::Arc::clone(&self.context);
         let value = self.call(run, |session| {
+            let _lock = commands::run_lock(&context)?;
             let record = RunRecord::start(&context).map_err(|e| Failure::Other(e.into()))?;
             let result = session.run(&runbook, args);
             let outcome = match (&result, context.cancel.reason()) {

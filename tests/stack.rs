@@ -124,6 +124,12 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
         .cutover(&["status"])
         .stdout_contains("ACTIVE since")
         .stdout_contains("standby")
+        .stderr_lacks("ACTIVE since")
+        .success();
+    // The table is the result, not a log line: `-q` keeps it.
+    stack
+        .cutover(&["-q", "status"])
+        .stdout_contains("ACTIVE since")
         .success();
 
     // Backup, damage, restore: the data comes back, production serves again.
