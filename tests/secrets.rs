@@ -191,3 +191,40 @@ fn secret_get_fails_clearly_when_unset() {
         .stdout_lacks("from-the-file-value")
         .success();
 }
+
+/// `http::post` sends what it is given (an API may need the token), so a notification built from
+/// a secret is masked with `secret::mask` first: the server gets `***`, in a string and inside a
+/// map or an array alike; the unmasked post shows the value does travel when asked to.
+#[test]
+fn secret_mask_keeps_secrets_out_of_what_is_posted() {
+    let server = Server::start();
+    Test::new()
+        .runbook(
+            "notify",
+            r#"fn main(url) {
+    let message = `promote failed; token ${env::get("JWT_SECRET")}`;
+    print(secret::mask(message));
+    http::post(`${url}/echo/chat`, #{ text: secret::mask(message), n: 1 });
+    http::post(`${url}/echo/chat`, secret::mask(#{ text: message, list: [message, 2] }));
+    http::post(`${url}/echo/api`, #{ token: env::get("JWT_SECRET") });
+}"#,
+        )
+        .env("JWT_SECRET", "canary-jwt-3456")
+        .args(["notify", &server.url])
+        .stdout("promote failed; token ***\n")
+        .stderr_lacks("canary-jwt-3456")
+        .success();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    let first: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"text": "promote failed; token ***", "n": 1})
+    );
+    let second: serde_json::Value = serde_json::from_str(&requests[1].body).unwrap();
+    assert_eq!(
+        second,
+        serde_json::json!({"text": "promote failed; token ***", "list": ["promote failed; token ***", 2]})
+    );
+    assert!(requests[2].body.contains("canary-jwt-3456"));
+}
