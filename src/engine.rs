@@ -5,13 +5,20 @@
 //! a tight `loop {}`.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
+    rc::Rc,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
-use rhai::{AST, Dynamic, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+use rhai::{
+    AST, Dynamic, EvalAltResult, FnPtr, GlobalRuntimeState, Module, ModuleResolver,
+    NativeCallContext, Position, Scope, Shared,
+};
 
 use crate::{
+    cancel::StopReason,
     catalog::{Catalog, Script},
     context::Context,
     error::{Diagnostic, Failure},
@@ -36,7 +43,26 @@ pub struct ScriptEngine {
     pub runbooks: Catalog,
     pub stdlib: Catalog,
     pub context: Arc<Context>,
+    /// What scripts registered with `defer`, to run when the run ends.
+    pub cleanups: Cleanups,
 }
+
+/// A cleanup a script registered with `defer(closure)`: run when the run ends, whatever ended it.
+pub struct Cleanup {
+    pub closure: FnPtr,
+    /// What the script saw where it called `defer`: the functions the closure is one of (its
+    /// runbook's, its stdlib module's) and the modules it imported.
+    pub global: GlobalRuntimeState,
+    /// How the log and the journal name it: `deferred at runbooks/r.rhai:3:5`, or its `name`.
+    pub name: String,
+    /// The script it was deferred in, for its error's snippet.
+    pub source: String,
+    pub timeout: Duration,
+}
+
+/// The cleanups of the run in progress, in the order they were deferred. Script values are not
+/// `Send`, so they live with the engine on the script thread, not in the shared [`Context`].
+pub type Cleanups = Rc<RefCell<Vec<Cleanup>>>;
 
 impl ScriptEngine {
     pub fn new(context: Arc<Context>) -> ScriptEngine {
@@ -75,6 +101,8 @@ impl ScriptEngine {
         });
 
         crate::host::register(&mut rhai, &context);
+        let cleanups = Cleanups::default();
+        crate::host::defer::register(&mut rhai, &cleanups);
 
         ScriptEngine {
             rhai,
@@ -82,7 +110,70 @@ impl ScriptEngine {
             runbooks,
             stdlib,
             context,
+            cleanups,
         }
+    }
+
+    /// Runs the cleanups deferred so far, last deferred first, and forgets them: at the end of a
+    /// run, whatever ended it. A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
+    /// for them, each bounded by its `timeout`; a Ctrl-C during one stops it and skips the rest,
+    /// and a second signal exits at once as always. Each is journaled like a change. Returns one
+    /// rendered error per cleanup that failed; the stop, if there was one, is restored after.
+    pub fn run_cleanups(&self) -> Vec<String> {
+        let cancel = &self.context.cancel;
+        let stopped = cancel.reason();
+        let mut errors = Vec::new();
+        loop {
+            let Some(cleanup) = self.cleanups.borrow_mut().pop() else {
+                break;
+            };
+            if errors
+                .iter()
+                .any(|e: &String| e.ends_with(INTERRUPTED_CLEANUP))
+            {
+                let left = self.cleanups.borrow().len() + 1;
+                self.cleanups.borrow_mut().clear();
+                tracing::warn!("interrupted: {left} more cleanup(s) skipped");
+                break;
+            }
+            cancel.resume();
+            cancel.stop_after(self.context.runtime(), cleanup.timeout);
+            match stopped {
+                Some(reason) => tracing::info!(
+                    "{}: running cleanup {} (up to {} ms)",
+                    reason.describe(),
+                    cleanup.name,
+                    cleanup.timeout.as_millis()
+                ),
+                None => tracing::info!("running cleanup {}", cleanup.name),
+            }
+            let started = Instant::now();
+            let call = NativeCallContext::new_with_all_fields(
+                &self.rhai,
+                cleanup.closure.fn_name(),
+                Some(cleanup.source.as_str()),
+                &cleanup.global,
+                Position::NONE,
+            );
+            let result = cleanup.closure.call_raw(&call, None, []);
+            let cut = cancel.reason();
+            cancel.resume();
+            // Why it failed, for the journal; the run's error says which cleanup too.
+            let why = result.err().map(|error| match cut {
+                Some(StopReason::TimedOut) => {
+                    format!("did not finish within {} ms", cleanup.timeout.as_millis())
+                }
+                Some(StopReason::Interrupted) => INTERRUPTED_CLEANUP.to_string(),
+                None => self.render(&cleanup.source, &error).trim_end().to_string(),
+            });
+            self.context
+                .record_cleanup(&cleanup.name, why.clone(), started.elapsed());
+            errors.extend(why.map(|why| format!("cleanup {} failed: {why}", cleanup.name)));
+        }
+        if let Some(reason) = stopped {
+            cancel.stop(reason);
+        }
+        errors
     }
 
     /// Compiles `script`, remembering its text for error snippets.
@@ -119,6 +210,41 @@ impl ScriptEngine {
         self.context.secrets.redact(text).into_owned()
     }
 }
+
+/// `result` of a call, failed as well when its cleanups failed (their errors after its own).
+pub fn with_cleanup_errors<T>(
+    result: Result<T, Failure>,
+    errors: Vec<String>,
+) -> Result<T, Failure> {
+    if errors.is_empty() {
+        return result;
+    }
+    let mut text = errors.join("\n");
+    text.push('\n');
+    match result {
+        Ok(_) => Err(Failure::Runtime(text)),
+        Err(Failure::Runtime(message)) => Err(Failure::Runtime(joined(message, &text))),
+        Err(Failure::Stopped { message, code }) => Err(Failure::Stopped {
+            message: joined(message, &text),
+            code,
+        }),
+        Err(other) => {
+            tracing::error!("{}", text.trim_end());
+            Err(other)
+        }
+    }
+}
+
+fn joined(mut first: String, then: &str) -> String {
+    if !first.ends_with('\n') {
+        first.push('\n');
+    }
+    first.push_str(then);
+    first
+}
+
+/// How a cleanup stopped by Ctrl-C ends its error (the rest are then skipped).
+const INTERRUPTED_CLEANUP: &str = "interrupted (Ctrl-C or SIGTERM)";
 
 /// `print(x)`: the runbook's output (a table, a report, a result), one line on stdout with
 /// secrets masked, whatever `-q` or `--log-format` say; logs stay on stderr. Output that cannot be

@@ -18,6 +18,7 @@ use rustyline::{CompletionType, Config, Editor, error::ReadlineError, history::F
 
 use crate::{
     context::{Context, RunInfo},
+    engine::with_cleanup_errors,
     error::{Failure, exit},
     line_editor::{ReplHelper, Vocabulary},
     multiline::is_complete,
@@ -179,7 +180,12 @@ impl Repl {
             self.context.cancel.reset();
         }
         self.context.set_run_info(run);
-        let result = under_run_lock(&self.context, || body(&mut self.session));
+        let result = under_run_lock(&self.context, || {
+            let result = body(&mut self.session);
+            // An input's deferred cleanups run when the input ends (`:run` runs its own first).
+            let errors = self.session.engine.run_cleanups();
+            with_cleanup_errors(result, errors)
+        });
         if self.interactive {
             self.context.cancel.reset();
         }

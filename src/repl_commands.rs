@@ -104,6 +104,9 @@ impl Repl {
             let _lock = commands::run_lock(&context)?;
             let record = RunRecord::start(&context).map_err(|e| Failure::Other(e.into()))?;
             let result = session.run(&runbook, args);
+            // Its deferred cleanups run before its finish entry, as in `cutover run`.
+            let errors = session.engine.run_cleanups();
+            let result = crate::engine::with_cleanup_errors(result, errors);
             let outcome = match (&result, context.cancel.reason()) {
                 (Ok(_), _) => Outcome::Ok,
                 (Err(_), Some(reason)) => Outcome::Stopped(reason),

@@ -10,6 +10,7 @@ mod caddy_failures;
 mod cancel;
 mod cli;
 mod compose;
+mod defer;
 mod discovery;
 mod docker;
 mod docs;

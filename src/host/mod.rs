@@ -12,6 +12,7 @@ use crate::context::Context;
 pub mod audit;
 pub mod caddy;
 pub mod compose;
+pub mod defer;
 pub mod docker;
 pub mod docker_images;
 pub mod env;
@@ -103,6 +104,7 @@ pub fn rhai_type(rust: &str) -> String {
         "i64" | "INT" => "int",
         "f64" | "FLOAT" => "float",
         "bool" => "bool",
+        "FnPtr" => "Fn",
         "()" => "()",
         other => return other.to_string(),
     }
