@@ -453,3 +453,60 @@ fn dry_runs_show_the_plan_and_change_nothing() {
         .stderr_contains("would recreate container")
         .success();
 }
+
+/// A deploy stopped while its tests run through production (a stop `try`/`catch` cannot
+/// catch): its deferred cleanup sends production back to the environment it came from, and the
+/// journal records the cleanup like any change.
+#[test]
+fn a_deploy_stopped_during_its_production_tests_sends_production_back() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("deferred");
+    let mut command = stack
+        .cutover(&["deploy", "blue-only"])
+        .env("TEST_COMMAND", "sleep 600")
+        .command();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // Stopped (by its pid) if an assertion fails before it ends.
+    let mut deploy = support::KillOnDrop(command.spawn().unwrap());
+    let mut stderr = BufReader::new(deploy.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("running the test suite: sleep 600") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early:\n{seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("step 4: tests through production"), "{seen}");
+    assert_eq!(stack.active(), "green");
+    unsafe { libc::kill(deploy.0.id() as i32, libc::SIGINT) };
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = deploy.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        seen.contains(
+            "running cleanup `production back to blue unless the tests through production pass`"
+        ) && seen.contains("sending production back to blue"),
+        "{seen}"
+    );
+    assert_serving(&stack, "blue", "v1");
+    let cleanup = stack
+        .journal()
+        .into_iter()
+        .rfind(|e| e["event"] == "change")
+        .unwrap();
+    assert!(
+        cleanup["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cleanup `production back to blue"),
+        "{cleanup}"
+    );
+    assert_eq!(cleanup["outcome"], "ok");
+    assert_eq!(finished_runs(&stack, "deploy"), ["interrupted"]);
+}
