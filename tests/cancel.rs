@@ -101,3 +101,39 @@ fn a_huge_timeout_is_no_limit() {
             .success();
     }
 }
+
+/// `wait_until` polls a closure until it returns something other than `false` or `()`, and
+/// returns that; on its own timeout it throws naming the condition; `--timeout` stops it.
+#[test]
+fn wait_until_polls_a_condition() {
+    Test::new()
+        .runbook(
+            "r",
+            "fn main() {\n    let n = 0;\n    let got = wait_until(|| { n += 1; if n >= 3 { `after ${n} calls` } }, #{interval: 10});\n    print(got);\n    print(wait_until(|| true));\n}\n",
+        )
+        .args(["r"])
+        .stdout("after 3 calls\ntrue\n")
+        .success();
+    Test::new()
+        .runbook(
+            "r",
+            "fn main() {\n    wait_until(|| false, #{timeout: 100, interval: 20, name: \"green healthy\"});\n}\n",
+        )
+        .args(["r"])
+        .stderr_contains("runbooks/r.rhai:2:5: wait_until: green healthy: still not true after ")
+        .stderr_contains(" ms (it returned false)")
+        .status(1);
+    Test::new()
+        .runbook(
+            "r",
+            "fn main() {\n    wait_until(|| (), #{timeout: 600000});\n}\n",
+        )
+        .args(["--timeout", "0.5", "r"])
+        .stderr_contains("stopped by --timeout")
+        .status(124);
+    Test::new()
+        .runbook("r", "fn main() { wait_until(|| true, #{intreval: 5}); }")
+        .args(["r"])
+        .stderr_contains("wait_until: unknown option `intreval` (known: timeout, interval, name)")
+        .status(1);
+}
