@@ -20,6 +20,11 @@ pub enum QueryError {
     Postgres(String),
     #[error("pg::query reaches a server by URL; {0} is a container")]
     Container(String),
+    #[error("{0} has no network address to reach its database at (is it running, on a network?)")]
+    NoAddress(String),
+    /// The Docker Engine's answer when the container cannot be inspected.
+    #[error("{0}")]
+    Inspect(String),
     #[error("column {column}: {reason}")]
     Column { column: String, reason: String },
     /// The statement would write, and it ran in a read-only transaction.
@@ -89,6 +94,64 @@ async fn isready_in_container(
         Err(error) if error.container_not_running() => Ok(Readiness::NotReady(error.to_string())),
         Err(error) => Err(QueryError::Postgres(error.to_string())),
     }
+}
+
+/// The port PostgreSQL listens on inside a container.
+const CONTAINER_PORT: u16 = 5432;
+
+/// The server inside container `target` as a server target: its address on its first Docker
+/// network, port 5432, the same database, user, password and connect timeout. This host reaches
+/// a container's address without any port published, so a query reaches the database where
+/// the client programs (run inside the container) do. Over TCP the server asks for the
+/// password (the container's `host … scram-sha-256` rule), so the target should carry one.
+pub async fn in_container(target: &Target, docker: &Docker) -> Result<Target, QueryError> {
+    let Place::Container {
+        name,
+        database,
+        user,
+    } = &target.place
+    else {
+        return Ok(target.clone());
+    };
+    let inspected = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| QueryError::Inspect(e.to_string()))?;
+    let running = inspected
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    let settings = inspected.network_settings.unwrap_or_default();
+    let mut networks: Vec<(String, String)> = settings
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(network, endpoint)| {
+            endpoint
+                .ip_address
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| (network, ip))
+        })
+        .collect();
+    networks.sort();
+    let address = networks
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .next()
+        .filter(|_| running)
+        .ok_or_else(|| QueryError::NoAddress(target.to_string()))?;
+    let mut url = url::Url::parse(&format!("postgres://{address}:{CONTAINER_PORT}/"))
+        .map_err(|e| QueryError::Postgres(e.to_string()))?;
+    let _ = url.set_username(user);
+    url.set_path(&format!(
+        "/{}",
+        percent_encoding::utf8_percent_encode(database, percent_encoding::NON_ALPHANUMERIC)
+    ));
+    let mut server = Target::server(url.as_str(), target.password.clone())
+        .map_err(|e| QueryError::Postgres(e.to_string()))?;
+    server.connect_timeout = target.connect_timeout;
+    Ok(server)
 }
 
 /// Runs `sql` with `params` bound to `$1`, `$2`… and returns every row as a map.

@@ -451,3 +451,39 @@ fn main(url) {
         .success();
     assert_eq!(count(), "43");
 }
+
+/// `pg::query` reaches a database in its container as dump, restore and isready do, with no
+/// port published: at the container's own address, with its password. Without the password, or
+/// with no such container, the error says what is missing.
+#[test]
+fn query_reaches_a_database_in_its_container() {
+    if !support::require(Service::Docker) || !support::require(Service::Postgres) {
+        return;
+    }
+    let container = PgContainer::start();
+    container.psql("postgres", "CREATE DATABASE app");
+    container.psql(
+        "app",
+        "CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 42)",
+    );
+    let runbook = r#"
+fn main(name) {
+    let db = #{container: name, db: "app", password: env::get("DB_PASSWORD")};
+    print(`rows: ${pg::query(db, "SELECT count(*) AS n FROM t WHERE v > $1", [40])[0].n}`);
+    try { pg::query(#{container: name, db: "app"}, "SELECT 1"); } catch (e) { print(`no password: ${e}`); }
+    pg::query(#{container: `${name}-gone`, db: "app"}, "SELECT 1");
+}"#;
+    let run = Test::new()
+        .runbook("r", runbook)
+        .env("DB_PASSWORD", &container.password)
+        .args(["r", &container.name])
+        .stdout_contains("rows: 2\n")
+        .stdout_contains("no password: pg::query container ")
+        .stdout_contains("where it asks for a password: add `password: …` to the target")
+        .stderr_contains(&format!("pg::query container {}-gone", container.name))
+        .stderr_lacks(&container.password)
+        .stdout_lacks(&container.password)
+        .status(1);
+    assert!(run.stderr.contains("runbooks/r.rhai:6:9"), "{}", run.stderr);
+    assert!(run.stderr.contains("No such container"), "{}", run.stderr);
+}

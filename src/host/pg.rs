@@ -47,7 +47,10 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Runs `sql` and returns its rows as maps of column name to value (numbers, strings,
         /// booleans, arrays, json as maps, timestamps as RFC 3339 text, bytea as blobs, NULL as
-        /// `()`). `target` is a URL or `#{url, password}`. In a `//! readonly` runbook and in a
+        /// `()`). `target` is a URL, `#{url, password}`, or `#{container, db, user, password}`:
+        /// the server in that container, reached at the container's own address on its Docker
+        /// network (no port need be published; over TCP the server usually asks for the
+        /// password). In a `//! readonly` runbook and in a
         /// dry run it runs in a read-only transaction: reads work, a statement that would write
         /// (`INSERT`, `UPDATE`, DDL, `nextval`) is refused in a readonly runbook and only logged
         /// as `would pg::query …` (returning no rows) in a dry run.
@@ -55,6 +58,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// ```rhai
         /// let rows = pg::query(db_url, "SELECT count(*) AS n FROM orders");
         /// log::info(`${rows[0].n} orders`);
+        /// let db = #{container: "deploy-postgres-1", db: "app", password: secret::get("POSTGRES_PASSWORD")};
+        /// print(pg::query(db, "SELECT version()")[0].version);
         /// ```
         fn query[context](call, target: Dynamic, sql: &str) -> Array {
             let target = target_of(&context, "pg::query", target)?;
@@ -161,7 +166,17 @@ fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> H
     } else {
         Access::ReadWrite
     };
-    let rows = match context.block_on(pgquery::query(target, sql, params, access))? {
+    // In a container: its server, reached at the container's own address (no port published).
+    let server = match target.container_name() {
+        None => target.clone(),
+        Some(_) => {
+            let docker = context.docker()?;
+            context
+                .block_on(pgquery::in_container(target, &docker))?
+                .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?
+        }
+    };
+    let rows = match context.block_on(pgquery::query(&server, sql, params, access))? {
         Ok(rows) => rows,
         Err(QueryError::Writes(reason)) if run.readonly => {
             return Err(fail_masked(
@@ -177,7 +192,23 @@ fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> H
             tracing::info!("would pg::query {target}: {}", one_line(sql));
             return Ok(Array::new());
         }
-        Err(error) => return Err(fail_masked(context, format!("pg::query {target}: {error}"))),
+        Err(error) => {
+            let hint = if target.container_name().is_some()
+                && target.password.is_none()
+                && error.to_string().contains("password")
+            {
+                format!(
+                    "; pg::query reaches the container's server at its address ({server}), \
+                     where it asks for a password: add `password: …` to the target"
+                )
+            } else {
+                String::new()
+            };
+            return Err(fail_masked(
+                context,
+                format!("pg::query {target}: {error}{hint}"),
+            ));
+        }
     };
     Ok(rows.into_iter().map(Dynamic::from_map).collect())
 }
