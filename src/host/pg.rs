@@ -50,10 +50,10 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// `()`). `target` is a URL, `#{url, password}`, or `#{container, db, user, password}`:
         /// the server in that container, reached at the container's own address on its Docker
         /// network (no port need be published; over TCP the server usually asks for the
-        /// password). In a `//! readonly` runbook and in a
-        /// dry run it runs in a read-only transaction: reads work, a statement that would write
-        /// (`INSERT`, `UPDATE`, DDL, `nextval`) is refused in a readonly runbook and only logged
-        /// as `would pg::query …` (returning no rows) in a dry run.
+        /// password). In a `//! readonly` runbook and in a dry run it runs in a read-only
+        /// transaction: reads work, a statement that would write (`INSERT`, `UPDATE`, DDL,
+        /// `nextval`) is refused in a readonly runbook and only logged as `would pg::query …`
+        /// (returning no rows) in a dry run.
         ///
         /// ```rhai
         /// let rows = pg::query(db_url, "SELECT count(*) AS n FROM orders");
