@@ -8,7 +8,7 @@
 //! the target, as the load generator sees it — and the failed requests of each kind of client:
 //! browser-like GET (one retry on a reused connection closed before any response), and GET and
 //! POST clients that never retry. Then `health::all` of 12 endpoints answering in 100 ms
-//! against a sequential loop. Targets in DESIGN.md: 0 failed requests for browser-like clients,
+//! against a sequential loop. Targets (README, Benchmarks): 0 failed requests for browser-like clients,
 //! failures per switch reported (aim 0) for never-retry clients, 12 × 100 ms checks ≤ 150 ms.
 //!
 //! The `cutover run` ways start a process per switch (start-up and the HTTP client's TLS set-up

@@ -22,8 +22,8 @@ pub enum StopReason {
 impl StopReason {
     pub fn exit_code(self) -> i32 {
         match self {
-            StopReason::Interrupted => crate::error::exit::INTERRUPTED,
-            StopReason::TimedOut => crate::error::exit::TIMED_OUT,
+            StopReason::Interrupted => crate::exit::INTERRUPTED,
+            StopReason::TimedOut => crate::exit::TIMED_OUT,
         }
     }
 
@@ -132,7 +132,7 @@ impl Cancel {
                 }
                 if cancel.signals.fetch_add(1, Ordering::SeqCst) >= 1 {
                     eprintln!("interrupted again: exiting now");
-                    std::process::exit(crate::error::exit::INTERRUPTED);
+                    std::process::exit(crate::exit::INTERRUPTED);
                 }
                 cancel.stop(StopReason::Interrupted);
             }

@@ -7,14 +7,16 @@ use clap::CommandFactory;
 use rhai::Scope;
 
 use crate::{
-    catalog::{Catalog, Origin, Script},
     cli::{Cli, Command, LockAction},
+    context::RunRecord,
     context::{Context, RunInfo},
     engine::ScriptEngine,
-    error::{Failure, exit},
-    journal::{Filter, Outcome, RunRecord},
-    lock::{self, LockError, LockGuard, Status},
-    runbook::{Header, Runbook},
+    engine::catalog::Catalog,
+    engine::error::Failure,
+    engine::runbook::{self, Runbook},
+    exit,
+    journal::lock::{self, Status},
+    journal::{Filter, Outcome},
 };
 
 pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32, Failure> {
@@ -45,7 +47,9 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
         Command::History { kind, limit, json } => history(context, kind, limit, json),
         Command::Lock { action } => lock_command(context, action),
         Command::Repl => crate::repl::command(context),
-        Command::Docs { definitions } => crate::docs::command(context, definitions.as_deref()),
+        Command::Docs { definitions } => {
+            crate::engine::docs::command(context, definitions.as_deref())
+        }
     }
 }
 
@@ -73,7 +77,7 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     });
 
     context.cancel.handle_signals(context.runtime());
-    let _lock = run_lock(context)?;
+    let _lock = context.acquire_run_lock().map_err(Failure::of_lock)?;
     let record = RunRecord::start(context).map_err(|e| Failure::Other(e.into()))?;
     if let Some(limit) = context.settings.timeout {
         context.cancel.stop_after(context.runtime(), limit);
@@ -114,24 +118,6 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     failure.map_or(Ok(exit::OK), Err)
 }
 
-/// The run lock, held for the whole run of a runbook that may change things (`cutover run`, and
-/// the REPL's `:run`). Dry runs and readonly runbooks change nothing (the change gate refuses),
-/// so they run beside a holder.
-pub(crate) fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
-    if context.is_dry_run() || context.run_info().readonly {
-        return Ok(None);
-    }
-    lock::acquire(context)
-        .map(Some)
-        .map_err(|error| match error {
-            LockError::Stopped(reason) => Failure::Stopped {
-                message: format!("error: {error}"),
-                code: reason.exit_code(),
-            },
-            other => Failure::Other(other.into()),
-        })
-}
-
 /// `cutover history [--kind K] [-n N] [--json]`
 fn history(
     context: &Arc<Context>,
@@ -159,7 +145,7 @@ fn history(
             .collect::<Result<String, _>>()
             .map_err(|e| Failure::Other(e.into()))?
     } else {
-        crate::history::table(&entries)
+        crate::journal::table::table(&entries)
     };
     print!("{}", context.secrets.redact(&text));
     Ok(exit::OK)
@@ -194,7 +180,10 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
                 kind: "lock".to_string(),
                 ..RunInfo::default()
             });
-            match lock::force_release(context).map_err(|e| Failure::Other(e.into()))? {
+            match context
+                .force_release_lock()
+                .map_err(|e| Failure::Other(e.into()))?
+            {
                 Status::Held(holder) => {
                     format!("released the lock held by {}", lock::describe(&holder))
                 }
@@ -213,33 +202,9 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
 /// `cutover list` (and the REPL's `:runbooks`)
 pub fn list(context: &Arc<Context>) -> Result<i32, Failure> {
     let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
-    let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
-    let rows: Vec<(&str, Header, String)> = scripts
-        .iter()
-        .map(|s| (s.name.as_str(), Header::parse(&s.text), origin(s)))
-        .collect();
-    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let summary_width = rows
-        .iter()
-        .map(|r| r.1.summary().chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut out = std::io::stdout().lock();
-    for (name, header, origin) in &rows {
-        let _ = writeln!(
-            out,
-            "{name:name_width$}  {:summary_width$}  [{origin}]",
-            header.summary()
-        );
-    }
+    let table = runbook::table(&catalog).map_err(|e| Failure::Other(e.into()))?;
+    let _ = std::io::stdout().lock().write_all(table.as_bytes());
     Ok(exit::OK)
-}
-
-fn origin(script: &Script) -> String {
-    match &script.origin {
-        Origin::Embedded => "embedded".to_string(),
-        Origin::Disk(path) => path.display().to_string(),
-    }
 }
 
 /// `cutover show NAME`

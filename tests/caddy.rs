@@ -465,3 +465,58 @@ fn confirm_names_what_the_proxy_answered_instead() {
         ))
         .status(1);
 }
+
+/// The number of slots is named once, by the stdlib's `bluegreen::slots()`: every route of the
+/// shipped Caddy config dials that many files, and every gateway port range of the shipped
+/// settings and compose defaults holds that many ports.
+#[test]
+fn the_shipped_routes_and_port_ranges_follow_the_stdlib_slot_count() {
+    let run = Test::new()
+        .runbook(
+            "n",
+            r#"import "bluegreen" as bg; fn main() { print(`slots=${bg::slots()}`); }"#,
+        )
+        .args(["n"])
+        .success();
+    let slots: usize = run
+        .stdout
+        .split("slots=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no slot count in:\n{}", run.stdout));
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let config: Value = serde_json::from_str(&read("deploy/caddy/caddy.json")).unwrap();
+    let servers = config["apps"]["http"]["servers"].as_object().unwrap();
+    for route in ["production", "staging", "blue", "green"] {
+        let server = servers[route].to_string();
+        let slot = format!("{{file.deploy/caddy/upstreams/{route}");
+        assert_eq!(
+            server.matches(&slot).count(),
+            slots,
+            "caddy.json's {route} route"
+        );
+    }
+
+    let mut ranges = Vec::new();
+    for file in ["deploy/demo/demo.env", "deploy/.env.blue-green.example"] {
+        for line in read(file).lines() {
+            if let Some((name, range)) = line.split_once("_PORTS=") {
+                ranges.push((format!("{file}: {name}_PORTS"), range.trim().to_string()));
+            }
+        }
+    }
+    let compose = read("deploy/docker-compose.blue-green.yml");
+    for (i, _) in compose.match_indices("_PORTS:-") {
+        let range = compose[i + "_PORTS:-".len()..].split('}').next().unwrap();
+        ranges.push((format!("compose default {i}"), range.to_string()));
+    }
+    assert_eq!(ranges.len(), 9, "{ranges:?}");
+    for (what, range) in ranges {
+        let (first, last) = range.split_once('-').unwrap();
+        let count = last.parse::<usize>().unwrap() - first.parse::<usize>().unwrap() + 1;
+        assert_eq!(count, slots, "{what} = {range}");
+    }
+}

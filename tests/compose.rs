@@ -81,6 +81,13 @@ const PS: &str = r#"fn main(project) {
     }
 }"#;
 
+/// How a script prints one of `compose::ps`'s ports (`host_port` `()`: not published).
+fn port_map(host_ip: &str, host_port: &str, container_port: u16) -> String {
+    format!(
+        r#"#{{"container_port": {container_port}, "host_ip": "{host_ip}", "host_port": {host_port}, "protocol": "tcp"}}"#
+    )
+}
+
 /// A test directory with the stack's compose file, `.env` and env file; `conf` is the
 /// bind-mount source, outside it so every run mounts the same directory.
 fn stack(port: u16, conf: &std::path::Path) -> Test {
@@ -250,10 +257,18 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     stack(port, conf.path())
         .args(["ps", &project])
         .stdout_contains(&format!(
-            "ps api 1 running [] [\"127.0.0.1:{port}->8080/tcp\"]"
+            "ps api 1 running [] [{}, {}]",
+            port_map("127.0.0.1", &port.to_string(), 8080),
+            port_map("", "()", 9000)
         ))
-        .stdout_contains("ps db 1 running [healthy] []")
-        .stdout_contains("ps worker 1 running [] []")
+        .stdout_contains(&format!(
+            "ps db 1 running [healthy] [{}]",
+            port_map("", "()", 8080)
+        ))
+        .stdout_contains(&format!(
+            "ps worker 1 running [] [{}]",
+            port_map("", "()", 8080)
+        ))
         .success();
 
     stack(port, conf.path())

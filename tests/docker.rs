@@ -95,7 +95,7 @@ fn run_inspect_exec_logs_stats_stop_remove() {
         .stdout_contains("bad usage code=2")
         .stdout_contains("api v7 listening on 8080")
         .stdout_contains(&format!(
-            "ps: 1 {name} running [\"127.0.0.1:{port}->8080/tcp\"]"
+            r#"ps: 1 {name} running [#{{"container_port": 8080, "host_ip": "127.0.0.1", "host_port": {port}, "protocol": "tcp"}}]"#
         ))
         .stdout_contains("stats: limit=67108864 used>0=true cpu>=0=true")
         .stdout_contains("\"] limit=67108864")

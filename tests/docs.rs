@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use cutover::{
-    cli::GlobalArgs, config::Settings, context::Context, docs, engine::ScriptEngine,
+    config::{GlobalArgs, Settings},
+    context::Context,
+    engine::ScriptEngine,
+    engine::docs,
     redact::Redactor,
 };
 

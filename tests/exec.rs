@@ -198,3 +198,38 @@ fn bad_calls_are_clear_errors() {
             .status(1);
     }
 }
+
+/// `TEST_COMMAND='npx cypress run --spec "a b"'`: a command line from a setting keeps its quoted
+/// words and still never meets a shell.
+#[test]
+fn a_command_line_is_split_as_a_shell_would_and_run_without_one() {
+    let run = Test::new()
+        .runbook(
+            "r",
+            r#"fn main() {
+    let argv = exec::split(env::get("TEST_COMMAND"));
+    print(`${argv.len()} words`);
+    print(exec::run(argv).stdout);
+}"#,
+        )
+        .env(
+            "TEST_COMMAND",
+            r#"printf "[%s]\n" --spec "a b" 'c $(touch pwned)' d\ e"#,
+        )
+        .args(["r"])
+        .success();
+    assert!(run.stdout.contains("6 words"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("[--spec]\n[a b]\n[c $(touch pwned)]\n[d e]"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.path().join("pwned").exists());
+
+    Test::new()
+        .runbook("r", r#"fn main() { exec::split("echo 'open"); }"#)
+        .args(["r"])
+        .stderr_contains("runbooks/r.rhai:1:19: exec::split: unclosed quote")
+        .status(1);
+}

@@ -9,8 +9,9 @@ use std::{sync::Arc, time::Duration, time::Instant};
 use rhai::{Dynamic, Map, Module};
 
 use super::{
-    HostResult, fail, function,
-    json::{from_json, to_json},
+    HostResult,
+    convert::{from_json, to_json},
+    fail, function,
     options::Options,
 };
 use crate::{context::Context, redact::is_secret_name};

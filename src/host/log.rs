@@ -5,7 +5,7 @@
 use rhai::{Dynamic, Module};
 
 use super::function;
-use crate::logging::SCRIPT_TARGET;
+use crate::context::logging::SCRIPT_TARGET;
 
 pub fn module() -> Module {
     let mut module = Module::new();
