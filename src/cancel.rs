@@ -179,4 +179,22 @@ mod tests {
         cancel.reset();
         assert_eq!(cancel.reason(), None);
     }
+
+    /// After `resume` (a run's cleanups starting), a `--timeout` timer set before never fires,
+    /// and one set after does.
+    #[test]
+    fn resume_disarms_earlier_timers() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cancel = Arc::new(Cancel::default());
+        cancel.stop_after(runtime.handle(), Duration::from_millis(20));
+        cancel.resume();
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(60)).await });
+        assert_eq!(cancel.reason(), None);
+        cancel.stop_after(runtime.handle(), Duration::from_millis(20));
+        runtime.block_on(cancel.stopped());
+        assert_eq!(cancel.reason(), Some(StopReason::TimedOut));
+    }
 }
