@@ -105,6 +105,10 @@ fn a_failing_or_overlong_cleanup_fails_the_run_naming_it() {
             "fn main() {\n    defer(|| sleep(600000), #{name: \"slow undo\", timeout: 300});\n    throw \"main failed\";\n}\n",
         )
         .runbook("typo", "fn main() { defer(|| 1, #{tiemout: 5}); }")
+        .runbook(
+            "nest",
+            "fn main() { defer(|| { print(\"outer\"); defer(|| print(\"inner\")); }); }",
+        )
         .runbook("args", "fn main() { defer(|x| x); }");
     let broken = test.run(&["broken"]).status(1);
     assert_eq!(broken.stdout, "main ok\nthe others still run\n");
@@ -133,6 +137,14 @@ fn a_failing_or_overlong_cleanup_fails_the_run_naming_it() {
     assert!(test.run(&["typo"]).status(1).stderr.contains(
         "runbooks/typo.rhai:1:13: defer: unknown option `tiemout` (known: name, timeout)"
     ));
+    let nest = test.run(&["nest"]).success();
+    assert_eq!(nest.stdout, "outer\n");
+    assert!(
+        nest.stderr
+            .contains("1 cleanup(s) deferred by a cleanup not run: defer before the run ends"),
+        "{}",
+        nest.stderr
+    );
     assert!(
         test.run(&["args"])
             .status(1)

@@ -109,17 +109,14 @@ impl ScriptEngine {
         let cancel = &self.context.cancel;
         let stopped = cancel.reason();
         let mut errors = Vec::new();
-        loop {
-            let Some(cleanup) = self.cleanups.borrow_mut().pop() else {
-                break;
-            };
+        // Taken whole: a `defer` inside a cleanup is not run (it could defer itself forever).
+        let mut pending = std::mem::take(&mut *self.cleanups.borrow_mut());
+        while let Some(cleanup) = pending.pop() {
             if errors
                 .iter()
                 .any(|e: &String| e.ends_with(INTERRUPTED_CLEANUP))
             {
-                let left = self.cleanups.borrow().len() + 1;
-                self.cleanups.borrow_mut().clear();
-                tracing::warn!("interrupted: {left} more cleanup(s) skipped");
+                tracing::warn!("interrupted: {} more cleanup(s) skipped", pending.len() + 1);
                 break;
             }
             cancel.resume();
@@ -155,6 +152,13 @@ impl ScriptEngine {
             self.context
                 .record_cleanup(&cleanup.name, why.clone(), started.elapsed());
             errors.extend(why.map(|why| format!("cleanup {} failed: {why}", cleanup.name)));
+        }
+        let nested = std::mem::take(&mut *self.cleanups.borrow_mut());
+        if !nested.is_empty() {
+            tracing::warn!(
+                "{} cleanup(s) deferred by a cleanup not run: defer before the run ends",
+                nested.len()
+            );
         }
         if let Some(reason) = stopped {
             cancel.stop(reason);
