@@ -22,6 +22,7 @@ pub(crate) mod caddy;
 pub(crate) mod compose;
 pub(crate) mod docker;
 pub(crate) mod journal;
+pub(crate) mod metrics;
 pub(crate) mod pg;
 
 use std::sync::Arc;

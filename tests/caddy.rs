@@ -384,7 +384,13 @@ fn shipped_config_switches_production_by_its_slot_files() {
             })
             .map(|dial| json!({"dial": dial}).to_string())
             .collect();
-        let upstreams = server["routes"][0]["handle"][0]["upstreams"]
+        let proxy = server["routes"][0]["handle"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["handler"] == "reverse_proxy")
+            .unwrap_or_else(|| panic!("route {name} has no reverse_proxy"));
+        let upstreams = proxy["upstreams"]
             .as_array()
             .unwrap()
             .iter()

@@ -7,6 +7,7 @@ mod test;
 
 mod caddy;
 mod caddy_failures;
+mod canary;
 mod cancel;
 mod cli;
 mod compose;

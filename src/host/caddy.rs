@@ -123,12 +123,17 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// route dials some; `"file"`: by slot files, those of `file` if given, making the
         /// route dial them (one PATCH, only if it dials others); `"patch"`: literal addresses
         /// by PATCH, a reload), `file` (a path or a list of paths: the slots, for mode file),
-        /// `check` (false: skip the connection check, e.g. when Caddy reaches targets cutover
-        /// cannot), `check_timeout` (ms).
+        /// `per_slot` (true: `addrs` gives each slot of `file` its address, in slot order, one
+        /// for every slot, an address as often as it should get traffic: a canary step's split,
+        /// exact under round-robin), `check` (false: skip the connection check, e.g. when Caddy
+        /// reaches targets cutover cannot), `check_timeout` (ms).
         ///
         /// ```rhai
         /// caddy::switch("production", ["api-green:8080"],
         ///     #{mode: "file", file: "deploy/caddy/upstreams/production", check: false});
+        /// // 1 slot of 4 to the canary: 25 % of the requests.
+        /// caddy::switch("production", ["127.0.0.1:4200", "127.0.0.1:4100", "127.0.0.1:4100", "127.0.0.1:4100"],
+        ///     #{file: ["up/p", "up/p.2", "up/p.3", "up/p.4"], per_slot: true});
         /// ```
         fn switch[context, reads](call, route_id: &str, addrs: Array, options: Map) -> Map {
             switch(&context, &reads, route_id, addrs, options)
@@ -273,8 +278,9 @@ fn switch(
     let options = Options::new(
         "caddy::switch",
         options,
-        &[&["mode", "file"][..], &CHECK_KEYS].concat(),
+        &[&["mode", "file", "per_slot"][..], &CHECK_KEYS].concat(),
     )?;
+    let per_slot = options.bool("per_slot")?.unwrap_or(false);
     let mut to = Vec::new();
     for addr in addrs {
         let text = addr.into_string().map_err(|found| {
@@ -282,8 +288,11 @@ fn switch(
                 "caddy::switch: addresses are strings like \"127.0.0.1:8080\", not {found}"
             ))
         })?;
-        if to.contains(&text) {
-            return Err(fail(format!("caddy::switch: {text} is listed twice")));
+        if to.contains(&text) && !per_slot {
+            return Err(fail(format!(
+                "caddy::switch: {text} is listed twice (give #{{per_slot: true}} to list each \
+                 slot's address)"
+            )));
         }
         to.push(text);
     }
@@ -305,6 +314,16 @@ fn switch(
             )));
         }
     }
+    if per_slot {
+        let slots = files.as_ref().map_or(0, Vec::len);
+        if slots == 0 || to.len() != slots {
+            return Err(options.error(format!(
+                "`per_slot` gives each slot of `file` its address: {} address(es) for {slots} \
+                 slot file(s)",
+                to.len()
+            )));
+        }
+    }
     let files: Option<Vec<PathBuf>> = files.map(|f| f.into_iter().map(PathBuf::from).collect());
     let mode = match options.string("mode")?.as_deref() {
         None | Some("auto") if files.is_none() => Mode::Auto,
@@ -318,7 +337,10 @@ fn switch(
         }
     };
     let checked = read_check(&options)?;
-    check_targets(context, &to, &checked)?;
+    let mut distinct = to.clone();
+    distinct.sort();
+    distinct.dedup();
+    check_targets(context, &distinct, &checked)?;
     let admin = admin(context)?;
     let route = run(context, admin.route(route_id))?;
     reads

@@ -19,6 +19,7 @@ pub(crate) mod exec;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod log;
+pub(crate) mod metrics;
 pub(crate) mod operator;
 pub(crate) mod options;
 pub(crate) mod pg;
@@ -129,6 +130,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator
     engine.register_static_module("docker", docker::module(context).into());
     engine.register_static_module("compose", compose::module(context).into());
     engine.register_static_module("pg", pg::module(context).into());
+    engine.register_static_module("metrics", metrics::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);

