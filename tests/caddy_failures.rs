@@ -310,7 +310,7 @@ fn unknown_route_and_bad_options_are_named() {
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{chek: false}})"),
-            "caddy::switch: unknown option `chek` (known: mode, file, check, check_timeout)",
+            "caddy::switch: unknown option `chek` (known: mode, file, per_slot, check, check_timeout)",
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{mode: \"file\"}})"),
