@@ -243,9 +243,11 @@ fn measure(way: Way, switches: usize) -> Measured {
         let text = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{text}");
         let epoch_ms = epoch.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let stamps = text
+        // What the runbook prints (its stamps) is on stdout; its log, with the switches, on stderr.
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let stamps = printed
             .lines()
-            .filter_map(|line| line.split_once(" issued ").map(|(_, ms)| ms.trim()))
+            .filter_map(|line| line.strip_prefix("issued ").map(str::trim))
             .filter_map(|ms| ms.parse::<u64>().ok());
         for (k, ms) in stamps.enumerate().filter(|_| !way.scales()) {
             issued.push((
@@ -432,8 +434,13 @@ fn main(list) {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The runbook prints its timings: its output, on stdout.
+    let text = String::from_utf8_lossy(&output.stdout);
     let number = |key: &str| -> f64 {
         text.split_whitespace()
             .find_map(|w| w.strip_prefix(key))

@@ -8,14 +8,14 @@ use rhai::Scope;
 
 use crate::{
     cli::{Cli, Command, LockAction},
+    context::RunRecord,
     context::{Context, RunInfo},
-    context::{LockGuard, RunRecord},
     engine::ScriptEngine,
     engine::catalog::Catalog,
     engine::error::Failure,
     engine::runbook::{self, Runbook},
     exit,
-    journal::lock::{self, LockError, Status},
+    journal::lock::{self, Status},
     journal::{Filter, Outcome},
 };
 
@@ -77,52 +77,45 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     });
 
     context.cancel.handle_signals(context.runtime());
-    let _lock = run_lock(context)?;
+    let _lock = context.acquire_run_lock().map_err(Failure::of_lock)?;
     let record = RunRecord::start(context).map_err(|e| Failure::Other(e.into()))?;
     if let Some(limit) = context.settings.timeout {
         context.cancel.stop_after(context.runtime(), limit);
     }
     let mut scope = Scope::new();
-    let (outcome, failure) = match runbook.run(&engine, &mut scope, args) {
-        Ok(_) => (Outcome::Ok, None),
-        Err(error) => {
-            let mut rendered = engine.render(&runbook.script.display, &error);
-            if !context.is_dry_run() && !runbook.header.readonly {
-                rendered.push_str(&engine.redact(&context.changes_summary()));
-                rendered.push('\n');
-            }
-            match context.cancel.reason() {
-                Some(reason) => (
-                    Outcome::Stopped(reason),
-                    Some(Failure::Stopped {
-                        message: rendered,
-                        code: reason.exit_code(),
-                    }),
-                ),
-                None => (Outcome::Failed, Some(Failure::Runtime(rendered))),
-            }
+    let result = runbook.run(&engine, &mut scope, args);
+    // Rendered before the cleanups run: their sources and the stop are the run's own.
+    let error = result
+        .err()
+        .map(|error| engine.render(&runbook.script.display, &error));
+    let stopped = context.cancel.reason();
+    // Deferred cleanups run whatever ended the run, under the lock, before its finish entry.
+    let cleanup_errors = engine.run_cleanups();
+    let (outcome, failure) = if error.is_none() && cleanup_errors.is_empty() {
+        (Outcome::Ok, None)
+    } else {
+        let mut rendered = error.unwrap_or_default();
+        for cleanup_error in &cleanup_errors {
+            rendered.push_str(&engine.redact(cleanup_error));
+            rendered.push('\n');
+        }
+        if !context.is_dry_run() && !runbook.header.readonly {
+            rendered.push_str(&engine.redact(&context.changes_summary()));
+            rendered.push('\n');
+        }
+        match stopped {
+            Some(reason) => (
+                Outcome::Stopped(reason),
+                Some(Failure::Stopped {
+                    message: rendered,
+                    code: reason.exit_code(),
+                }),
+            ),
+            None => (Outcome::Failed, Some(Failure::Runtime(rendered))),
         }
     };
     record.finish(outcome, failure.as_ref().map(|f| f.to_string()).as_deref());
     failure.map_or(Ok(exit::OK), Err)
-}
-
-/// The run lock, held for the whole run of a runbook that may change things. Dry runs and
-/// readonly runbooks change nothing (the change gate refuses), so they run beside a holder.
-fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
-    if context.is_dry_run() || context.run_info().readonly {
-        return Ok(None);
-    }
-    context
-        .acquire_lock()
-        .map(Some)
-        .map_err(|error| match error {
-            LockError::Stopped(reason) => Failure::Stopped {
-                message: format!("error: {error}"),
-                code: reason.exit_code(),
-            },
-            other => Failure::Other(other.into()),
-        })
 }
 
 /// `cutover history [--kind K] [-n N] [--json]`

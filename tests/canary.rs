@@ -66,7 +66,7 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
         .stderr_contains("step 1 (10 %) passed")
         .stderr_contains("canary step 2/3: 50 % of production on green")
         .stderr_contains("canary step 3/3: 100 % of production on green")
-        .stderr_contains("production: blue -> green (v2) after a canary")
+        .stdout_contains("production: blue -> green (v2) after a canary")
         .success();
     let report = load.stop();
     for group in ["browser", "never-retry GET", "never-retry POST"] {
@@ -235,8 +235,63 @@ fn the_prometheus_source_decides_as_the_proxy_does() {
     assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
     from_prometheus(&["green", "v2"])
         .stderr_contains("step 1 (10 %) passed")
-        .stderr_contains("production: blue -> green (v2) after a canary")
+        .stdout_contains("production: blue -> green (v2) after a canary")
         .success();
     load.stop();
     assert_eq!(stack.active(), "green");
+}
+
+/// A canary stopped half-way (Ctrl-C during its first step: a stop no `try` can catch) sends all
+/// of production back to the baseline before it exits, by its deferred cleanup, and the journal
+/// says so.
+#[test]
+fn a_canary_stopped_mid_step_sends_production_back_to_the_baseline() {
+    use std::io::{BufRead, BufReader, Read};
+    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
+        if !support::require(service) {
+            return;
+        }
+    }
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = Stack::running("canary-stop");
+    let mut command = canary(&stack, &["green"])
+        .env("CANARY_INTERVAL", "600")
+        .command();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // Stopped (by its pid) if an assertion fails before it ends.
+    let mut run = support::KillOnDrop(command.spawn().unwrap());
+    let mut stderr = BufReader::new(run.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("canary step 1/3: 10 % of production on green") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early:\n{seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(
+        versions(&stack, 30).contains_key("v2"),
+        "the step sends green nothing"
+    );
+    unsafe { libc::kill(run.0.id() as i32, libc::SIGINT) };
+    stderr.read_to_string(&mut seen).unwrap();
+    assert_eq!(run.0.wait().unwrap().code(), Some(130), "{seen}");
+    assert!(
+        seen.contains(
+            "running cleanup `production back to blue unless the canary of green finishes`"
+        ) && seen.contains("sending production back to blue"),
+        "{seen}"
+    );
+    assert_eq!(stack.active(), "blue");
+    assert_eq!(versions(&stack, 20), [("v1".to_string(), 20)].into());
+    let entries = canary_entries(&stack);
+    assert_eq!(
+        entries.last().map(String::as_str),
+        Some("canary of green stopped before its last step: traffic back on blue"),
+        "{entries:#?}"
+    );
 }

@@ -143,14 +143,14 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     let conf = tempfile::tempdir().unwrap();
     let finished = stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "created={}",
             names(&project, &["api-1", "db-1", "worker-1"])
         ))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "networks=[\"{project}_back\", \"{project}_default\"]"
         ))
-        .stderr_contains(&format!("volumes=[\"{project}_data\"]"))
+        .stdout_contains(&format!("volumes=[\"{project}_data\"]"))
         .success();
     let dir = finished.path();
     let container = |s: &str| format!("{project}-{s}-1");
@@ -221,13 +221,13 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     let before = identity(&all);
     stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["api-1", "db-1", "worker-1"])
         ))
-        .stderr_contains("created=[]")
-        .stderr_contains("recreated=[]")
-        .stderr_contains("networks=[]")
+        .stdout_contains("created=[]")
+        .stdout_contains("recreated=[]")
+        .stdout_contains("networks=[]")
         .success();
     assert_eq!(identity(&all), before);
 
@@ -235,8 +235,8 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     stack(port, conf.path())
         .env("API_VERSION", "v2")
         .args(["up", &project])
-        .stderr_contains(&format!("recreated={}", names(&project, &["api-1"])))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!("recreated={}", names(&project, &["api-1"])))
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["db-1", "worker-1"])
         ))
@@ -251,22 +251,22 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     stack(port, conf.path())
         .env("API_VERSION", "v2")
         .args(["up", &project])
-        .stderr_contains(&format!("started={}", names(&project, &["worker-1"])))
+        .stdout_contains(&format!("started={}", names(&project, &["worker-1"])))
         .success();
     assert_eq!(identity(&all)[2], before[2]);
 
     stack(port, conf.path())
         .args(["ps", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "ps api 1 running [] [{}, {}]",
             port_map("127.0.0.1", &port.to_string(), 8080),
             port_map("", "()", 9000)
         ))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "ps db 1 running [healthy] [{}]",
             port_map("", "()", 8080)
         ))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "ps worker 1 running [] [{}]",
             port_map("", "()", 8080)
         ))
@@ -274,7 +274,7 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
 
     stack(port, conf.path())
         .args(["down", &project])
-        .stderr_contains("removed=3 networks=2 volumes=1")
+        .stdout_contains("removed=3 networks=2 volumes=1")
         .success();
     let filter = format!("label=com.docker.compose.project={project}");
     assert_eq!(docker(&["ps", "-aq", "--filter", &filter]), "");
@@ -293,26 +293,27 @@ fn profiles_and_chosen_services() {
     let conf = tempfile::tempdir().unwrap();
     up_with(stack(port, conf.path()), r#"#{services: ["worker"]}"#)
         .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["worker-1"])))
+        .stdout_contains(&format!("created={}", names(&project, &["worker-1"])))
         .success();
     up_with(stack(port, conf.path()), r#"#{services: ["debug"]}"#)
         .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["debug-1"])))
+        .stdout_contains(&format!("created={}", names(&project, &["debug-1"])))
         .success();
     up_with(stack(port, conf.path()), r#"#{profiles: ["debug"]}"#)
         .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["api-1", "db-1"])))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!("created={}", names(&project, &["api-1", "db-1"])))
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["debug-1", "worker-1"])
         ))
         .success();
     stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["api-1", "db-1", "worker-1"])
         ))
+        .stdout_lacks("debug-1")
         .stderr_lacks("debug-1")
         .success();
 }
@@ -331,22 +332,22 @@ fn scale_to_three_and_back() {
         r#"#{services: ["worker"], scale: #{worker: 3}}"#,
     )
     .args(["upx", &project])
-    .stderr_contains(&format!(
+    .stdout_contains(&format!(
         "created={}",
         names(&project, &["worker-1", "worker-2", "worker-3"])
     ))
     .success();
     stack(port, conf.path())
         .args(["ps", &project])
-        .stderr_contains("ps worker 3 running")
+        .stdout_contains("ps worker 3 running")
         .success();
     up_with(
         stack(port, conf.path()),
         r#"#{services: ["worker"], scale: #{worker: 1}}"#,
     )
     .args(["upx", &project])
-    .stderr_contains(&format!("unchanged={}", names(&project, &["worker-1"])))
-    .stderr_contains(&format!(
+    .stdout_contains(&format!("unchanged={}", names(&project, &["worker-1"])))
+    .stdout_contains(&format!(
         "removed={}",
         names(&project, &["worker-2", "worker-3"])
     ))
@@ -373,7 +374,7 @@ fn dry_runs_of_up_and_down_change_nothing() {
         .args(["--dry-run", "upx", &project])
         .stderr_contains(&format!("would create network {project}_default"))
         .stderr_contains(&format!("would create container {project}-worker-1"))
-        .stderr_contains(&format!("created={}", names(&project, &["worker-1"])))
+        .stdout_contains(&format!("created={}", names(&project, &["worker-1"])))
         .success();
     assert_eq!(docker(&["ps", "-aq", "--filter", &filter]), "");
     assert_eq!(docker(&["network", "ls", "-q", "--filter", &filter]), "");
@@ -434,7 +435,7 @@ fn unsupported_keys_are_warnings_naming_their_line() {
         .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_interval: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:11: include: not supported by cutover, ignored")
         .stderr_lacks("ulimits")
-        .stderr_contains("services: [\"api\"]")
+        .stdout_contains("services: [\"api\"]")
         .success();
 }
 
@@ -467,7 +468,7 @@ fn malformed_compose_files_are_errors_naming_the_line() {
             .runbook("load", LOAD)
             .args(["load"])
             .stderr_contains(error)
-            .stderr_lacks("services: [")
+            .stdout_lacks("services: [")
             .status(1);
     }
 }

@@ -13,6 +13,7 @@ mod cancel;
 mod cli;
 mod compose;
 mod compose_compat;
+mod defer;
 mod discovery;
 mod docker;
 mod docs;

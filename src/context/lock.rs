@@ -52,6 +52,16 @@ impl Waiting for RunWaiting<'_> {
 }
 
 impl Context {
+    /// The run lock for a whole run that may change things (`cutover run`, and the REPL's
+    /// `:run`, from its start, not from its first change). `None` for a dry run or a readonly
+    /// runbook: they change nothing (the change gate refuses), so they run beside a holder.
+    pub fn acquire_run_lock(&self) -> Result<Option<LockGuard>, LockError> {
+        if self.is_dry_run() || self.run_info().readonly {
+            return Ok(None);
+        }
+        self.acquire_lock().map(Some)
+    }
+
     /// Takes the run lock, waiting up to `--lock-wait` for another run to release it.
     pub fn acquire_lock(&self) -> Result<LockGuard, LockError> {
         self.acquire_lock_within(self.settings.lock_wait)

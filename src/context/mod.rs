@@ -9,7 +9,6 @@ pub(crate) mod logging;
 pub(crate) mod progress;
 
 pub(crate) use journal::RunRecord;
-pub(crate) use lock::LockGuard;
 
 use std::{
     future::Future,
@@ -168,6 +167,16 @@ impl Context {
         }
         text.push_str("(`cutover history` has them; `cutover status` shows where things stand)");
         text
+    }
+
+    /// Journals a deferred cleanup that ran (see [`crate::engine::Cleanup`]) like any change:
+    /// a `change` entry named `cleanup …` with its outcome and duration, and a line in the
+    /// change list of a failed run. Dry runs and readonly runs journal nothing, as for changes.
+    pub fn record_cleanup(&self, name: &str, error: Option<String>, took: Duration) {
+        if self.is_dry_run() || self.run_info().readonly {
+            return;
+        }
+        self.record_change("cleanup", name, error, took);
     }
 
     /// Journals one change as a `change` entry (secrets masked), so no runbook can forget to.

@@ -10,7 +10,7 @@ use std::{fmt::Write as _, sync::Arc};
 
 use rhai::{EvalAltResult, ParseError, Position};
 
-use crate::{engine::sources::SourceMap, exit};
+use crate::{engine::sources::SourceMap, exit, journal::lock::LockError};
 
 /// An error that ends a command, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,18 @@ impl Failure {
             Failure::Usage(_) | Failure::Compile(_) => exit::USAGE,
             Failure::Runtime(_) | Failure::Other(_) => exit::FAILED,
             Failure::Stopped { code, .. } => *code,
+        }
+    }
+
+    /// A run that could not take the lock: stopped while it waited (130, 124), or failed naming
+    /// the holder.
+    pub fn of_lock(error: LockError) -> Failure {
+        match error {
+            LockError::Stopped(reason) => Failure::Stopped {
+                message: format!("error: {error}"),
+                code: reason.exit_code(),
+            },
+            other => Failure::Other(other.into()),
         }
     }
 }

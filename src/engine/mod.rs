@@ -1,7 +1,8 @@
 //! Builds the one `rhai::Engine` every runbook, stdlib module and REPL line runs in: host modules
 //! registered, `import` resolved from the stdlib search path, limits that keep a runaway script
-//! from taking the host down, `print`/`debug` sent to the log, and the cancellation flag checked
-//! between operations so Ctrl-C and `--timeout` stop even a tight `loop {}`.
+//! from taking the host down, `print` sent to stdout (the runbook's output) and `debug` to the
+//! log, and the cancellation flag checked between operations so Ctrl-C and `--timeout` stop even
+//! a tight `loop {}`.
 
 pub(crate) mod catalog;
 pub mod docs;
@@ -13,18 +14,22 @@ pub(crate) mod sources;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use rhai::{
-    AST, Dynamic, EvalAltResult, Module, ModuleResolver, ParseErrorType, Position, Scope, Shared,
+    AST, Dynamic, EvalAltResult, Module, ModuleResolver, NativeCallContext, ParseErrorType,
+    Position, Scope, Shared,
 };
 
 use crate::{
+    cancel::StopReason,
     context::Context,
     context::logging::SCRIPT_TARGET,
     engine::catalog::{Catalog, Script},
     engine::error::{Diagnostic, Failure},
     engine::sources::SourceMap,
+    host::operator::Cleanups,
 };
 
 /// Deepest call chain a script may build (recursion guard).
@@ -44,6 +49,8 @@ pub struct ScriptEngine {
     pub runbooks: Catalog,
     pub stdlib: Catalog,
     pub context: Arc<Context>,
+    /// What scripts registered with `defer`, to run when the run ends.
+    pub(crate) cleanups: Cleanups,
 }
 
 impl ScriptEngine {
@@ -69,7 +76,8 @@ impl ScriptEngine {
                 .reason()
                 .map(|reason| Dynamic::from(reason.describe()))
         });
-        rhai.on_print(|text| tracing::info!(target: SCRIPT_TARGET, "{text}"));
+        let secrets = Arc::clone(&context.secrets);
+        rhai.on_print(move |text| print_output(&secrets, text));
         rhai.on_debug(|text, source, position| {
             let at = source.map(|s| format!("{s}:{}", display_position(position)));
             tracing::debug!(target: SCRIPT_TARGET, "{}{text}", at.map(|a| a + ": ").unwrap_or_default())
@@ -82,7 +90,8 @@ impl ScriptEngine {
             cache: Mutex::default(),
         });
 
-        crate::host::register(&mut rhai, &context);
+        let cleanups = Cleanups::default();
+        crate::host::register(&mut rhai, &context, &cleanups);
 
         ScriptEngine {
             rhai,
@@ -90,7 +99,74 @@ impl ScriptEngine {
             runbooks,
             stdlib,
             context,
+            cleanups,
         }
+    }
+
+    /// Runs the cleanups deferred so far, last deferred first, and forgets them: at the end of a
+    /// run, whatever ended it. A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
+    /// for them, each bounded by its `timeout`; a Ctrl-C during one stops it and skips the rest,
+    /// and a second signal exits at once as always. Each is journaled like a change. Returns one
+    /// rendered error per cleanup that failed; the stop, if there was one, is restored after.
+    pub fn run_cleanups(&self) -> Vec<String> {
+        let cancel = &self.context.cancel;
+        let stopped = cancel.reason();
+        let mut errors = Vec::new();
+        // Taken whole: a `defer` inside a cleanup is not run (it could defer itself forever).
+        let mut pending = std::mem::take(&mut *self.cleanups.borrow_mut());
+        while let Some(cleanup) = pending.pop() {
+            if errors
+                .iter()
+                .any(|e: &String| e.ends_with(INTERRUPTED_CLEANUP))
+            {
+                tracing::warn!("interrupted: {} more cleanup(s) skipped", pending.len() + 1);
+                break;
+            }
+            cancel.resume();
+            cancel.stop_after(self.context.runtime(), cleanup.timeout);
+            match stopped {
+                Some(reason) => tracing::info!(
+                    "{}: running cleanup {} (up to {} ms)",
+                    reason.describe(),
+                    cleanup.name,
+                    cleanup.timeout.as_millis()
+                ),
+                None => tracing::info!("running cleanup {}", cleanup.name),
+            }
+            let started = Instant::now();
+            let call = NativeCallContext::new_with_all_fields(
+                &self.rhai,
+                cleanup.closure.fn_name(),
+                Some(cleanup.source.as_str()),
+                &cleanup.global,
+                Position::NONE,
+            );
+            let result = cleanup.closure.call_raw(&call, None, []);
+            let cut = cancel.reason();
+            cancel.resume();
+            // Why it failed, for the journal; the run's error says which cleanup too.
+            let why = result.err().map(|error| match cut {
+                Some(StopReason::TimedOut) => {
+                    format!("did not finish within {} ms", cleanup.timeout.as_millis())
+                }
+                Some(StopReason::Interrupted) => INTERRUPTED_CLEANUP.to_string(),
+                None => self.render(&cleanup.source, &error).trim_end().to_string(),
+            });
+            self.context
+                .record_cleanup(&cleanup.name, why.clone(), started.elapsed());
+            errors.extend(why.map(|why| format!("cleanup {} failed: {why}", cleanup.name)));
+        }
+        let nested = std::mem::take(&mut *self.cleanups.borrow_mut());
+        if !nested.is_empty() {
+            tracing::warn!(
+                "{} cleanup(s) deferred by a cleanup not run: defer before the run ends",
+                nested.len()
+            );
+        }
+        if let Some(reason) = stopped {
+            cancel.stop(reason);
+        }
+        errors
     }
 
     /// Compiles `script`, remembering its text for error snippets.
@@ -222,6 +298,53 @@ impl ScriptEngine {
     pub fn redact(&self, text: &str) -> String {
         self.context.secrets.redact(text).into_owned()
     }
+}
+
+/// `result` of a call, failed as well when its cleanups failed (their errors after its own).
+pub fn with_cleanup_errors<T>(
+    result: Result<T, Failure>,
+    errors: Vec<String>,
+) -> Result<T, Failure> {
+    if errors.is_empty() {
+        return result;
+    }
+    let mut text = errors.join("\n");
+    text.push('\n');
+    match result {
+        Ok(_) => Err(Failure::Runtime(text)),
+        Err(Failure::Runtime(message)) => Err(Failure::Runtime(joined(message, &text))),
+        Err(Failure::Stopped { message, code }) => Err(Failure::Stopped {
+            message: joined(message, &text),
+            code,
+        }),
+        Err(other) => {
+            tracing::error!("{}", text.trim_end());
+            Err(other)
+        }
+    }
+}
+
+fn joined(mut first: String, then: &str) -> String {
+    if !first.ends_with('\n') {
+        first.push('\n');
+    }
+    first.push_str(then);
+    first
+}
+
+/// How a cleanup stopped by Ctrl-C ends its error (the rest are then skipped).
+const INTERRUPTED_CLEANUP: &str = "interrupted (Ctrl-C or SIGTERM)";
+
+/// `print(x)`: the runbook's output (a table, a report, a result), one line on stdout with
+/// secrets masked, whatever `-q` or `--log-format` say; logs stay on stderr. Output that cannot be
+/// written (a closed pipe) is dropped: it never changes what the run does.
+fn print_output(secrets: &crate::redact::Redactor, text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(secrets.redact(text).as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }
 
 /// Lets `log::debug(...)` and `caddy::switch(...)` parse. `debug` is reserved and `switch` a

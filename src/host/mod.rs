@@ -110,6 +110,7 @@ pub fn rhai_type(rust: &str) -> String {
         "i64" | "INT" => "int",
         "f64" | "FLOAT" => "float",
         "bool" => "bool",
+        "FnPtr" => "Fn",
         "()" => "()",
         other => return other.to_string(),
     }
@@ -117,7 +118,7 @@ pub fn rhai_type(rust: &str) -> String {
 }
 
 /// Registers every host module under its namespace, and the global functions.
-pub fn register(engine: &mut Engine, context: &Arc<Context>) {
+pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator::Cleanups) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
     engine.register_static_module("file", file::module().into());
@@ -137,6 +138,6 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);
-    operator::globals(&mut globals, context);
+    operator::globals(&mut globals, context, cleanups);
     engine.register_global_module(globals.into());
 }

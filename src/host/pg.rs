@@ -20,7 +20,7 @@ use crate::{
     context::progress::Progress,
     pg::backups,
     pg::dump::{self, DEFAULT_GZIP_LEVEL, DumpRequest, Format},
-    pg::query::{self, Readiness},
+    pg::query::{self, Access, QueryError, Readiness},
     pg::restore::{self, RestoreRequest, scratch_name},
     pg::target::Target,
     pg::value::Value,
@@ -51,11 +51,19 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Runs `sql` and returns its rows as maps of column name to value (numbers, strings,
         /// booleans, arrays, json as maps, timestamps as RFC 3339 text, bytea as blobs, NULL as
-        /// `()`). `target` is a URL or `#{url, password}`.
+        /// `()`). `target` is a URL, `#{url, password}`, or `#{container, db, user, password}`:
+        /// the server in that container, reached at the container's own address on its Docker
+        /// network (no port need be published; over TCP the server usually asks for the
+        /// password). In a `//! readonly` runbook and in a dry run it runs in a read-only
+        /// transaction: reads work, a statement that would write (`INSERT`, `UPDATE`, DDL,
+        /// `nextval`) is refused in a readonly runbook and only logged as `would pg::query …`
+        /// (returning no rows) in a dry run.
         ///
         /// ```rhai
         /// let rows = pg::query(db_url, "SELECT count(*) AS n FROM orders");
         /// log::info(`${rows[0].n} orders`);
+        /// let db = #{container: "deploy-postgres-1", db: "app", password: secret::get("POSTGRES_PASSWORD")};
+        /// print(pg::query(db, "SELECT version()")[0].version);
         /// ```
         fn query[context](call, target: Dynamic, sql: &str) -> Array {
             let target = target_of(&context, "pg::query", target)?;
@@ -151,11 +159,62 @@ fn isready(context: &Context, target: &Target) -> HostResult<bool> {
     }
 }
 
+/// A query changes nothing in a readonly runbook or a dry run: there it runs in a read-only
+/// transaction. A statement that would write is refused (readonly) or only described (dry run,
+/// returning no rows), as every other change is.
 fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> HostResult<Array> {
+    let run = context.run_info();
+    let dry_run = context.is_dry_run();
+    let access = if run.readonly || dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    // In a container: its server, reached at the container's own address (no port published).
+    let server = match target.container_name() {
+        None => target.clone(),
+        Some(_) => {
+            let docker = context.docker()?;
+            context
+                .block_on(query::in_container(target, &docker))?
+                .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?
+        }
+    };
     let params = params.iter().map(text_param).collect();
-    let rows = context
-        .block_on(query::query(target, sql, params))?
-        .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?;
+    let rows = match context.block_on(query::query(&server, sql, params, access))? {
+        Ok(rows) => rows,
+        Err(QueryError::Writes(reason)) if run.readonly => {
+            return Err(fail_masked(
+                context,
+                format!(
+                    "pg::query {target}: refused, `{}` is a readonly runbook (its header says \
+                     `//! readonly`) and may not change anything: {reason}",
+                    run.runbook
+                ),
+            ));
+        }
+        Err(QueryError::Writes(_)) => {
+            tracing::info!("would pg::query {target}: {}", one_line(sql));
+            return Ok(Array::new());
+        }
+        Err(error) => {
+            let hint = if target.container_name().is_some()
+                && target.password.is_none()
+                && error.to_string().contains("password")
+            {
+                format!(
+                    "; pg::query reaches the container's server at its address ({server}), \
+                     where it asks for a password: add `password: …` to the target"
+                )
+            } else {
+                String::new()
+            };
+            return Err(fail_masked(
+                context,
+                format!("pg::query {target}: {error}{hint}"),
+            ));
+        }
+    };
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -199,6 +258,11 @@ fn script_value(value: Value) -> Dynamic {
             .collect::<Array>()
             .into(),
     }
+}
+
+/// SQL on one line, for a log line.
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn dump(context: &Context, options: Map) -> HostResult<Map> {

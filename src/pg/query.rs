@@ -19,8 +19,26 @@ pub enum QueryError {
     Postgres(String),
     #[error("pg::query reaches a server by URL; {0} is a container")]
     Container(String),
+    #[error("{0} has no network address to reach its database at (is it running, on a network?)")]
+    NoAddress(String),
+    /// The Docker Engine's answer when the container cannot be inspected.
+    #[error("{0}")]
+    Inspect(String),
     #[error("column {column}: {reason}")]
     Column { column: String, reason: String },
+    /// The statement would write, and it ran in a read-only transaction.
+    #[error("{0}")]
+    Writes(String),
+}
+
+/// How a query runs: as given, or in a read-only transaction that is rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// `BEGIN READ ONLY`, a first statement that fixes the snapshot (so the script's statement
+    /// cannot turn the transaction read-write), the statement, `ROLLBACK`: the server refuses
+    /// every write to data (`INSERT`, `UPDATE`, DDL, `nextval`, …) with SQLSTATE 25006.
+    ReadOnly,
 }
 
 /// Whether a server takes connections, and if not why.
@@ -77,6 +95,64 @@ async fn isready_in_container(
     }
 }
 
+/// The port PostgreSQL listens on inside a container.
+const CONTAINER_PORT: u16 = 5432;
+
+/// The server inside container `target` as a server target: its address on its first Docker
+/// network, port 5432, the same database, user, password and connect timeout. This host reaches
+/// a container's address without any port published, so a query reaches the database where
+/// the client programs (run inside the container) do. Over TCP the server asks for the
+/// password (the container's `host … scram-sha-256` rule), so the target should carry one.
+pub async fn in_container(target: &Target, docker: &Docker) -> Result<Target, QueryError> {
+    let Place::Container {
+        name,
+        database,
+        user,
+    } = &target.place
+    else {
+        return Ok(target.clone());
+    };
+    let inspected = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| QueryError::Inspect(e.to_string()))?;
+    let running = inspected
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    let settings = inspected.network_settings.unwrap_or_default();
+    let mut networks: Vec<(String, String)> = settings
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(network, endpoint)| {
+            endpoint
+                .ip_address
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| (network, ip))
+        })
+        .collect();
+    networks.sort();
+    let address = networks
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .next()
+        .filter(|_| running)
+        .ok_or_else(|| QueryError::NoAddress(target.to_string()))?;
+    let mut url = url::Url::parse(&format!("postgres://{address}:{CONTAINER_PORT}/"))
+        .map_err(|e| QueryError::Postgres(e.to_string()))?;
+    let _ = url.set_username(user);
+    url.set_path(&format!(
+        "/{}",
+        percent_encoding::utf8_percent_encode(database, percent_encoding::NON_ALPHANUMERIC)
+    ));
+    let mut server = Target::server(url.as_str(), target.password.clone())
+        .map_err(|e| QueryError::Postgres(e.to_string()))?;
+    server.connect_timeout = target.connect_timeout;
+    Ok(server)
+}
+
 /// One result row: each column's name and value, in the query's order.
 pub type Row = Vec<(String, Value)>;
 
@@ -86,6 +162,7 @@ pub async fn query(
     target: &Target,
     sql: &str,
     params: Vec<Option<String>>,
+    access: Access,
 ) -> Result<Vec<Row>, QueryError> {
     let client = connect(target).await.map_err(|e| match e {
         ConnectError::Refused(reason) => QueryError::Postgres(reason),
@@ -93,10 +170,24 @@ pub async fn query(
     })?;
     let params: Vec<TextParam> = params.into_iter().map(TextParam).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-    let rows = client
-        .query(sql, &refs)
-        .await
-        .map_err(|e| QueryError::Postgres(describe(&e)))?;
+    if access == Access::ReadOnly {
+        client
+            .batch_execute("BEGIN TRANSACTION READ ONLY; SELECT 1")
+            .await
+            .map_err(|e| QueryError::Postgres(describe(&e)))?;
+    }
+    let rows = client.query(sql, &refs).await.map_err(|e| {
+        let writes = e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION);
+        match writes && access == Access::ReadOnly {
+            true => QueryError::Writes(describe(&e)),
+            false => QueryError::Postgres(describe(&e)),
+        }
+    });
+    if access == Access::ReadOnly {
+        // The connection closes when `client` drops; the rollback is for the server's log.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    let rows = rows?;
     rows.iter()
         .map(|row| {
             let mut values = Row::new();

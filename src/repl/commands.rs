@@ -100,11 +100,17 @@ impl Repl {
             readonly: runbook.header.readonly,
             kind: runbook.header.kind.clone().unwrap_or_default(),
         };
-        // Journaled as a run of its own, start to finish, as `cutover run` would.
+        // Journaled as a run of its own, start to finish, and under the run lock from its start
+        // (not from its first change), as `cutover run` would: a CLI promote cannot slip in
+        // while this one waits for health.
         let context = std::sync::Arc::clone(&self.context);
         let value = self.call(run, |session| {
+            let _lock = context.acquire_run_lock().map_err(Failure::of_lock)?;
             let record = RunRecord::start(&context).map_err(|e| Failure::Other(e.into()))?;
             let result = session.run(&runbook, args);
+            // Its deferred cleanups run before its finish entry, as in `cutover run`.
+            let errors = session.engine.run_cleanups();
+            let result = crate::engine::with_cleanup_errors(result, errors);
             let outcome = match (&result, context.cancel.reason()) {
                 (Ok(_), _) => Outcome::Ok,
                 (Err(_), Some(reason)) => Outcome::Stopped(reason),

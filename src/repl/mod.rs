@@ -23,7 +23,7 @@ use rustyline::{CompletionType, Config, Editor, error::ReadlineError, history::F
 
 use crate::{
     context::{Context, RunInfo},
-    engine::error::Failure,
+    engine::{error::Failure, with_cleanup_errors},
     exit,
     repl::editor::{ReplHelper, Vocabulary},
     repl::input::is_complete,
@@ -185,7 +185,12 @@ impl Repl {
             self.context.cancel.reset();
         }
         self.context.set_run_info(run);
-        let result = under_run_lock(&self.context, || body(&mut self.session));
+        let result = under_run_lock(&self.context, || {
+            let result = body(&mut self.session);
+            // An input's deferred cleanups run when the input ends (`:run` runs its own first).
+            let errors = self.session.engine.run_cleanups();
+            with_cleanup_errors(result, errors)
+        });
         if self.interactive {
             self.context.cancel.reset();
         }
