@@ -187,6 +187,23 @@ fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() 
     assert_eq!(stack.journal().len(), journal);
     assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
 
+    // Watching after a plain promote: a build that fails 20 % of its requests is rolled back.
+    stack.cutover(&["prepare", "green", "v2-errors"]).success();
+    let load = load_on(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    stack
+        .cutover(&["promote", "green"])
+        .env("WATCH_SECONDS", "3")
+        .env("CANARY_INTERVAL", "1")
+        .env("CANARY_MIN_REQUESTS", "20")
+        .stderr_contains("watching production on green for 3.0 s against the gates")
+        .stderr_contains("the watch after promoting green failed: 5xx ")
+        .stderr_contains("production rolled back to blue (v1)")
+        .status(1);
+    load.stop();
+    assert_eq!(stack.active(), "blue");
+    assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+
     // Bad settings are refused before anything moves.
     canary(&stack, &["green"])
         .env("CANARY_STEPS", "10,50")
