@@ -23,6 +23,7 @@ pub(crate) mod compose;
 pub(crate) mod docker;
 pub(crate) mod journal;
 pub(crate) mod metrics;
+pub(crate) mod notify;
 pub(crate) mod pg;
 
 use std::sync::Arc;

@@ -82,5 +82,7 @@ impl<'a> RunRecord<'a> {
         entry.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         entry.error = error.map(|e| e.lines().next().unwrap_or_default().to_string());
         let _ = self.context.journal_append(&entry);
+        self.context
+            .notify_finish(outcome, error, self.started.elapsed());
     }
 }

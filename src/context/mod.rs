@@ -6,6 +6,7 @@ mod env;
 mod journal;
 mod lock;
 pub(crate) mod logging;
+mod notify;
 pub(crate) mod progress;
 
 pub(crate) use journal::RunRecord;
