@@ -24,6 +24,7 @@ mod health;
 mod http;
 mod journal;
 mod lock;
+mod maintenance;
 mod notify;
 mod output;
 mod pg;

@@ -1,19 +1,43 @@
-//! `file::*`: reading files from a runbook — a report's input, a marker's age, a setting kept in
-//! a file. Reading changes nothing, so these work in readonly runbooks and dry runs (where
-//! `exec::run(["cat", …])` is refused, rightly: it runs a program). Writing goes through
-//! `env::save`, `state::set` or a program run with `exec::run`.
+//! `file::*`: files from a runbook — a report's input, a marker's age, a switch the proxy reads
+//! (maintenance mode). Reading changes nothing, so `read`, `exists` and `stat` work in readonly
+//! runbooks and dry runs (where `exec::run(["cat", …])` is refused, rightly: it runs a program).
+//! `write` is a change: replaced whole and atomically, refused in a readonly runbook, only
+//! described in a dry run, journaled.
 
-use std::{io::Read, path::Path};
+use std::{io::Read, path::Path, sync::Arc};
 
 use rhai::{Map, Module};
 
 use super::{fail, function};
+use crate::context::Context;
 
 /// The largest file `file::read` returns: bigger is an error, not a memory spike.
 const MAX_READ: u64 = 16 << 20;
 
-pub fn module() -> Module {
+pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
+    function!(&mut module,
+        /// Replaces the file at `path` with `text`, whole: a reader (Caddy reading a `{file.…}`
+        /// placeholder for every request) sees the old text or the new, never a mix. Parent
+        /// directories are created. A change: refused in a readonly runbook, described in a dry
+        /// run, journaled (with the text's size, not the text).
+        ///
+        /// ```rhai
+        /// file::write("deploy/caddy/maintenance/message", "Back at 14:00 UTC");
+        /// ```
+        fn write[context](call, path: &str, text: &str) -> () {
+            let detail = format!("{path} ({} bytes)", text.len());
+            context.change("file::write", &detail, || (), || {
+                let target = Path::new(path);
+                if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| fail(format!("file::write {path}: {e}")))?;
+                }
+                crate::journal::atomic::write(target, text.as_bytes(), 0o644)
+                    .map_err(|e| fail(format!("file::write {path}: {e}")))
+            })
+        }
+    );
     function!(&mut module,
         /// The text of the file at `path` (UTF-8; invalid bytes become U+FFFD), at most 16 MiB.
         /// A missing or unreadable file is an error naming it.

@@ -121,7 +121,7 @@ pub fn rhai_type(rust: &str) -> String {
 pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator::Cleanups) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
-    engine.register_static_module("file", file::module().into());
+    engine.register_static_module("file", file::module(context).into());
     engine.register_static_module("fmt", fmt::module().into());
     engine.register_static_module("env", env::module(context).into());
     engine.register_static_module("state", state::module(context).into());
