@@ -133,6 +133,34 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
         "{:#?}",
         canary_entries(&stack)
     );
+
+    // The releases: green's v2 (by the canary) is live, blue's v1 (the first promote) can come
+    // back (its images are here; blue now runs the aborted v2-errors); the aborted canary never
+    // took production, so it is no release.
+    let listed = stack.cutover(&["releases"]).success();
+    let lines: Vec<&str> = listed.stdout.lines().filter(|l| l.contains(" v")).collect();
+    assert_eq!(lines.len(), 2, "{}", listed.stdout);
+    assert!(
+        lines[0].contains(" green ")
+            && lines[0].contains(" v2 ")
+            && lines[0].contains(" canary ")
+            && lines[0].ends_with("live"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        lines[1].contains(" blue ")
+            && lines[1].contains(" v1 ")
+            && lines[1].contains(" promote ")
+            && lines[1].ends_with("can come back"),
+        "{}",
+        listed.stdout
+    );
+    let json = stack.cutover(&["releases", "--json"]).success();
+    let releases: Vec<serde_json::Value> = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(releases[0]["tag"], "v2");
+    assert_eq!(releases[0]["state"], "live");
+    assert_eq!(releases[1]["images_present"], true);
 }
 
 #[test]

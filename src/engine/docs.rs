@@ -344,8 +344,9 @@ Runbooks are [Rhai](https://rhai.rs) scripts. What you need beyond the host func
   `text.len()`. `trim()`, `make_upper()`, `make_lower()` and `pad(n, " ")` change the string
   **in place** and return nothing: write `name.trim();`, not `let t = name.trim();`. Use
   `fmt::left`, `fmt::right` and `fmt::fixed` for columns and decimals.
-* **JSON.** `parse_json(text)` gives maps and arrays; `to_json(value)` (or `value.to_json()`)
-  the text. `http::get(url).json` is already parsed.
+* **JSON.** `parse_json(text)` gives maps and arrays; `map.to_json()` the text of a map (Rhai
+  has it for maps only: for an array, join its items' JSON). `http::get(url).json` is already
+  parsed, and `http::post` sends a map or an array as JSON itself.
 * **Numbers.** `"42".parse_int()`, `"1.5".parse_float()` (throw on bad text: wrap them in
   `try { … } catch { … }`); `x.to_float()`, `x.to_int()`, `x.round()`. Integer division stays
   an integer: `7 / 2` is `3`.
