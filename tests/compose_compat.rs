@@ -37,8 +37,8 @@ fn cutover_reads(file: &Path, env_file: Option<&Path>) -> Value {
         .stderr_lacks("WARN")
         .success();
     let line = finished
-        .log_lines("INFO")
-        .into_iter()
+        .stdout
+        .lines()
         .find_map(|l| l.strip_prefix("JSON:").map(str::to_string))
         .expect("no JSON line");
     serde_json::from_str(&line).unwrap()
@@ -821,11 +821,11 @@ fn up_starts_services_with_the_fields_compose_reads() {
             .env("SUBNET", &subnet)
             .args(["up", &project, &compose_file])
             .success()
-            .stderr
+            .stdout
     };
-    let stderr = up();
-    assert!(stderr.contains(&format!("built=[\"{image}\"]")), "{stderr}");
-    assert!(stderr.contains("pulled=[]"), "{stderr}");
+    let printed = up();
+    assert!(printed.contains(&format!("built=[\"{image}\"]")), "{printed}");
+    assert!(printed.contains("pulled=[]"), "{printed}");
     let app = format!("{project}-app-1");
     let worker = format!("{project}-worker-1");
 
@@ -946,17 +946,17 @@ fn up_starts_services_with_the_fields_compose_reads() {
     assert_eq!(address(&worker), format!("{subnet}.11"));
 
     // Nothing changed: nothing built, nothing touched.
-    let stderr = up();
-    assert!(stderr.contains("built=[]"), "{stderr}");
+    let printed = up();
+    assert!(printed.contains("built=[]"), "{printed}");
     assert!(
-        stderr.contains(&format!("unchanged=[\"{app}\", \"{worker}\"]")),
-        "{stderr}"
+        printed.contains(&format!("unchanged=[\"{app}\", \"{worker}\"]")),
+        "{printed}"
     );
 
     // A file .dockerignore leaves out changes nothing either.
     std::fs::write(dir.join("app/secret.txt"), "another secret\n").unwrap();
-    let stderr = up();
-    assert!(stderr.contains("built=[]"), "{stderr}");
+    let printed = up();
+    assert!(printed.contains("built=[]"), "{printed}");
 
     // A file of the context changes: the image is rebuilt, app recreated, and worker, which
     // asked for it (`restart: true`), restarted.
@@ -964,15 +964,15 @@ fn up_starts_services_with_the_fields_compose_reads() {
     cleanup.image(&old_image);
     let worker_started = inspect(&worker, "{{.State.StartedAt}}");
     std::fs::write(dir.join("app/kept.txt"), "changed\n").unwrap();
-    let stderr = up();
-    assert!(stderr.contains(&format!("built=[\"{image}\"]")), "{stderr}");
+    let printed = up();
+    assert!(printed.contains(&format!("built=[\"{image}\"]")), "{printed}");
     assert!(
-        stderr.contains(&format!("recreated=[\"{app}\"]")),
-        "{stderr}"
+        printed.contains(&format!("recreated=[\"{app}\"]")),
+        "{printed}"
     );
     assert!(
-        stderr.contains(&format!("restarted=[\"{worker}\"]")),
-        "{stderr}"
+        printed.contains(&format!("restarted=[\"{worker}\"]")),
+        "{printed}"
     );
     assert_ne!(inspect(&app, "{{.Image}}"), old_image);
     assert_ne!(inspect(&worker, "{{.State.StartedAt}}"), worker_started);
@@ -994,7 +994,7 @@ fn the_dot_env_names_the_project_and_its_profiles() {
         .file(".env", env)
         .runbook("load", LOAD_NAME)
         .args(["load"])
-        .stderr_contains(r#"name=from_dotenv profiles=["debug", "ops"]"#)
+        .stdout_contains(r#"name=from_dotenv profiles=["debug", "ops"]"#)
         .success();
     // The process environment wins over the file, as with docker compose.
     Test::new()
@@ -1004,7 +1004,7 @@ fn the_dot_env_names_the_project_and_its_profiles() {
         .env("COMPOSE_PROJECT_NAME", "from_process")
         .env("COMPOSE_PROFILES", "")
         .args(["load"])
-        .stderr_contains("name=from_process profiles=[]")
+        .stdout_contains("name=from_process profiles=[]")
         .success();
 }
 
@@ -1027,7 +1027,7 @@ fn heavy_anchors_load_and_a_billion_laughs_is_an_error() {
         .file("compose.yaml", &compose)
         .runbook("load", LOAD_NAME)
         .args(["load"])
-        .stderr_contains("service s14")
+        .stdout_contains("service s14")
         .success();
 
     let mut laughs = String::from(
@@ -1045,7 +1045,7 @@ fn heavy_anchors_load_and_a_billion_laughs_is_an_error() {
         .args(["load"])
         .stderr_contains("compose.yaml:")
         .stderr_contains("expands to more than cutover reads")
-        .stderr_lacks("name=")
+        .stdout_lacks("name=")
         .status(1);
 }
 
@@ -1077,7 +1077,7 @@ fn pull_policy_never_refuses_and_a_dry_run_only_says_what_it_would_build() {
         .runbook("up", UP_REPORT)
         .args(["--dry-run", "up", &project, "compose.yaml"])
         .stderr_contains(&format!("would build image {image} (image missing)"))
-        .stderr_contains(&format!("built=[\"{image}\"]"))
+        .stdout_contains(&format!("built=[\"{image}\"]"))
         .success();
     let listed = docker(&["images", "-q", &image]);
     assert_eq!(listed, "", "a dry run built {image}");
@@ -1132,7 +1132,7 @@ fn malformed_new_fields_are_errors_naming_the_line() {
             .runbook("load", LOAD_NAME)
             .args(["load"])
             .stderr_contains(error)
-            .stderr_lacks("name=")
+            .stdout_lacks("name=")
             .status(1);
     }
 }
@@ -1178,25 +1178,24 @@ fn pull_policy_always_pulls_on_every_up_and_follows_the_new_image() {
             .runbook("up", UP_REPORT)
             .args(["up", &project, "compose.yaml"])
             .success()
-            .stderr
     };
-    let stderr = up();
+    let printed = up().stdout;
     assert!(
-        stderr.contains(&format!("pulled=[\"{reference}\"]")),
-        "{stderr}"
+        printed.contains(&format!("pulled=[\"{reference}\"]")),
+        "{printed}"
     );
     let app = format!("{project}-app-1");
     let first = inspect(&app, "{{.Image}}");
 
     // The same image in the registry: pulled again, the container kept.
-    let stderr = up();
+    let printed = up().stdout;
     assert!(
-        stderr.contains(&format!("pulled=[\"{reference}\"]")),
-        "{stderr}"
+        printed.contains(&format!("pulled=[\"{reference}\"]")),
+        "{printed}"
     );
     assert!(
-        stderr.contains(&format!("unchanged=[\"{app}\"]")),
-        "{stderr}"
+        printed.contains(&format!("unchanged=[\"{app}\"]")),
+        "{printed}"
     );
 
     // A new image under the tag: the pull brings it, and the container moves to it.
@@ -1216,12 +1215,13 @@ fn pull_policy_always_pulls_on_every_up_and_follows_the_new_image() {
     docker(&["tag", &newer, &reference]);
     docker(&["push", &reference]);
     docker(&["tag", &first, &reference]);
-    let stderr = up();
+    let last = up();
+    let printed = last.stdout.clone();
     assert!(
-        stderr.contains(&format!("recreated=[\"{app}\"]")),
-        "{stderr}"
+        printed.contains(&format!("recreated=[\"{app}\"]")),
+        "{printed}"
     );
-    assert!(stderr.contains("(image pulled)"), "{stderr}");
+    assert!(last.stderr.contains("(image pulled)"), "{}", last.stderr);
     assert_eq!(inspect(&app, "{{.Image}}"), newer_id);
     drop(registry);
 }
@@ -1239,7 +1239,7 @@ fn secrets_given_otherwise_than_by_file_are_warned_about_naming_the_line() {
         .stderr_contains(
             "WARN  compose.yaml:11: secrets.token.environment: not supported by cutover, ignored",
         )
-        .stderr_contains("service api")
+        .stdout_contains("service api")
         .success();
     Test::new()
         .file("compose.yaml", "services:\n  api:\n    image: x\n    secrets: [nope]\n")
