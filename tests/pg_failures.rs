@@ -63,7 +63,8 @@ fn dump_in_progress(app_name: &str) -> (crate::test::Running, PathBuf, i32) {
     let test = pg_test(cluster)
         .env("PGAPPNAME", app_name)
         .args(["dump", &cluster.bare_url(big_database()), "backups/big.sql"])
-        .stderr_lacks(&cluster.password);
+        .stderr_lacks(&cluster.password)
+        .stdout_lacks(&cluster.password);
     let backups = test.path().join("backups");
     std::fs::create_dir(&backups).unwrap();
     let running = test.spawn();
@@ -321,7 +322,7 @@ fn main(url) {
     let test = Test::new()
         .runbook("r", runbook)
         .args(["r", &url])
-        .stderr_contains("ready: false")
+        .stdout_contains("ready: false")
         .stderr_contains("pg_dump exited with code 1")
         .stderr_contains("Connection refused")
         .stderr_contains("nothing was written to backups/app.sql");
@@ -400,7 +401,7 @@ fn restore_over_connected_sessions_needs_terminate_sessions() {
     )
     .unwrap();
     let forced = forced.success();
-    assert_eq!(printed(&forced.stderr)[0]["terminated"], 1);
+    assert_eq!(printed(&forced.stdout)[0]["terminated"], 1);
     let ended = wait_for("the session to end", || session.try_wait().unwrap());
     assert!(!ended.success());
     assert_eq!(cluster.fingerprint(&db), original);
@@ -612,7 +613,7 @@ fn restore_stops_the_apps_only_for_the_swap() {
         assert_ne!(after[i], before[i], "not restarted: {after:?}");
     }
     assert_eq!(after[2], before[2], "the stopped one was started");
-    let result = &printed(&run.stderr)[0];
+    let result = &printed(&run.stdout)[0];
     assert_eq!(result["stopped"], serde_json::json!([name("a"), name("b")]));
     // The journal has the stops and starts, all before the restore's own entry ends.
     let journal = std::fs::read_to_string(run.path().join("deploy/cutover-journal.jsonl")).unwrap();
@@ -663,7 +664,7 @@ fn backups_in_the_same_second_never_replace_each_other() {
         .runbook("thrice", runbook)
         .args(["thrice", &cluster.bare_url(&db)])
         .success();
-    let dumped: Vec<String> = printed(&run.stderr)
+    let dumped: Vec<String> = printed(&run.stdout)
         .iter()
         .map(|d| d["path"].as_str().unwrap().to_string())
         .collect();
