@@ -824,7 +824,10 @@ fn up_starts_services_with_the_fields_compose_reads() {
             .stdout
     };
     let printed = up();
-    assert!(printed.contains(&format!("built=[\"{image}\"]")), "{printed}");
+    assert!(
+        printed.contains(&format!("built=[\"{image}\"]")),
+        "{printed}"
+    );
     assert!(printed.contains("pulled=[]"), "{printed}");
     let app = format!("{project}-app-1");
     let worker = format!("{project}-worker-1");
@@ -965,7 +968,10 @@ fn up_starts_services_with_the_fields_compose_reads() {
     let worker_started = inspect(&worker, "{{.State.StartedAt}}");
     std::fs::write(dir.join("app/kept.txt"), "changed\n").unwrap();
     let printed = up();
-    assert!(printed.contains(&format!("built=[\"{image}\"]")), "{printed}");
+    assert!(
+        printed.contains(&format!("built=[\"{image}\"]")),
+        "{printed}"
+    );
     assert!(
         printed.contains(&format!("recreated=[\"{app}\"]")),
         "{printed}"
