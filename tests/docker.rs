@@ -106,7 +106,7 @@ fn run_inspect_exec_logs_stats_stop_remove() {
 }
 
 #[test]
-#[allow(clippy::zombie_processes)] // Reaped by wait4, which also reports its peak memory.
+#[allow(clippy::zombie_processes)] // Reaped by wait4.
 fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
     if !support::require(Service::Docker) {
         return;
@@ -120,6 +120,7 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
                 docker::run(#{image: image, name: name, labels: #{"cutover.test": label}});
                 let r = docker::exec(name, ["/demo-service", "write", size], #{stdout_to: "out/dump.txt"});
                 print(`code=${r.code} bytes=${r.bytes} kept=${r.stdout.len()}`);
+                sleep(300); // alive a little longer, so its peak memory is read after the exec
             }"#,
         )
         .file("out/.keep", "")
@@ -130,6 +131,25 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     let mut child = command.spawn().unwrap();
+    // Its own peak memory: VmHWM of its address space, read while it lives. (wait4's ru_maxrss
+    // would also count this test process's memory, which the child's address space held from
+    // spawn to exec: hundreds of MB when the whole suite runs.)
+    let pid = child.id();
+    let peak = std::thread::spawn(move || {
+        let mut peak_kb = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            else {
+                break; // a zombie has no memory left to read
+            };
+            peak_kb = peak_kb.max(kb);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak_kb
+    });
     let mut stdout = String::new();
     child
         .stdout
@@ -137,7 +157,7 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    // wait4 on this child alone: its own peak resident memory, not other tests' processes.
+    // Reaped with wait4 on this child alone (not other tests' processes).
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
@@ -160,7 +180,7 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
         tail,
         b"cutover demo-service streaming test line: 0123456789abcdefghijk\n"
     );
-    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    let peak_mb = peak.join().unwrap() as f64 / 1024.0;
     eprintln!(
         "exec of {} MB to a file: cutover peak RSS {peak_mb:.1} MB",
         SIZE >> 20
