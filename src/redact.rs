@@ -12,9 +12,14 @@ pub const MASK: &str = "***";
 /// line while protecting nothing worth the name.
 pub const MIN_SECRET_LEN: usize = 4;
 
-/// True for variable names whose values must never be shown.
+/// True for variable names whose values must never be shown. `*_FILE` names (compose's and the
+/// official images' `POSTGRES_PASSWORD_FILE=/run/secrets/db`) hold the path of a file with the
+/// secret, not the secret: masking the path would garble every mount and message naming it.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
+    if upper.ends_with("_FILE") {
+        return false;
+    }
     ["PASSWORD", "SECRET", "TOKEN", "KEY"]
         .iter()
         .any(|word| upper.contains(word))
@@ -405,6 +410,7 @@ mod tests {
         assert!(is_secret_name("JWT_SECRET"));
         assert!(is_secret_name("API_KEY"));
         assert!(!is_secret_name("BLUE_TAG"));
+        assert!(!is_secret_name("POSTGRES_PASSWORD_FILE"));
     }
 
     #[test]
