@@ -302,7 +302,7 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
         },
         || {
             // Temporary files of dumps killed before they could clean up go first.
-            if request.numbered {
+            if !request.free_names.is_empty() {
                 let dir = request.to.parent().unwrap_or(std::path::Path::new("."));
                 backups::remove_abandoned(dir, &request.target.database());
             } else {
@@ -693,8 +693,8 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
         return Err(options.error(format!("directory {to} does not exist")));
     }
     let mut to = PathBuf::from(to);
-    let numbered = to.is_dir();
-    if numbered {
+    let mut free_names = Vec::new();
+    if to.is_dir() {
         let name = backups::file_name(
             &target.database(),
             format,
@@ -702,6 +702,10 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
             jiff::Timestamp::now(),
         )
         .map_err(|e| options.error(e))?;
+        // Two backups in the same second: the second takes `-2`, and so on; none replaces one.
+        free_names = (1..=1000)
+            .map(|n| to.join(backups::numbered(&name, n)))
+            .collect();
         to.push(name);
     }
     Ok(DumpRequest {
@@ -709,7 +713,7 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
         to,
         format,
         gzip,
-        numbered,
+        free_names,
         extra_args: options.strings("args")?.unwrap_or_default(),
     })
 }

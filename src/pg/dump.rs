@@ -55,9 +55,9 @@ pub struct DumpRequest {
     pub format: Format,
     /// gzip level (1–9) for a plain dump; None writes it uncompressed.
     pub gzip: Option<u32>,
-    /// `to` is a conventional backup name chosen by cutover: never replace a file, take the
-    /// next free `-N` name instead (see [`crate::pg::backups::numbered`]).
-    pub numbered: bool,
+    /// When not empty, `to` is a name cutover chose: never replace a file, save under the first
+    /// of these names that is free (the backup convention's `-N` names, in order).
+    pub free_names: Vec<PathBuf>,
     /// More pg_dump arguments, e.g. `--schema=public`.
     pub extra_args: Vec<String>,
 }
@@ -147,15 +147,8 @@ pub async fn dump(
             .map_err(|e| failed(format!("writing {}: {e}", file.temp_path().display())))?
     };
     let dumped = started.elapsed();
-    let path = &if request.numbered {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let candidates = (1..=1000).map(|n| dir.join(crate::pg::backups::numbered(&name, n)));
-        file.commit_new(candidates)
+    let path = &if !request.free_names.is_empty() {
+        file.commit_new(request.free_names.iter().cloned())
             .map_err(|e| failed(format!("saving {}: {e}", path.display())))?
     } else {
         file.commit()
