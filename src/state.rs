@@ -2,7 +2,12 @@
 //! `$CUTOVER_STATE_DIR`, default `deploy/`):
 //!
 //! * `.current-environment`: the active environment, the name and a newline, exactly as the old
-//!   bash scripts wrote and read it, so both can share a deployment during the cutover.
+//!   bash scripts wrote and read it, so both can share a deployment during the cutover. It is
+//!   the whole record of which environment is meant to serve: the moment it was written (its
+//!   modification time, set by the rename that replaces it) is when that environment became
+//!   active, so the name and its "since" are one record, changed by one write, and no crash can
+//!   leave a name beside the time of another. Recording the environment already recorded writes
+//!   nothing, so "since" keeps the moment it really changed.
 //! * `cutover-state.json`: every other key, one JSON object.
 //!
 //! Both are replaced atomically (temp file, fsync, rename, see [`crate::atomic`]): a crash at any
@@ -10,8 +15,9 @@
 //! of the JSON object never loses another run's key.
 
 use std::{
-    io,
+    io::{self, Read},
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 use serde_json::{Map, Value};
@@ -39,6 +45,13 @@ pub enum StateError {
     },
 }
 
+/// The active environment as recorded: its name and when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub env: String,
+    pub since: SystemTime,
+}
+
 /// The state files of one state directory.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -62,10 +75,28 @@ impl StateStore {
 
     /// The active environment, or `None` when none was recorded yet.
     pub fn active(&self) -> Result<Option<String>, StateError> {
+        Ok(self.active_record()?.map(|active| active.env))
+    }
+
+    /// The active environment and when it was recorded, read together from one open file (so
+    /// a rename in between cannot pair one write's name with another's time), or `None`.
+    pub fn active_record(&self) -> Result<Option<Active>, StateError> {
         let path = self.active_path();
-        let Some(text) = read_if_exists(&path)? else {
-            return Ok(None);
+        let read_error = |source| StateError::Read {
+            path: path.clone(),
+            source,
         };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(read_error(source)),
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read_error)?;
+        let since = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(read_error)?;
         let name = text.trim();
         if name.is_empty() {
             return Ok(None);
@@ -74,13 +105,23 @@ impl StateStore {
             path: path.clone(),
             found: name.to_string(),
         })?;
-        Ok(Some(name.to_string()))
+        Ok(Some(Active {
+            env: name.to_string(),
+            since,
+        }))
     }
 
-    /// Records `env` as the active environment.
-    pub fn set_active(&self, env: &str) -> Result<(), StateError> {
+    /// Records `env` as the active environment, in one atomic write of `.current-environment`
+    /// (its name and, by the write's own time, since when). Returns whether it wrote: recording
+    /// the environment already recorded leaves the file, and its time, as they are.
+    pub fn set_active(&self, env: &str) -> Result<bool, StateError> {
         check_environment(env)?;
-        self.write(&self.active_path(), format!("{env}\n").as_bytes())
+        let content = format!("{env}\n");
+        if read_if_exists(&self.active_path())?.is_some_and(|text| text.trim() == env) {
+            return Ok(false);
+        }
+        self.write(&self.active_path(), content.as_bytes())?;
+        Ok(true)
     }
 
     /// The value of `key`, or `None` when it is not set.
@@ -211,6 +252,15 @@ mod tests {
         );
         std::fs::write(dir.path().join(ACTIVE_FILE), "blue").unwrap();
         assert_eq!(store.active().unwrap().as_deref(), Some("blue"));
+        let since = store.active_record().unwrap().unwrap().since;
+        assert!(
+            !store.set_active("blue").unwrap(),
+            "rewrote the same environment"
+        );
+        assert_eq!(store.active_record().unwrap().unwrap().since, since);
+        assert!(store.set_active("green").unwrap());
+        assert_eq!(store.active().unwrap().as_deref(), Some("green"));
+        std::fs::write(dir.path().join(ACTIVE_FILE), "blue").unwrap();
         assert!(store.set_active("blue; rm -rf /").is_err());
         assert!(store.set_active("../x").is_err());
         assert_eq!(store.active().unwrap().as_deref(), Some("blue"));
