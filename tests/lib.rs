@@ -23,6 +23,7 @@ mod lock;
 mod output;
 mod pg;
 mod pg_failures;
+mod proxy_truth;
 mod repl;
 mod secrets;
 mod stack;
