@@ -193,7 +193,8 @@ fn a_build_that_never_gets_healthy_stops_before_promotion() {
         .env("GREEN_TAG", "broken")
         .env("TIMEOUT", "5")
         .stderr_contains("health::wait: ")
-        .stderr_contains("green-api-gateway#1")
+        .stderr_contains("green-api-gateway#1: running, ")
+        .stderr_lacks("no answer within 1 ms")
         .stderr_contains("This run made")
         .stderr_lacks("caddy::switch production")
         .status(1);
