@@ -6,8 +6,7 @@
 //!   the whole record of which environment is meant to serve: the moment it was written (its
 //!   modification time, set by the rename that replaces it) is when that environment became
 //!   active, so the name and its "since" are one record, changed by one write, and no crash can
-//!   leave a name beside the time of another. Recording the environment already recorded writes
-//!   nothing, so "since" keeps the moment it really changed.
+//!   leave a name beside the time of another.
 //! * `cutover-state.json`: every other key, one JSON object.
 //!
 //! Both are replaced atomically (temp file, fsync, rename, see [`crate::atomic`]): a crash at any
@@ -111,17 +110,11 @@ impl StateStore {
         }))
     }
 
-    /// Records `env` as the active environment, in one atomic write of `.current-environment`
-    /// (its name and, by the write's own time, since when). Returns whether it wrote: recording
-    /// the environment already recorded leaves the file, and its time, as they are.
-    pub fn set_active(&self, env: &str) -> Result<bool, StateError> {
+    /// Records `env` as the active environment since now, in one atomic write of
+    /// `.current-environment` (its name and, by the write's own time, since when).
+    pub fn set_active(&self, env: &str) -> Result<(), StateError> {
         check_environment(env)?;
-        let content = format!("{env}\n");
-        if read_if_exists(&self.active_path())?.is_some_and(|text| text.trim() == env) {
-            return Ok(false);
-        }
-        self.write(&self.active_path(), content.as_bytes())?;
-        Ok(true)
+        self.write(&self.active_path(), format!("{env}\n").as_bytes())
     }
 
     /// The value of `key`, or `None` when it is not set.
@@ -252,14 +245,12 @@ mod tests {
         );
         std::fs::write(dir.path().join(ACTIVE_FILE), "blue").unwrap();
         assert_eq!(store.active().unwrap().as_deref(), Some("blue"));
-        let since = store.active_record().unwrap().unwrap().since;
-        assert!(
-            !store.set_active("blue").unwrap(),
-            "rewrote the same environment"
-        );
-        assert_eq!(store.active_record().unwrap().unwrap().since, since);
-        assert!(store.set_active("green").unwrap());
-        assert_eq!(store.active().unwrap().as_deref(), Some("green"));
+        let before = store.active_record().unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.set_active("green").unwrap();
+        let after = store.active_record().unwrap().unwrap();
+        assert_eq!(after.env, "green");
+        assert!(after.since > before.since, "{after:?} {before:?}");
         std::fs::write(dir.path().join(ACTIVE_FILE), "blue").unwrap();
         assert!(store.set_active("blue; rm -rf /").is_err());
         assert!(store.set_active("../x").is_err());

@@ -112,6 +112,14 @@ fn a_run_stopped_between_switch_and_record_is_flagged_and_acted_on() {
     );
     assert_eq!(disagreements(&stack), 1);
 
+    let recorded_at = || {
+        std::fs::metadata(stack.path().join("deploy/.current-environment"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let stale = recorded_at();
+
     // Green, which really serves, dies: the failover sees production down and moves it.
     stack.docker(&["stop", &stack.container("green-api-gateway")]);
     stack
@@ -123,6 +131,11 @@ fn a_run_stopped_between_switch_and_record_is_flagged_and_acted_on() {
         .success();
     assert_serving(&stack, "blue", "v1");
     assert_eq!(disagreements(&stack), 2);
+    // Blue is active since the failover, not since the stale record that named it.
+    assert!(
+        recorded_at() > stale,
+        "the failover kept the stale record's time"
+    );
 
     // A rollback to green now names what of green is down (its gateway).
     stack

@@ -59,8 +59,8 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Records `env` as the active environment, since now: one atomic write of
         /// `.current-environment` (the name; the write's time is the "since" of
-        /// `state::active_record`). Recording the environment already recorded writes nothing.
-        /// Names are letters, digits, `_`, `-` and `.`. A dry run only says what it would write.
+        /// `state::active_record`). Names are letters, digits, `_`, `-` and `.`. A dry run only
+        /// says what it would write.
         ///
         /// ```rhai
         /// state::set_active("green");
@@ -68,7 +68,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn set_active[context](call, env: &str) -> () {
             crate::state::check_environment(env).map_err(fail)?;
             context.change("state::set_active", env, || (), || {
-                context.state().set_active(env).map(drop).map_err(fail)
+                context.state().set_active(env).map_err(fail)
             })
         }
     );
