@@ -397,4 +397,13 @@ fn a_dead_proxy_is_named_at_once_and_emergency_failover_brings_production_back()
         .stderr_contains("production: blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
+    // Bringing an environment up starts a dead proxy too, and routes through it only once it
+    // is ready.
+    stack.docker(&["kill", &caddy]);
+    stack
+        .cutover(&["prepare", "blue", "v1"])
+        .stderr_contains("the proxy is ready")
+        .stderr_contains("blue is healthy")
+        .success();
+    assert_serving(&stack, "green", "v2");
 }
