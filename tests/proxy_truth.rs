@@ -7,12 +7,17 @@
 
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
 use crate::{
     stack::{assert_serving, turn},
     support::{
+        self, Service,
+        caddy::{CaddyProcess, file_dial, proxy_config, proxy_route_to, slot_files},
         load::{Group, Load, Method, Plan, Retry},
         stack::Stack,
     },
+    test::Test,
 };
 
 /// The flag `status` (and every run finding a disagreement) starts with.
@@ -85,6 +90,113 @@ fn disagreements(stack: &Stack) -> usize {
 /// The first line of a run's stderr.
 fn first_line(stderr: &str) -> &str {
     stderr.lines().next().unwrap_or("")
+}
+
+/// Prints what `bluegreen::truth` finds.
+const TRUTH: &str = r#"//! readonly
+import "stack" as stack;
+import "bluegreen" as bg;
+fn main() {
+    let t = bg::truth(stack::config());
+    print(`current=${t.current} agree=${t.agree} proxy=${t.proxy} envs=${t.envs}`);
+    print(`problem=${t.problem}`);
+}
+"#;
+
+#[test]
+fn the_truth_is_what_the_production_slots_hold_and_each_disagreement_is_named() {
+    if !support::require(Service::Caddy) {
+        return;
+    }
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let slots_dir = dir.path().join("slots");
+    std::fs::create_dir_all(&slots_dir).unwrap();
+    let files = slot_files(&slots_dir, "production", 10, "127.0.0.1:4200");
+    let dials: Vec<String> = files.iter().map(|f| file_dial(f)).collect();
+    let caddy = CaddyProcess::start(proxy_config(
+        support::free_port(),
+        vec![proxy_route_to("production", None, &dials)],
+    ));
+    std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+    std::fs::write(
+        dir.path().join("deploy/.env.blue-green"),
+        format!(
+            "CADDY_ADMIN={}\nBLUE_PORTS=4100-4109\nGREEN_PORTS=4200-4209\nSTAGING_PORTS=4300\n",
+            caddy.admin_url()
+        ),
+    )
+    .unwrap();
+    let record = |env: &str| {
+        std::fs::write(dir.path().join("deploy/.current-environment"), env).unwrap();
+    };
+    let truth = || {
+        Test::within(Arc::clone(&dir))
+            .runbook("truth", TRUTH)
+            .run(&["truth"])
+            .success()
+            .stderr
+    };
+    let expect = |found: String, wanted: &[&str]| {
+        for text in wanted {
+            assert!(found.contains(text), "lacks {text:?}:\n{found}");
+        }
+    };
+
+    // Green's addresses, nothing recorded: green serves, the record is missing.
+    expect(
+        truth(),
+        &[
+            "current=green agree=false proxy=true envs=[\"green\"]",
+            "no environment is recorded as active",
+            "'cutover promote green' records it",
+        ],
+    );
+    // Recorded blue: they disagree, and what the proxy serves wins.
+    record("blue\n");
+    expect(
+        truth(),
+        &[
+            "current=green agree=false",
+            ".current-environment says blue",
+            "Acting on what the proxy serves: green",
+            "'cutover rollback' sends production to blue",
+        ],
+    );
+    // Recorded green: they agree.
+    record("green\n");
+    expect(truth(), &["current=green agree=true", "problem=\n"]);
+    // Slots split between blue and green: no single environment serves.
+    for file in &files[5..] {
+        std::fs::write(file, "127.0.0.1:4101").unwrap();
+    }
+    expect(
+        truth(),
+        &[
+            "current= agree=false",
+            "envs=[\"green\", \"blue\"]",
+            "a switch was stopped midway. 'cutover promote green' or 'cutover promote blue' sends all of production to one environment",
+        ],
+    );
+    // An address no environment's range holds, and one of staging's: named, never guessed.
+    std::fs::write(&files[9], "127.0.0.1:9999").unwrap();
+    std::fs::write(&files[8], "127.0.0.1:4300").unwrap();
+    expect(
+        truth(),
+        &[
+            "current= agree=false",
+            "nothing known (127.0.0.1:9999)",
+            "staging",
+        ],
+    );
+    // No proxy to ask: the record is all there is, and that is said.
+    drop(caddy);
+    expect(
+        truth(),
+        &[
+            "current=green agree= proxy=false",
+            "the proxy cannot be asked what production serves",
+        ],
+    );
 }
 
 #[test]
