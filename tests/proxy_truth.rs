@@ -174,7 +174,7 @@ fn the_truth_is_what_the_production_slots_hold_and_each_disagreement_is_named() 
         &[
             "current= agree=false",
             "envs=[\"green\", \"blue\"]",
-            "a switch was stopped midway. 'cutover promote green' or 'cutover promote blue' sends all of production to one environment",
+            "a switch was stopped midway (or a canary is moving it: 'cutover lock status' shows a running one). 'cutover promote green' or 'cutover promote blue' sends all of production to one environment",
         ],
     );
     // An address no environment's range holds, and one of staging's: named, never guessed.
