@@ -17,7 +17,7 @@ use crate::{
         load::{Group, Load, Method, Plan, Retry},
         stack::Stack,
     },
-    test::Test,
+    test::{Finished, Test},
 };
 
 /// The flag `status` (and every run finding a disagreement) starts with.
@@ -87,6 +87,19 @@ fn disagreements(stack: &Stack) -> usize {
         .count()
 }
 
+/// What a run said, printed results and log lines alike (results may go to stdout or the log).
+fn said(run: &Finished) -> String {
+    format!("{}\n{}", run.stdout, run.stderr)
+}
+
+/// Checks that a run said each of `wanted`.
+fn assert_said(run: &Finished, wanted: &[&str]) {
+    let all = said(run);
+    for text in wanted {
+        assert!(all.contains(text), "lacks {text:?}:\n{all}");
+    }
+}
+
 /// The first line of a run's stderr.
 fn first_line(stderr: &str) -> &str {
     stderr.lines().next().unwrap_or("")
@@ -130,11 +143,11 @@ fn the_truth_is_what_the_production_slots_hold_and_each_disagreement_is_named() 
         std::fs::write(dir.path().join("deploy/.current-environment"), env).unwrap();
     };
     let truth = || {
-        Test::within(Arc::clone(&dir))
+        let run = Test::within(Arc::clone(&dir))
             .runbook("truth", TRUTH)
             .run(&["truth"])
-            .success()
-            .stderr
+            .success();
+        format!("{}\n{}", run.stdout, run.stderr)
     };
     let expect = |found: String, wanted: &[&str]| {
         for text in wanted {
@@ -216,11 +229,9 @@ fn a_run_stopped_between_switch_and_record_is_flagged_and_acted_on() {
         "{}",
         status.stderr
     );
-    assert!(
-        status.stderr.contains("SERVING (not recorded)")
-            && status.stderr.contains("recorded ACTIVE, NOT SERVING"),
-        "{}",
-        status.stderr
+    assert_said(
+        &status,
+        &["SERVING (not recorded)", "recorded ACTIVE, NOT SERVING"],
     );
     assert_eq!(disagreements(&stack), 1);
 
@@ -234,13 +245,13 @@ fn a_run_stopped_between_switch_and_record_is_flagged_and_acted_on() {
 
     // Green, which really serves, dies: the failover sees production down and moves it.
     stack.docker(&["stop", &stack.container("green-api-gateway")]);
-    stack
+    let failover = stack
         .cutover(&["emergency-failover"])
         .stderr_contains(FLAG)
         .stderr_contains("production (green) is down")
-        .stderr_contains("failed over: production green -> blue (v1)")
-        .stderr_lacks("no failover needed")
         .success();
+    assert_said(&failover, &["failed over: production green -> blue (v1)"]);
+    assert!(!said(&failover).contains("no failover needed"));
     assert_serving(&stack, "blue", "v1");
     assert_eq!(disagreements(&stack), 2);
     // Blue is active since the failover, not since the stale record that named it.
@@ -265,16 +276,16 @@ fn a_run_stopped_between_switch_and_record_is_flagged_and_acted_on() {
     stack.cutover(&["validate", "green"]).success();
     stack.cutover(&["promote", "green"]).success();
     std::fs::write(stack.path().join("deploy/.current-environment"), "blue\n").unwrap();
-    stack
+    let rollback = stack
         .cutover(&["rollback", "--yes"])
         .stderr_contains(FLAG)
-        .stderr_contains("rolled back: production green -> blue (v1)")
         .success();
+    assert_said(&rollback, &["rolled back: production green -> blue (v1)"]);
     assert_serving(&stack, "blue", "v1");
     let status = stack.cutover(&["status"]).success();
     assert!(!status.stderr.contains(FLAG), "{}", status.stderr);
     assert!(
-        status.stderr.contains("ACTIVE since 20"),
+        said(&status).contains("ACTIVE since 20"),
         "{}",
         status.stderr
     );
@@ -430,11 +441,14 @@ fn promotes_and_rollbacks_killed_at_random_moments_under_load_leave_nothing_unfl
         if now.len() == 1 {
             let serving = now[0].as_str();
             let back = other(serving);
-            stack
+            let rollback = stack
                 .cutover(&["rollback", "--yes"])
                 .stderr_contains(FLAG)
-                .stderr_contains(&format!("rolled back: production {serving} -> {back}"))
                 .success();
+            assert_said(
+                &rollback,
+                &[&format!("rolled back: production {serving} -> {back}")],
+            );
             assert_serving(&stack, back, version_of(back));
             assert_eq!(served_by(&stack), [back]);
         } else {
@@ -489,25 +503,28 @@ fn a_dead_proxy_is_named_at_once_and_emergency_failover_brings_production_back()
             .stderr_contains("This run changed nothing.")
             .status(1);
     }
-    stack
+    let status = stack
         .cutover(&["status"])
         .stderr_contains("the proxy cannot be asked where production goes")
-        .stderr_contains("recorded ACTIVE since")
         .success();
+    assert_said(&status, &["recorded ACTIVE since"]);
     // The failover starts the proxy, waits until it is ready, judges both environments
     // (directly too) and ends with production served.
-    stack
+    let failover = stack
         .cutover(&["emergency-failover"])
         .stderr_contains("the proxy is down: ")
         .stderr_contains("the proxy is ready")
-        .stderr_contains("production (blue, v1) is healthy: no failover needed (served again: the proxy was restarted)")
         .success();
+    assert_said(
+        &failover,
+        &[
+            "production (blue, v1) is healthy: no failover needed (served again: the proxy was restarted)",
+        ],
+    );
     assert_serving(&stack, "blue", "v1");
     // And the proxy's faults no longer stand in the way.
-    stack
-        .cutover(&["promote", "green"])
-        .stderr_contains("production: blue -> green (v2)")
-        .success();
+    let promote = stack.cutover(&["promote", "green"]).success();
+    assert_said(&promote, &["production: blue -> green (v2)"]);
     assert_serving(&stack, "green", "v2");
     // Bringing an environment up starts a dead proxy too, and routes through it only once it
     // is ready.
