@@ -1,7 +1,7 @@
 //! Bringing up a 4-service compose file (demo images, a dependency chain, a named volume, a
 //! published port): `cutover run up` (`compose::up`) against `docker-compose up -d`, alternating
 //! in the same run, everything removed between runs. Prints both medians and their ratio.
-//! Target (DESIGN.md): ≤ 0.7× docker-compose.
+//! Target (README, Benchmarks): ≤ 0.7× docker-compose.
 //!
 //! `cargo bench --bench compose_up` (needs the Docker Engine and `docker-compose`)
 

@@ -1,5 +1,5 @@
 //! `pg::dump` against plain `pg_dump > file`, in the same run on the same ≥ 1 GB database: the
-//! throughput of each, their ratio, and cutover's peak memory. Targets (DESIGN.md): ≥ 0.95× raw
+//! throughput of each, their ratio, and cutover's peak memory. Targets (README, Benchmarks): ≥ 0.95× raw
 //! throughput, peak RSS ≤ 64 MB at any size.
 //!
 //! `cargo bench --bench pg_dump` (needs PostgreSQL 15 server binaries; runs as root, like the

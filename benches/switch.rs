@@ -8,7 +8,7 @@
 //! the target, as the load generator sees it — and the failed requests of each kind of client:
 //! browser-like GET (one retry on a reused connection closed before any response), and GET and
 //! POST clients that never retry. Then `health::all` of 12 endpoints answering in 100 ms
-//! against a sequential loop. Targets in DESIGN.md: 0 failed requests for browser-like clients,
+//! against a sequential loop. Targets (README, Benchmarks): 0 failed requests for browser-like clients,
 //! failures per switch reported (aim 0) for never-retry clients, 12 × 100 ms checks ≤ 150 ms.
 //!
 //! The `cutover run` ways start a process per switch (start-up and the HTTP client's TLS set-up
@@ -243,9 +243,11 @@ fn measure(way: Way, switches: usize) -> Measured {
         let text = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{text}");
         let epoch_ms = epoch.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let stamps = text
+        // What the runbook prints (its stamps) is on stdout; its log, with the switches, on stderr.
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let stamps = printed
             .lines()
-            .filter_map(|line| line.split_once(" issued ").map(|(_, ms)| ms.trim()))
+            .filter_map(|line| line.strip_prefix("issued ").map(str::trim))
             .filter_map(|ms| ms.parse::<u64>().ok());
         for (k, ms) in stamps.enumerate().filter(|_| !way.scales()) {
             issued.push((
@@ -432,8 +434,13 @@ fn main(list) {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The runbook prints its timings: its output, on stdout.
+    let text = String::from_utf8_lossy(&output.stdout);
     let number = |key: &str| -> f64 {
         text.split_whitespace()
             .find_map(|w| w.strip_prefix(key))

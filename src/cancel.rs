@@ -22,8 +22,8 @@ pub enum StopReason {
 impl StopReason {
     pub fn exit_code(self) -> i32 {
         match self {
-            StopReason::Interrupted => crate::error::exit::INTERRUPTED,
-            StopReason::TimedOut => crate::error::exit::TIMED_OUT,
+            StopReason::Interrupted => crate::exit::INTERRUPTED,
+            StopReason::TimedOut => crate::exit::TIMED_OUT,
         }
     }
 
@@ -44,6 +44,8 @@ pub struct Cancel {
     signals: AtomicUsize,
     /// Set by the REPL: Ctrl-C only ever stops the running call, never the process.
     interactive: AtomicBool,
+    /// Bumped by [`Cancel::resume`]: a [`Cancel::stop_after`] timer set before it never fires.
+    generation: AtomicUsize,
     notify: Notify,
 }
 
@@ -75,6 +77,15 @@ impl Cancel {
     pub fn reset(&self) {
         self.state.store(0, Ordering::SeqCst);
         self.signals.store(0, Ordering::SeqCst);
+    }
+
+    /// Lets code run again after a stop, for the run's deferred cleanups: the flag is cleared
+    /// and every pending [`Cancel::stop_after`] timer (`--timeout`, an earlier cleanup's bound)
+    /// is disarmed. Signals already received still count, so one more Ctrl-C or SIGTERM exits
+    /// at once, as it would have.
+    pub fn resume(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.state.store(0, Ordering::SeqCst);
     }
 
     /// In the REPL a second Ctrl-C while a call is being cancelled must not end the session:
@@ -121,19 +132,23 @@ impl Cancel {
                 }
                 if cancel.signals.fetch_add(1, Ordering::SeqCst) >= 1 {
                     eprintln!("interrupted again: exiting now");
-                    std::process::exit(crate::error::exit::INTERRUPTED);
+                    std::process::exit(crate::exit::INTERRUPTED);
                 }
                 cancel.stop(StopReason::Interrupted);
             }
         });
     }
 
-    /// Stops the run with [`StopReason::TimedOut`] after `limit`.
+    /// Stops the run with [`StopReason::TimedOut`] after `limit`, unless [`Cancel::resume`] is
+    /// called first.
     pub fn stop_after(self: &Arc<Self>, runtime: &tokio::runtime::Handle, limit: Duration) {
         let cancel = Arc::clone(self);
+        let generation = self.generation.load(Ordering::SeqCst);
         runtime.spawn(async move {
             tokio::time::sleep(limit).await;
-            cancel.stop(StopReason::TimedOut);
+            if cancel.generation.load(Ordering::SeqCst) == generation {
+                cancel.stop(StopReason::TimedOut);
+            }
         });
     }
 }
@@ -163,5 +178,23 @@ mod tests {
         assert_eq!(cancel.reason(), Some(StopReason::Interrupted));
         cancel.reset();
         assert_eq!(cancel.reason(), None);
+    }
+
+    /// After `resume` (a run's cleanups starting), a `--timeout` timer set before never fires,
+    /// and one set after does.
+    #[test]
+    fn resume_disarms_earlier_timers() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cancel = Arc::new(Cancel::default());
+        cancel.stop_after(runtime.handle(), Duration::from_millis(20));
+        cancel.resume();
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(60)).await });
+        assert_eq!(cancel.reason(), None);
+        cancel.stop_after(runtime.handle(), Duration::from_millis(20));
+        runtime.block_on(cancel.stopped());
+        assert_eq!(cancel.reason(), Some(StopReason::TimedOut));
     }
 }

@@ -7,7 +7,9 @@
 
 use std::{ffi::OsString, path::PathBuf};
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::GlobalArgs;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -35,71 +37,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
-}
-
-/// Flags accepted before or after any subcommand.
-#[derive(Debug, Clone, Default, Args)]
-pub struct GlobalArgs {
-    /// Look for runbooks in DIR first (then $CUTOVER_RUNBOOKS, ./runbooks, the embedded ones)
-    #[arg(long, global = true, value_name = "DIR")]
-    pub runbooks: Option<PathBuf>,
-
-    /// Look for stdlib modules in DIR first (then $CUTOVER_STDLIB, ./stdlib, the embedded ones)
-    #[arg(long, global = true, value_name = "DIR")]
-    pub stdlib: Option<PathBuf>,
-
-    /// Load variables from FILE for env::get (the process environment still wins)
-    #[arg(long, global = true, value_name = "FILE", env = "CUTOVER_ENV_FILE")]
-    pub env_file: Option<PathBuf>,
-
-    /// Keep .current-environment, state, the lock and the journal in DIR [default: deploy]
-    #[arg(long, global = true, value_name = "DIR", env = "CUTOVER_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-
-    /// Show what would change without changing anything
-    #[arg(long, global = true)]
-    pub dry_run: bool,
-
-    /// Stop the runbook after SECS seconds (exit 124)
-    #[arg(
-        long,
-        global = true,
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub timeout: Option<f64>,
-
-    /// Answer yes to every confirmation
-    #[arg(long, short = 'y', global = true)]
-    pub yes: bool,
-
-    /// Wait up to SECS for another run to release the lock [default: 0]
-    #[arg(
-        long,
-        global = true,
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub lock_wait: Option<f64>,
-
-    /// Log as human-readable text or as one JSON object a line
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// More output (-v debug, -vv trace)
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Less output (-q warnings and errors only, -qq errors only)
-    #[arg(long, short = 'q', global = true, action = clap::ArgAction::Count)]
-    pub quiet: u8,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,14 +7,16 @@ use clap::CommandFactory;
 use rhai::Scope;
 
 use crate::{
-    catalog::{Catalog, Origin, Script},
     cli::{Cli, Command, LockAction},
+    context::RunRecord,
     context::{Context, RunInfo},
     engine::ScriptEngine,
-    error::{Failure, exit},
-    journal::{Filter, Outcome, RunRecord},
-    lock::{self, LockError, LockGuard, Status},
-    runbook::{Header, Runbook},
+    engine::catalog::Catalog,
+    engine::error::Failure,
+    engine::runbook::{self, Runbook},
+    exit,
+    journal::lock::{self, Status},
+    journal::{Filter, Outcome},
 };
 
 pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32, Failure> {
@@ -45,7 +47,9 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
         Command::History { kind, limit, json } => history(context, kind, limit, json),
         Command::Lock { action } => lock_command(context, action),
         Command::Repl => crate::repl::command(context),
-        Command::Docs { definitions } => crate::docs::command(context, definitions.as_deref()),
+        Command::Docs { definitions } => {
+            crate::engine::docs::command(context, definitions.as_deref())
+        }
     }
 }
 
@@ -73,51 +77,45 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     });
 
     context.cancel.handle_signals(context.runtime());
-    let _lock = run_lock(context)?;
+    let _lock = context.acquire_run_lock().map_err(Failure::of_lock)?;
     let record = RunRecord::start(context).map_err(|e| Failure::Other(e.into()))?;
     if let Some(limit) = context.settings.timeout {
         context.cancel.stop_after(context.runtime(), limit);
     }
     let mut scope = Scope::new();
-    let (outcome, failure) = match runbook.run(&engine, &mut scope, args) {
-        Ok(_) => (Outcome::Ok, None),
-        Err(error) => {
-            let mut rendered = engine.render(&runbook.script.display, &error);
-            if !context.is_dry_run() && !runbook.header.readonly {
-                rendered.push_str(&engine.redact(&context.changes_summary()));
-                rendered.push('\n');
-            }
-            match context.cancel.reason() {
-                Some(reason) => (
-                    Outcome::Stopped(reason),
-                    Some(Failure::Stopped {
-                        message: rendered,
-                        code: reason.exit_code(),
-                    }),
-                ),
-                None => (Outcome::Failed, Some(Failure::Runtime(rendered))),
-            }
+    let result = runbook.run(&engine, &mut scope, args);
+    // Rendered before the cleanups run: their sources and the stop are the run's own.
+    let error = result
+        .err()
+        .map(|error| engine.render(&runbook.script.display, &error));
+    let stopped = context.cancel.reason();
+    // Deferred cleanups run whatever ended the run, under the lock, before its finish entry.
+    let cleanup_errors = engine.run_cleanups();
+    let (outcome, failure) = if error.is_none() && cleanup_errors.is_empty() {
+        (Outcome::Ok, None)
+    } else {
+        let mut rendered = error.unwrap_or_default();
+        for cleanup_error in &cleanup_errors {
+            rendered.push_str(&engine.redact(cleanup_error));
+            rendered.push('\n');
+        }
+        if !context.is_dry_run() && !runbook.header.readonly {
+            rendered.push_str(&engine.redact(&context.changes_summary()));
+            rendered.push('\n');
+        }
+        match stopped {
+            Some(reason) => (
+                Outcome::Stopped(reason),
+                Some(Failure::Stopped {
+                    message: rendered,
+                    code: reason.exit_code(),
+                }),
+            ),
+            None => (Outcome::Failed, Some(Failure::Runtime(rendered))),
         }
     };
     record.finish(outcome, failure.as_ref().map(|f| f.to_string()).as_deref());
     failure.map_or(Ok(exit::OK), Err)
-}
-
-/// The run lock, held for the whole run of a runbook that may change things. Dry runs and
-/// readonly runbooks change nothing (the change gate refuses), so they run beside a holder.
-fn run_lock(context: &Context) -> Result<Option<LockGuard>, Failure> {
-    if context.is_dry_run() || context.run_info().readonly {
-        return Ok(None);
-    }
-    lock::acquire(context)
-        .map(Some)
-        .map_err(|error| match error {
-            LockError::Stopped(reason) => Failure::Stopped {
-                message: format!("error: {error}"),
-                code: reason.exit_code(),
-            },
-            other => Failure::Other(other.into()),
-        })
 }
 
 /// `cutover history [--kind K] [-n N] [--json]`
@@ -147,7 +145,7 @@ fn history(
             .collect::<Result<String, _>>()
             .map_err(|e| Failure::Other(e.into()))?
     } else {
-        crate::history::table(&entries)
+        crate::journal::table::table(&entries)
     };
     print!("{}", context.secrets.redact(&text));
     Ok(exit::OK)
@@ -182,7 +180,10 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
                 kind: "lock".to_string(),
                 ..RunInfo::default()
             });
-            match lock::force_release(context).map_err(|e| Failure::Other(e.into()))? {
+            match context
+                .force_release_lock()
+                .map_err(|e| Failure::Other(e.into()))?
+            {
                 Status::Held(holder) => {
                     format!("released the lock held by {}", lock::describe(&holder))
                 }
@@ -201,33 +202,9 @@ fn lock_command(context: &Arc<Context>, action: LockAction) -> Result<i32, Failu
 /// `cutover list` (and the REPL's `:runbooks`)
 pub fn list(context: &Arc<Context>) -> Result<i32, Failure> {
     let catalog = Catalog::runbooks(context.settings.runbook_dirs.clone());
-    let scripts = catalog.list().map_err(|e| Failure::Other(e.into()))?;
-    let rows: Vec<(&str, Header, String)> = scripts
-        .iter()
-        .map(|s| (s.name.as_str(), Header::parse(&s.text), origin(s)))
-        .collect();
-    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let summary_width = rows
-        .iter()
-        .map(|r| r.1.summary().chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut out = std::io::stdout().lock();
-    for (name, header, origin) in &rows {
-        let _ = writeln!(
-            out,
-            "{name:name_width$}  {:summary_width$}  [{origin}]",
-            header.summary()
-        );
-    }
+    let table = runbook::table(&catalog).map_err(|e| Failure::Other(e.into()))?;
+    let _ = std::io::stdout().lock().write_all(table.as_bytes());
     Ok(exit::OK)
-}
-
-fn origin(script: &Script) -> String {
-    match &script.origin {
-        Origin::Embedded => "embedded".to_string(),
-        Origin::Disk(path) => path.display().to_string(),
-    }
 }
 
 /// `cutover show NAME`
@@ -267,7 +244,11 @@ fn check(context: &Arc<Context>, targets: &[String]) -> Result<i32, Failure> {
     }
     scripts.extend(engine.stdlib.list().map_err(|e| Failure::Other(e.into()))?);
     for script in &scripts {
-        if let Err(diagnostic) = engine.compile(script) {
+        let unknown = match engine.compile(script) {
+            Ok(ast) => engine.check_names(script, &ast),
+            Err(diagnostic) => vec![diagnostic],
+        };
+        for diagnostic in unknown {
             problems.push(engine.redact(&diagnostic.render(&engine.sources)));
         }
     }

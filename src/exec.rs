@@ -21,6 +21,13 @@ use tokio::{io::AsyncReadExt, task::JoinHandle};
 
 use crate::cancel::{Cancel, StopReason};
 
+/// Splits a command line into words the way a POSIX shell would, with `'…'`, `"…"` and `\`
+/// quoting, and nothing else: no variables, globs or pipes. The one splitter for compose's
+/// string `command:`, the REPL's `:run` arguments and scripts' `exec::split` (`TEST_COMMAND`).
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    shlex::split(text).ok_or_else(|| format!("unclosed quote (or a trailing \\) in {text:?}"))
+}
+
 /// How much of each stream the result keeps (the end of it).
 pub const KEEP_BYTES: usize = 1 << 20;
 /// A line longer than this is logged in pieces.
@@ -304,6 +311,31 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_split_as_a_shell_would() {
+        assert_eq!(
+            split_words(r#"sh -c "echo \"hi\" there" 'a b'  c\ d"#).unwrap(),
+            ["sh", "-c", "echo \"hi\" there", "a b", "c d"]
+        );
+        assert_eq!(
+            split_words(r#"npx cypress run --spec "a b""#).unwrap(),
+            ["npx", "cypress", "run", "--spec", "a b"]
+        );
+        assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
+        assert_eq!(split_words("''").unwrap(), [""]);
+        assert!(split_words("echo 'open").is_err());
+    }
+
+    /// The REPL's `:run` arguments.
+    #[test]
+    fn quoted_words_and_empty_ones_are_kept() {
+        assert_eq!(
+            split_words(r#"promote green "a b" 'c d' """#).unwrap(),
+            ["promote", "green", "a b", "c d", ""]
+        );
+        assert!(split_words("x \"open").is_err());
+    }
 
     #[test]
     fn display_quotes_what_a_shell_would_misread() {

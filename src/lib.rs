@@ -5,67 +5,30 @@
 //! Start at [`main`]: it parses the command line ([`cli`]), resolves [`config::Settings`],
 //! builds the shared [`context::Context`] and hands the command to [`commands`].
 
-pub mod address;
-pub mod atomic;
-pub mod caddy;
-pub mod cancel;
-pub mod catalog;
-pub mod cli;
-pub mod commands;
-pub mod compose;
-pub mod compose_apply;
-pub mod compose_down;
-pub mod compose_project;
-pub mod compose_up;
+pub(crate) mod cancel;
+pub(crate) mod cli;
+pub(crate) mod commands;
 pub mod config;
-pub mod container_io;
-pub mod containers;
 pub mod context;
-pub mod docker;
-pub mod docs;
-pub mod dotenv;
 pub mod engine;
-pub mod error;
-pub mod exec;
-pub mod health;
-pub mod history;
-pub mod host;
-pub mod identity;
-pub mod image;
-pub mod interpolate;
-pub mod journal;
-pub mod line_editor;
-pub mod lock;
-pub mod logging;
-pub mod multiline;
-pub mod pgadmin;
-pub mod pgbackups;
-pub mod pgcontainer;
-pub mod pgdump;
-pub mod pgprogram;
-pub mod pgquery;
-pub mod pgrestore;
-pub mod pgtarget;
-pub mod pgvalue;
-pub mod progress;
+pub(crate) mod exec;
+pub(crate) mod exit;
+pub(crate) mod health;
+pub(crate) mod host;
 pub mod redact;
-pub mod repl;
-pub mod repl_commands;
-pub mod runbook;
-pub mod service;
-pub mod service_parse;
-pub mod service_syntax;
-pub mod session;
-pub mod sources;
-pub mod state;
-pub mod switch_plan;
-pub mod units;
-pub mod upstream;
-pub mod yaml;
+pub(crate) mod repl;
+
+pub(crate) mod caddy;
+pub(crate) mod compose;
+pub(crate) mod docker;
+pub(crate) mod journal;
+pub(crate) mod metrics;
+pub(crate) mod notify;
+pub(crate) mod pg;
 
 use std::sync::Arc;
 
-use crate::{config::Settings, context::Context, error::exit, redact::Redactor};
+use crate::{config::Settings, context::Context, redact::Redactor};
 
 /// Runs the `cutover` command line and returns the process exit code.
 pub fn main() -> i32 {
@@ -85,7 +48,7 @@ pub fn main() -> i32 {
     };
     let secrets = Arc::new(Redactor::default());
     secrets.add_process_environment();
-    logging::init(&settings, Arc::clone(&secrets));
+    context::logging::init(&settings, Arc::clone(&secrets));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

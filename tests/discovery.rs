@@ -16,23 +16,23 @@ fn flag_dir_beats_env_dir_beats_local_beats_embedded() {
         .file("envdir/doctor.rhai", &who("envdir"))
         .args(["--runbooks", "flag", "doctor"])
         .env("CUTOVER_RUNBOOKS", "envdir")
-        .stderr_contains("ran flag")
+        .stdout_contains("ran flag")
         .success();
     Test::new()
         .runbook("doctor", &who("local"))
         .file("envdir/doctor.rhai", &who("envdir"))
         .args(["doctor"])
         .env("CUTOVER_RUNBOOKS", "envdir")
-        .stderr_contains("ran envdir")
+        .stdout_contains("ran envdir")
         .success();
     Test::new()
         .runbook("doctor", &who("local"))
         .args(["doctor"])
-        .stderr_contains("ran local")
+        .stdout_contains("ran local")
         .success();
     Test::new()
         .args(["doctor"])
-        .stderr_contains("CHECK")
+        .stdout_contains("CHECK")
         .success();
 }
 
@@ -133,7 +133,7 @@ fn runbook_by_path() {
     Test::new()
         .file("elsewhere/x.rhai", &who("path"))
         .args(["run", "elsewhere/x.rhai"])
-        .stderr_contains("ran path")
+        .stdout_contains("ran path")
         .success();
 }
 
@@ -143,20 +143,20 @@ fn stdlib_from_disk_overrides_embedded() {
     Test::new()
         .runbook("r", runbook)
         .args(["r"])
-        .stderr_contains("A\n")
+        .stdout_contains("A\n")
         .success();
     Test::new()
         .runbook("r", runbook)
         .stdlib("table", r#"fn render(h, r) { "my table" }"#)
         .args(["r"])
-        .stderr_contains("my table")
+        .stdout_contains("my table")
         .success();
     Test::new()
         .runbook("r", runbook)
         .file("lib2/table.rhai", r#"fn render(h, r) { "flag table" }"#)
         .stdlib("table", r#"fn render(h, r) { "my table" }"#)
         .args(["--stdlib", "lib2", "r"])
-        .stderr_contains("flag table")
+        .stdout_contains("flag table")
         .success();
 }
 
@@ -173,6 +173,21 @@ fn stdlib_modules_import_each_other() {
             "import \"outer\" as o; fn main() { print(`value ${o::value()}`) }",
         )
         .args(["r"])
-        .stderr_contains("value 42")
+        .stdout_contains("value 42")
         .success();
+}
+
+#[test]
+fn an_unknown_stdlib_module_lists_the_modules_there_are() {
+    Test::new()
+        .args(["show", "--module", "nonexist"])
+        .stderr_contains("error: no stdlib module named `nonexist`")
+        .stderr_contains(
+            "the stdlib modules are bluegreen, canary, images, smoke, stack, table, traffic",
+        )
+        .status(2);
+    Test::new()
+        .args(["show", "--module", "tabel"])
+        .stderr_contains("did you mean `table`?")
+        .status(2);
 }

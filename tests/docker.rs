@@ -74,8 +74,8 @@ fn run_inspect_exec_logs_stats_stop_remove() {
     Test::new()
         .runbook("create", RUN)
         .args(["create", &image, &name, &port, &cleanup.id])
-        .stderr_contains("network again: true")
-        .stderr_contains(
+        .stdout_contains("network again: true")
+        .stdout_contains(
             "id=true state=running memory=67108864 nanocpus=500000000 restart=unless-stopped",
         )
         .success();
@@ -88,25 +88,25 @@ fn run_inspect_exec_logs_stats_stop_remove() {
     Test::new()
         .runbook("use", USE)
         .args(["use", &name, &cleanup.id])
-        .stderr_contains("exec code=0")
-        .stderr_contains("VERSION=v7")
-        .stderr_contains("EXTRA=from-exec")
-        .stderr_contains("stderr bytes=100 stdout bytes=0")
-        .stderr_contains("bad usage code=2")
-        .stderr_contains("api v7 listening on 8080")
-        .stderr_contains(&format!(
-            "ps: 1 {name} running [\"127.0.0.1:{port}->8080/tcp\"]"
+        .stdout_contains("exec code=0")
+        .stdout_contains("VERSION=v7")
+        .stdout_contains("EXTRA=from-exec")
+        .stdout_contains("stderr bytes=100 stdout bytes=0")
+        .stdout_contains("bad usage code=2")
+        .stdout_contains("api v7 listening on 8080")
+        .stdout_contains(&format!(
+            r#"ps: 1 {name} running [#{{"container_port": 8080, "host_ip": "127.0.0.1", "host_port": {port}, "protocol": "tcp"}}]"#
         ))
-        .stderr_contains("stats: limit=67108864 used>0=true cpu>=0=true")
-        .stderr_contains("\"] limit=67108864")
-        .stderr_contains("after stop: exited")
-        .stderr_contains("after restart: running")
-        .stderr_contains("after remove: 0")
+        .stdout_contains("stats: limit=67108864 used>0=true cpu>=0=true")
+        .stdout_contains("\"] limit=67108864")
+        .stdout_contains("after stop: exited")
+        .stdout_contains("after restart: running")
+        .stdout_contains("after remove: 0")
         .success();
 }
 
 #[test]
-#[allow(clippy::zombie_processes)] // Reaped by wait4, which also reports its peak memory.
+#[allow(clippy::zombie_processes)] // Reaped by wait4.
 fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
     if !support::require(Service::Docker) {
         return;
@@ -120,34 +120,55 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
                 docker::run(#{image: image, name: name, labels: #{"cutover.test": label}});
                 let r = docker::exec(name, ["/demo-service", "write", size], #{stdout_to: "out/dump.txt"});
                 print(`code=${r.code} bytes=${r.bytes} kept=${r.stdout.len()}`);
+                sleep(300); // alive a little longer, so its peak memory is read after the exec
             }"#,
         )
         .file("out/.keep", "")
         .args(["dump", &demo_image(), &cleanup.id, &cleanup.id, &SIZE.to_string()]);
     let mut command = test.command();
+    // What it prints is on stdout; its log (stderr) is not read here.
     command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
     let mut child = command.spawn().unwrap();
-    let mut stderr = String::new();
+    // Its own peak memory: VmHWM of its address space, read while it lives. (wait4's ru_maxrss
+    // would also count this test process's memory, which the child's address space held from
+    // spawn to exec: hundreds of MB when the whole suite runs.)
+    let pid = child.id();
+    let peak = std::thread::spawn(move || {
+        let mut peak_kb = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            else {
+                break; // a zombie has no memory left to read
+            };
+            peak_kb = peak_kb.max(kb);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak_kb
+    });
+    let mut stdout = String::new();
     child
-        .stderr
+        .stdout
         .take()
         .unwrap()
-        .read_to_string(&mut stderr)
+        .read_to_string(&mut stdout)
         .unwrap();
-    // wait4 on this child alone: its own peak resident memory, not other tests' processes.
+    // Reaped with wait4 on this child alone (not other tests' processes).
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{stderr}"
+        "{stdout}"
     );
     assert!(
-        stderr.contains(&format!("code=0 bytes={SIZE} kept=0")),
-        "{stderr}"
+        stdout.contains(&format!("code=0 bytes={SIZE} kept=0")),
+        "{stdout}"
     );
     let path = test.path().join("out/dump.txt");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), SIZE);
@@ -159,7 +180,7 @@ fn exec_streams_a_large_output_to_a_file_with_flat_memory() {
         tail,
         b"cutover demo-service streaming test line: 0123456789abcdefghijk\n"
     );
-    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    let peak_mb = peak.join().unwrap() as f64 / 1024.0;
     eprintln!(
         "exec of {} MB to a file: cutover peak RSS {peak_mb:.1} MB",
         SIZE >> 20
@@ -189,8 +210,8 @@ fn exec_output_is_bounded_and_a_failed_command_leaves_no_file() {
             }"#,
         )
         .args(["r", &demo_image(), &cleanup.id, &cleanup.id])
-        .stderr_contains("kept=1048608 ends=true")
-        .stderr_contains("code=2 bytes=0")
+        .stdout_contains("kept=1048608 ends=true")
+        .stdout_contains("code=2 bytes=0")
         .success();
     assert!(!finished.path().join("never.txt").exists());
 }
@@ -219,12 +240,12 @@ fn logs_tail_to_a_file_and_followed_until_the_container_stops() {
             }"#,
         )
         .args(["r", &demo_image(), &writer, &crasher, &cleanup.id])
-        .stderr_contains("to file: 320000")
-        .stderr_contains("tail: [cutover demo-service streaming test line: 0123456789abcdefghijk\n]")
+        .stdout_contains("to file: 320000")
+        .stdout_contains("tail: [cutover demo-service streaming test line: 0123456789abcdefghijk\n]")
         .stderr_contains(&format!("{crasher} | demo v9 listening on 8080"))
         .stderr_contains(&format!("{crasher} | crashing as asked (CRASH_AFTER_MS)"))
-        .stderr_contains("followed: true")
-        .stderr_contains("since the future: []")
+        .stdout_contains("followed: true")
+        .stdout_contains("since the future: []")
         .success();
     let log = std::fs::read(finished.path().join("writer.log")).unwrap();
     assert_eq!(log.len(), 320_000);
@@ -305,8 +326,8 @@ fn pull_from_a_local_registry() {
             }"#,
         )
         .args(["p", &reference])
-        .stderr_contains("before: false")
-        .stderr_contains("after: true true")
+        .stdout_contains("before: false")
+        .stdout_contains("after: true true")
         .success();
     assert_eq!(
         inspect(&reference, "{{.Id}}"),
@@ -379,7 +400,7 @@ fn dry_run_describes_and_changes_nothing() {
             cleanup.id
         ))
         .stderr_contains(&format!("would docker::exec {}", cleanup.id))
-        .stderr_contains("exists: 0")
+        .stdout_contains("exists: 0")
         .success();
     assert_eq!(
         docker(&[

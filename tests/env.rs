@@ -27,7 +27,7 @@ fn env_file_values_with_compose_semantics() {
             .file("stack.env", DOTENV)
             .runbook("getvar", SHOW)
             .args(["--env-file", "stack.env", "getvar", name])
-            .stderr_contains(&format!("{name}=[{value}]\n"))
+            .stdout_contains(&format!("{name}=[{value}]\n"))
             .success();
     }
 }
@@ -40,7 +40,7 @@ fn process_environment_wins_over_the_file() {
         .env("BLUE_TAG", "v9-from-shell")
         .env("MAJOR", "7")
         .args(["--env-file", "stack.env", "getvar", "BLUE_TAG"])
-        .stderr_contains("BLUE_TAG=[v9-from-shell]")
+        .stdout_contains("BLUE_TAG=[v9-from-shell]")
         .success();
     Test::new()
         .file("stack.env", DOTENV)
@@ -48,7 +48,7 @@ fn process_environment_wins_over_the_file() {
         .env("MAJOR", "7")
         .env("CUTOVER_ENV_FILE", "stack.env")
         .args(["getvar", "GREEN_TAG"])
-        .stderr_contains("GREEN_TAG=[v7.0.0]")
+        .stdout_contains("GREEN_TAG=[v7.0.0]")
         .success();
 }
 
@@ -58,7 +58,7 @@ fn env_load_from_a_runbook() {
         .file("deploy/.env.blue-green", DOTENV)
         .runbook("r", r#"fn main() { let vars = env::load("deploy/.env.blue-green"); print(`${vars.len()} ${env::get("NOTE")}`) }"#)
         .args(["r"])
-        .stderr_contains("5 plain text")
+        .stdout_contains("5 plain text")
         .success();
 }
 
@@ -106,7 +106,7 @@ fn flags_read_true_one_yes() {
             )
             .env("FORCE_ROLLBACK", value)
             .args(["r"])
-            .stderr_contains(&format!("flag={expected}"))
+            .stdout_contains(&format!("flag={expected}"))
             .success();
     }
 }
@@ -119,7 +119,7 @@ fn confirm_without_a_terminal_fails_instead_of_hanging() {
         .runbook("ask", ASK)
         .args(["ask"])
         .stderr_contains("confirm(\"Switch traffic to green?\") needs an answer but there is no terminal to ask on; pass --yes to answer yes")
-        .stderr_lacks("INFO  answer=")
+        .stdout_lacks("answer=")
         .status(1);
 }
 
@@ -128,12 +128,12 @@ fn confirm_with_yes() {
     Test::new()
         .runbook("ask", ASK)
         .args(["ask", "--yes"])
-        .stderr_contains("answer=true")
+        .stdout_contains("answer=true")
         .success();
     Test::new()
         .runbook("ask", ASK)
         .args(["-y", "ask"])
-        .stderr_contains("answer=true")
+        .stdout_contains("answer=true")
         .success();
 }
 
@@ -153,7 +153,7 @@ fn env_save_rewrites_in_place_and_reads_back() {
             }"#,
         )
         .args(["tag", "v2.0.1"])
-        .stderr_contains("now v2.0.1")
+        .stdout_contains("now v2.0.1")
         .success();
     assert_eq!(
         std::fs::read_to_string(saved.path().join("deploy/.env.blue-green")).unwrap(),

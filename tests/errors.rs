@@ -62,7 +62,7 @@ fn error_in_a_nested_script_function() {
         .runbook("nest", "fn inner() {\n  no_such_fn(1);\n}\nfn outer() { inner() }\nfn main() {\n  outer();\n}\n")
         .args(["nest"])
         .stderr(
-            "runbooks/nest.rhai:2:3: Function not found: no_such_fn (i64)
+            "runbooks/nest.rhai:2:3: no function matches the call no_such_fn(int)
   |
 2 |   no_such_fn(1);
   |   ^
@@ -121,4 +121,58 @@ fn runaway_data_is_stopped() {
         .args(["big"])
         .stderr_contains("Length of string too large")
         .status(1);
+}
+
+/// A call no function matches names the overloads there are, in script types, never Rust's.
+#[test]
+fn a_call_with_the_wrong_arguments_lists_the_overloads() {
+    Test::new()
+        .runbook("r", "fn main() {\n    docker::restart(42);\n}\n")
+        .args(["r"])
+        .stderr_contains("runbooks/r.rhai:2:13: no function matches the call docker::restart(int)")
+        .stderr_contains("= help: docker::restart is called as: docker::restart(name: String)")
+        .stderr_lacks("i64")
+        .status(1);
+}
+
+#[test]
+fn a_misspelt_function_or_runbook_gets_the_nearest_names() {
+    Test::new()
+        .runbook("r", "fn main() { docker::restrat(\"x\"); }\n")
+        .args(["r"])
+        .stderr_contains("no function matches the call docker::restrat(String)")
+        .stderr_contains("= help: did you mean `docker::restart`")
+        .stderr_lacks("ImmutableString")
+        .status(1);
+    Test::new()
+        .args(["promte", "green"])
+        .stderr_contains("error: no runbook named `promte`")
+        .stderr_contains("did you mean `promote`?")
+        .status(2);
+}
+
+/// The two Rhai rules a newcomer trips on first: modules are imported by name, and a `fn` does
+/// not see the script's top-level variables. `cutover check` says so before anything runs.
+#[test]
+fn a_missing_import_and_a_global_read_in_a_function_are_explained() {
+    Test::new()
+        .runbook("a", "fn main() {\n    let cfg = stack::config();\n}\n")
+        .runbook("b", "const LIMIT = 3;\nfn main() {\n    print(LIMIT);\n}\n")
+        .args(["check", "a", "b"])
+        .stderr_contains("runbooks/a.rhai:2:15: syntax error: Undefined module: stack")
+        .stderr_contains("= help: add `import \"stack\" as stack;` at the top of the script")
+        .stderr_contains("runbooks/b.rhai:3:11: syntax error: Undefined variable: LIMIT")
+        .stderr_contains("a `fn` sees only its own parameters and variables (a Rhai rule)")
+        .status(2);
+    Test::new()
+        .runbook(
+            "c",
+            "import \"stak\" as stack;\nfn main() { docker::restrat(\"x\"); }\n",
+        )
+        .args(["check", "c"])
+        .stderr_contains("runbooks/c.rhai:1:1: no stdlib module or runbook named `stak`")
+        .stderr_contains("did you mean `stack`?")
+        .stderr_contains("runbooks/c.rhai:2:21: no function docker::restrat")
+        .stderr_contains("did you mean `docker::restart`")
+        .status(2);
 }

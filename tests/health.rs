@@ -44,22 +44,22 @@ fn http_checks_status_body_and_json() {
     Test::new()
         .runbook("h", &script)
         .args(["h"])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "http://{}/api/health | true | HTTP 200\n",
             blue.address()
         ))
-        .stderr_contains("json ok | true | HTTP 200\n")
-        .stderr_contains(
+        .stdout_contains("json ok | true | HTTP 200\n")
+        .stdout_contains(
             r#"json wrong | false | HTTP 200 but JSON status is "ok", expected "degraded""#,
         )
-        .stderr_contains("json missing | false | HTTP 200 but the JSON has no checks.db")
-        .stderr_contains("body ok | true | HTTP 200\n")
-        .stderr_contains(
+        .stdout_contains("json missing | false | HTTP 200 but the JSON has no checks.db")
+        .stdout_contains("body ok | true | HTTP 200\n")
+        .stdout_contains(
             r#"body wrong | false | HTTP 200 but the body is "blue", expected "green""#,
         )
-        .stderr_contains("contains ok | true | HTTP 200\n")
-        .stderr_contains("status wrong | false | HTTP 200 (expected 201)")
-        .stderr_contains(r#"sick | false | HTTP 503 (expected 2xx): {"status":"unhealthy""#)
+        .stdout_contains("contains ok | true | HTTP 200\n")
+        .stdout_contains("status wrong | false | HTTP 200 (expected 201)")
+        .stdout_contains(r#"sick | false | HTTP 503 (expected 2xx): {"status":"unhealthy""#)
         .success();
 }
 
@@ -83,11 +83,11 @@ fn unreachable_and_slow_targets_are_unhealthy_not_errors() {
     Test::new()
         .runbook("h", &script)
         .args(["h"])
-        .stderr_contains("slow http | false | no answer within 200 ms")
-        .stderr_contains("closed port | false | cannot connect: Connection refused")
-        .stderr_contains("refused http | false | cannot connect: Connection refused")
-        .stderr_contains("slow tcp | true | connected to 127.0.0.1:")
-        .stderr_contains("still running")
+        .stdout_contains("slow http | false | no answer within 200 ms")
+        .stdout_contains("closed port | false | cannot connect: Connection refused")
+        .stdout_contains("refused http | false | cannot connect: Connection refused")
+        .stdout_contains("slow tcp | true | connected to 127.0.0.1:")
+        .stdout_contains("still running")
         .success();
 }
 
@@ -124,8 +124,8 @@ fn all_runs_checks_concurrently_and_keeps_their_order() {
     Test::new()
         .runbook("h", &script)
         .args(["h"])
-        .stderr_contains(&format!("names: [{}]", names.join(", ")))
-        .stderr_contains("all ok: true, each waited: true")
+        .stdout_contains(&format!("names: [{}]", names.join(", ")))
+        .stdout_contains("all ok: true, each waited: true")
         .success();
 }
 
@@ -143,10 +143,10 @@ fn wait_returns_once_a_late_service_is_up() {
     Test::new()
         .runbook("h", &script)
         .args(["h"])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "http://127.0.0.1:{port}/api/health | true | HTTP 200"
         ))
-        .stderr_contains("late tcp | true | connected")
+        .stdout_contains("late tcp | true | connected")
         .success();
     drop(late);
 }
@@ -176,7 +176,7 @@ fn wait_timeout_names_each_unhealthy_check_with_its_last_detail() {
         .stderr_contains("\n  api green: HTTP 503 (expected 2xx)")
         .stderr_contains("\n  database: cannot connect: Connection refused")
         .stderr_lacks("api blue:")
-        .stderr_lacks("not reached")
+        .stdout_lacks("not reached")
         .status(1);
 }
 
@@ -284,13 +284,14 @@ fn postgres_select_one_and_refusals_with_the_password_masked() {
     Test::new()
         .runbook("h", &script)
         .args(["h"])
-        .stderr_contains(&format!(
+        .stdout_contains(&format!(
             "postgres://postgres:***@127.0.0.1:{}/postgres | true | SELECT 1 answered",
             cluster.port
         ))
-        .stderr_contains("wrong password | false | FATAL: password authentication failed")
-        .stderr_contains("no server | false | error connecting to server: Connection refused")
+        .stdout_contains("wrong password | false | FATAL: password authentication failed")
+        .stdout_contains("no server | false | error connecting to server: Connection refused")
         .stderr_lacks(password)
+        .stdout_lacks(password)
         .success();
 }
 
@@ -420,10 +421,10 @@ fn container_running_and_docker_health_status() {
     Test::new()
         .runbook("h", &script)
         .args(["h"])
-        .stderr_contains(&format!("{healthy} | true | running, healthy"))
-        .stderr_contains(&format!("{sick} | false | running, unhealthy"))
-        .stderr_contains(&format!("{plain} | true | running (no healthcheck)"))
-        .stderr_contains(&format!("{crashed} | false | exited (code 1)"))
-        .stderr_contains(&format!("{missing} | false | no such container"))
+        .stdout_contains(&format!("{healthy} | true | running, healthy"))
+        .stdout_contains(&format!("{sick} | false | running, unhealthy"))
+        .stdout_contains(&format!("{plain} | true | running (no healthcheck)"))
+        .stdout_contains(&format!("{crashed} | false | exited (code 1)"))
+        .stdout_contains(&format!("{missing} | false | no such container"))
         .success();
 }

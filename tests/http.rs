@@ -22,9 +22,9 @@ fn get_returns_status_body_json_and_headers() {
 }"#,
         )
         .args(["r", &server.url])
-        .stderr_contains("status=200 ok=true n=4 type=application/json ms=true")
-        .stderr_contains("body=plain text json=\n")
-        .stderr_contains("unavailable=503 status 503")
+        .stdout_contains("status=200 ok=true n=4 type=application/json ms=true")
+        .stdout_contains("body=plain text json=\n")
+        .stdout_contains("unavailable=503 status 503")
         .success();
 }
 
@@ -42,7 +42,7 @@ fn post_sends_json_text_and_headers() {
 }"#,
         )
         .args(["r", &server.url])
-        .stderr_contains("echoed method=POST status=200")
+        .stdout_contains("echoed method=POST status=200")
         .success();
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
@@ -87,20 +87,22 @@ fn main(url) {
         dry.stderr.contains(&format!(
             "would http::post {}/echo/hook (24 bytes)",
             server.url
-        )) && dry.stderr.contains("status=200"),
-        "{}",
+        )) && dry.stdout.contains("status=200"),
+        "{}{}",
+        dry.stdout,
         dry.stderr
     );
     assert!(server.requests().is_empty(), "a dry run posted");
 
     let refused = test.run(&["ro", &server.url]).status(1);
     assert!(
-        refused.stderr.contains("read=200")
+        refused.stdout.contains("read=200")
             && refused.stderr.contains(&format!(
                 "http::post {}/echo/hook (1 byte): refused, `ro` is a readonly runbook",
                 server.url
             )),
-        "{}",
+        "{}{}",
+        refused.stdout,
         refused.stderr
     );
     assert_eq!(server.requests().len(), 1, "only the get was sent");

@@ -275,9 +275,9 @@ fn main() {
     test.run(&["promote", "blue"]).success();
     let ran = test.run(&["last"]).success();
     assert!(
-        ran.stderr.contains("all=8 last=promote ok by=promote") && ran.stderr.contains("records=2"),
+        ran.stdout.contains("all=8 last=promote ok by=promote") && ran.stdout.contains("records=2"),
         "{}",
-        ran.stderr
+        ran.stdout
     );
     // A readonly run records nothing of its own.
     assert_eq!(journal(&test).len(), 8);

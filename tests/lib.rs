@@ -5,11 +5,15 @@
 mod support;
 mod test;
 
+mod authoring;
 mod caddy;
 mod caddy_failures;
+mod canary;
 mod cancel;
 mod cli;
 mod compose;
+mod compose_compat;
+mod defer;
 mod discovery;
 mod docker;
 mod docs;
@@ -20,6 +24,8 @@ mod health;
 mod http;
 mod journal;
 mod lock;
+mod maintenance;
+mod notify;
 mod output;
 mod pg;
 mod pg_failures;

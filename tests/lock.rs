@@ -291,7 +291,7 @@ fn the_repl_reads_beside_a_holder_but_its_changes_need_the_lock() {
         "{}",
         refused.stderr
     );
-    assert!(!refused.stderr.contains("not reached"));
+    assert!(!refused.stdout.contains("not reached"));
     release(&test);
     Ran::of(holder).success();
 
@@ -301,5 +301,44 @@ fn the_repl_reads_beside_a_holder_but_its_changes_need_the_lock() {
         .find(|e| e["event"] == "change" && e["message"] == "state::set k = 1")
         .expect("the REPL's change is journaled");
     assert_eq!(change["runbook"], "repl");
+    assert_eq!(test.run(&["lock", "status"]).success().stdout, "free\n");
+}
+
+/// A REPL `:run` holds the lock from its start, as `cutover run` does: while it waits (here for
+/// `release`, as a promote waits for health) a CLI run that would change things is refused.
+#[test]
+fn a_repl_run_holds_the_lock_from_its_start() {
+    use std::{io::Write, process::Stdio};
+    let test = holding();
+    let mut child = test
+        .command()
+        .args(["repl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start cutover repl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b":run hold x\n")
+        .unwrap();
+    // Stopped (by its pid) if an assertion below fails before it is released.
+    let mut repl = crate::support::KillOnDrop(child);
+    let held = wait_until_held(&test);
+    assert!(
+        held.contains(&format!("(pid {}) running `hold x`", repl.0.id())),
+        "{held}"
+    );
+    let refused = test.run(&["quick"]).status(1);
+    assert!(
+        refused.stderr.contains("another run holds the lock: ")
+            && refused.stderr.contains("running `hold x`"),
+        "{}",
+        refused.stderr
+    );
+    release(&test);
+    assert!(repl.0.wait().unwrap().success());
     assert_eq!(test.run(&["lock", "status"]).success().stdout, "free\n");
 }

@@ -2,7 +2,7 @@
 
 use crate::test::Test;
 
-const LEVELS: &str = r#"fn main() { log::debug("d-line"); print("i-line"); log::warn("w-line"); log::error("e-line"); }"#;
+const LEVELS: &str = r#"fn main() { log::debug("d-line"); log::info("i-line"); log::warn("w-line"); log::error("e-line"); }"#;
 
 #[test]
 fn levels_follow_verbose_and_quiet() {
@@ -25,6 +25,51 @@ fn levels_follow_verbose_and_quiet() {
         .stderr_lacks("w-line")
         .stderr_contains("e-line")
         .success();
+}
+
+/// A runbook's output is what it prints: on stdout, whatever `-q`, `-qq` or `--log-format json`
+/// say, so `cutover report > file` and `cutover -q report` both get it; its logs stay on stderr.
+#[test]
+fn print_is_the_runbook_output_on_stdout() {
+    let report = r#"fn main() { log::info("working"); print("| a | b |"); print(#{n: 1}); log::warn("careful"); }"#;
+    for quiet in [
+        vec![],
+        vec!["-q"],
+        vec!["-qq"],
+        vec!["--log-format", "json"],
+    ] {
+        let mut args = quiet.clone();
+        args.push("report");
+        let run = Test::new()
+            .runbook("report", report)
+            .args(args)
+            .stdout("| a | b |\n#{\"n\": 1}\n")
+            .stderr_lacks("| a | b |")
+            .success();
+        if quiet.is_empty() {
+            assert_eq!(run.log_lines("INFO"), vec!["working"]);
+            assert_eq!(run.log_lines("WARN"), vec!["careful"]);
+        }
+    }
+}
+
+/// `-v` any number of times is as verbose as it gets: 128 of them (once wrapped round to
+/// "errors only") still show INFO and DEBUG lines.
+#[test]
+fn verbose_any_number_of_times_never_silences_info() {
+    let many = format!("-{}", "v".repeat(128));
+    let run = Test::new()
+        .runbook("r", LEVELS)
+        .args([many.as_str(), "r"])
+        .success();
+    assert_eq!(run.log_lines("INFO"), vec!["i-line"]);
+    assert_eq!(run.log_lines("DEBUG"), vec!["d-line"]);
+    let run = Test::new()
+        .runbook("r", LEVELS)
+        .args([format!("-{}", "q".repeat(200)).as_str(), "r"])
+        .success();
+    assert!(run.log_lines("INFO").is_empty() && run.log_lines("WARN").is_empty());
+    assert_eq!(run.log_lines("ERROR"), vec!["e-line"]);
 }
 
 #[test]
@@ -63,7 +108,7 @@ fn secret_looking_variables_are_masked_in_logs_and_errors() {
         .runbook("leak", r#"fn main() { let p = env::get("POSTGRES_PASSWORD"); print(`password is ${p}`); throw `failed with ${p}`; }"#)
         .env("POSTGRES_PASSWORD", "s3cret-canary-value")
         .args(["leak"])
-        .stderr_contains("password is ***")
+        .stdout("password is ***\n")
         .stderr_contains("failed with ***")
         .stderr_lacks("s3cret-canary-value")
         .status(1);
@@ -71,7 +116,7 @@ fn secret_looking_variables_are_masked_in_logs_and_errors() {
         .file("x.env", "JWT_SECRET=jwt-canary-value\n")
         .runbook("leak", r#"fn main() { print(env::get("JWT_SECRET")); }"#)
         .args(["--env-file", "x.env", "--log-format", "json", "leak"])
-        .stderr_contains("***")
+        .stdout("***\n")
         .stderr_lacks("jwt-canary-value")
         .success();
 }
@@ -82,12 +127,12 @@ fn dry_run_is_visible_to_scripts() {
     Test::new()
         .runbook("r", r)
         .args(["r"])
-        .stderr_contains("dry=false")
+        .stdout("dry=false\n")
         .success();
     Test::new()
         .runbook("r", r)
         .args(["--dry-run", "r"])
-        .stderr_contains("dry=true")
+        .stdout("dry=true\n")
         .success();
 }
 
@@ -96,6 +141,6 @@ fn time_functions() {
     Test::new()
         .runbook("t", r#"fn main() { let a = time::now(); sleep(50); let b = time::now(); print(`slept=${b - a >= 50} stamp=${time::stamp().len()} day=${time::stamp("%Y").len()}`) }"#)
         .args(["t"])
-        .stderr_contains("slept=true stamp=20 day=4")
+        .stdout("slept=true stamp=20 day=4\n")
         .success();
 }

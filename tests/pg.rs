@@ -31,11 +31,10 @@ pub(crate) fn pg_test(cluster: &Cluster) -> Test {
         .env("DB_PASSWORD", &cluster.password)
 }
 
-/// The JSON a runbook printed with `print(x.to_json())`, one per line.
-pub(crate) fn printed(stderr: &str) -> Vec<serde_json::Value> {
-    stderr
+/// The JSON a runbook printed with `print(x.to_json())` (its output, on stdout), one per line.
+pub(crate) fn printed(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
         .lines()
-        .filter_map(|line| line.split_once("INFO  ").map(|(_, json)| json))
         .filter_map(|json| serde_json::from_str(json).ok())
         .collect()
 }
@@ -74,8 +73,9 @@ fn dump_and_restore_round_trip_in_every_format() {
         let dumped = pg_test(cluster)
             .args(["dump", &cluster.bare_url(&db), file, format])
             .stderr_lacks(&cluster.password)
+            .stdout_lacks(&cluster.password)
             .success();
-        let result = &printed(&dumped.stderr)[0];
+        let result = &printed(&dumped.stdout)[0];
         let path = dumped.path().join(file);
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file} mode");
@@ -95,10 +95,11 @@ fn dump_and_restore_round_trip_in_every_format() {
         let copy = support::unique_name("copy").replace('-', "_");
         let restored = pg_test(cluster)
             .args(["restore", &cluster.bare_url(&copy), file])
-            .stderr_lacks(&cluster.password);
+            .stderr_lacks(&cluster.password)
+            .stdout_lacks(&cluster.password);
         std::fs::copy(&path, restored.path().join(file)).unwrap();
         let restored = restored.success();
-        let report = &printed(&restored.stderr)[0];
+        let report = &printed(&restored.stdout)[0];
         assert_eq!(
             cluster.fingerprint(&copy),
             original,
@@ -140,7 +141,7 @@ fn restore_replaces_a_changed_database() {
     )
     .unwrap();
     let restored = restored.success();
-    assert_eq!(printed(&restored.stderr)[0]["replaced"], true);
+    assert_eq!(printed(&restored.stdout)[0]["replaced"], true);
     assert_eq!(cluster.fingerprint(&db), original);
     assert_eq!(
         cluster.databases_like(&db),
@@ -179,7 +180,7 @@ fn main(name) {
         .args(["r", &container.name]);
     std::fs::create_dir(test.path().join("backups")).unwrap();
     let run = test.success();
-    let results = printed(&run.stderr);
+    let results = printed(&run.stdout);
     for dump in &results[..2] {
         let path = run.path().join(dump["path"].as_str().unwrap());
         assert_eq!(dump["sha256"], sha256_hex(&path));
@@ -205,21 +206,21 @@ fn main(name) {
     assert_eq!(container.fingerprint("app"), original);
     // Failures inside the container are pg_dump's own words; a missing container is named.
     assert!(
-        run.stderr.contains("nope: pg::dump container ")
-            && run.stderr.contains("database \"nope\" does not exist"),
+        run.stdout.contains("nope: pg::dump container ")
+            && run.stdout.contains("database \"nope\" does not exist"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(
-        run.stderr.contains("gone: pg::dump container "),
+        run.stdout.contains("gone: pg::dump container "),
         "{}",
-        run.stderr
+        run.stdout
     );
-    assert!(run.stderr.contains("No such container"), "{}", run.stderr);
+    assert!(run.stdout.contains("No such container"), "{}", run.stdout);
     assert!(
-        run.stderr.contains("isready gone: pg::isready container "),
+        run.stdout.contains("isready gone: pg::isready container "),
         "{}",
-        run.stderr
+        run.stdout
     );
     let mut names = files_in(&run.path().join("backups"));
     names.retain(|n| !n.starts_with("app-"));
@@ -260,7 +261,7 @@ fn main(url) {
         test = test.file(&format!("backups/{name}"), "x");
     }
     let run = test.success();
-    let results = printed(&run.stderr);
+    let results = printed(&run.stdout);
     let (first, second) = (
         results[0]["first"].as_str().unwrap(),
         results[0]["second"].as_str().unwrap(),
@@ -336,7 +337,7 @@ fn main(url, fresh) {
         .stderr_contains("would pg::prune delete backups/dry-20200101-000000.sql");
     std::fs::copy(dumped.path().join("dry.sql"), test.path().join("dry.sql")).unwrap();
     let run = test.success();
-    let results = printed(&run.stderr);
+    let results = printed(&run.stdout);
     assert_eq!(results[0]["dry_run"], true);
     assert_eq!(results[1]["format"], "plain");
     assert_eq!(results[3]["deleted"][0], "backups/dry-20200101-000000.sql");
@@ -374,10 +375,10 @@ fn main(url) {
         .args(["q", &cluster.bare_url("postgres")])
         .stderr_contains("relation \"no_such_table\" does not exist (SQLSTATE 42P01)")
         .stderr_contains("runbooks/q.rhai:16:9: pg::query")
-        .stderr_contains("interval: pg::query postgres://postgres@127.0.0.1")
-        .stderr_contains("column span: type interval has no script value; cast it in the SQL")
+        .stdout_contains("interval: pg::query postgres://postgres@127.0.0.1")
+        .stdout_contains("column span: type interval has no script value; cast it in the SQL")
         .status(1);
-    let results = printed(&run.stderr);
+    let results = printed(&run.stdout);
     assert_eq!(
         results[0],
         serde_json::json!({
@@ -386,10 +387,103 @@ fn main(url) {
             "l": [1, 255], "m": "00000000-0000-0000-0000-00000000002a", "n": 123456789012_i64
         })
     );
-    assert!(run.stderr.contains("INFO  blob"), "{}", run.stderr);
+    assert!(run.stdout.contains("\nblob\n"), "{}", run.stdout);
     assert_eq!(
         results[1],
         serde_json::json!({"n": 2.5, "d": "2026-02-01", "j": "v", "z": true, "arr": [1, 2], "s": "it's"})
     );
     assert_eq!(results[2], 3);
+}
+
+/// `pg::query` changes nothing where nothing may change: a readonly runbook still reads, and an
+/// `INSERT` there is refused with the server's reason; a dry run reads and only describes the
+/// `INSERT`; a real run writes. The row count says so after each.
+#[test]
+fn query_writes_nothing_in_readonly_runbooks_and_dry_runs() {
+    if !support::require(Service::Postgres) {
+        return;
+    }
+    let cluster = shared();
+    let db = cluster.create_database("readonly_query");
+    cluster.psql(
+        &db,
+        "CREATE TABLE t (id serial PRIMARY KEY, v int); INSERT INTO t (v) SELECT g FROM generate_series(1, 42) g",
+    );
+    let count = || {
+        cluster
+            .psql(&db, "SELECT count(*) FROM t")
+            .trim()
+            .to_string()
+    };
+    let body = r#"
+fn main(url) {
+    let db = #{url: url, password: env::get("DB_PASSWORD")};
+    print(`before: ${pg::query(db, "SELECT count(*) AS n FROM t")[0].n}`);
+    let inserted = pg::query(db, "INSERT INTO t (v) VALUES ($1) RETURNING id", [43]);
+    print(`inserted: ${inserted.len()}`);
+}"#;
+    let url = cluster.bare_url(&db);
+    pg_test(cluster)
+        .runbook("report", &format!("//! A report.\n//! readonly\n{body}"))
+        .args(["report", &url])
+        .stdout_contains("before: 42")
+        .stderr_contains("pg::query postgres://postgres@127.0.0.1")
+        .stderr_contains(
+            "refused, `report` is a readonly runbook (its header says `//! readonly`) and may not \
+             change anything: ERROR: cannot execute INSERT in a read-only transaction (SQLSTATE 25006)",
+        )
+        .stdout_lacks("inserted")
+        .status(1);
+    assert_eq!(count(), "42");
+    pg_test(cluster)
+        .runbook("add", body)
+        .args(["--dry-run", "add", &url])
+        .stdout_contains("before: 42")
+        .stderr_contains("would pg::query")
+        .stderr_contains("INSERT INTO t (v) VALUES ($1) RETURNING id")
+        .stdout_contains("inserted: 0")
+        .success();
+    assert_eq!(count(), "42");
+    pg_test(cluster)
+        .runbook("add", body)
+        .args(["add", &url])
+        .stdout_contains("inserted: 1")
+        .success();
+    assert_eq!(count(), "43");
+}
+
+/// `pg::query` reaches a database in its container as dump, restore and isready do, with no
+/// port published: at the container's own address, with its password. Without the password, or
+/// with no such container, the error says what is missing.
+#[test]
+fn query_reaches_a_database_in_its_container() {
+    if !support::require(Service::Docker) || !support::require(Service::Postgres) {
+        return;
+    }
+    let container = PgContainer::start();
+    container.psql("postgres", "CREATE DATABASE app");
+    container.psql(
+        "app",
+        "CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 42)",
+    );
+    let runbook = r#"
+fn main(name) {
+    let db = #{container: name, db: "app", password: env::get("DB_PASSWORD")};
+    print(`rows: ${pg::query(db, "SELECT count(*) AS n FROM t WHERE v > $1", [40])[0].n}`);
+    try { pg::query(#{container: name, db: "app"}, "SELECT 1"); } catch (e) { print(`no password: ${e}`); }
+    pg::query(#{container: `${name}-gone`, db: "app"}, "SELECT 1");
+}"#;
+    let run = Test::new()
+        .runbook("r", runbook)
+        .env("DB_PASSWORD", &container.password)
+        .args(["r", &container.name])
+        .stdout_contains("rows: 2\n")
+        .stdout_contains("no password: pg::query container ")
+        .stdout_contains("where it asks for a password: add `password: …` to the target")
+        .stderr_contains(&format!("pg::query container {}-gone", container.name))
+        .stderr_lacks(&container.password)
+        .stdout_lacks(&container.password)
+        .status(1);
+    assert!(run.stderr.contains("runbooks/r.rhai:6:9"), "{}", run.stderr);
+    assert!(run.stderr.contains("No such container"), "{}", run.stderr);
 }

@@ -63,7 +63,8 @@ fn dump_in_progress(app_name: &str) -> (crate::test::Running, PathBuf, i32) {
     let test = pg_test(cluster)
         .env("PGAPPNAME", app_name)
         .args(["dump", &cluster.bare_url(big_database()), "backups/big.sql"])
-        .stderr_lacks(&cluster.password);
+        .stderr_lacks(&cluster.password)
+        .stdout_lacks(&cluster.password);
     let backups = test.path().join("backups");
     std::fs::create_dir(&backups).unwrap();
     let running = test.spawn();
@@ -321,7 +322,7 @@ fn main(url) {
     let test = Test::new()
         .runbook("r", runbook)
         .args(["r", &url])
-        .stderr_contains("ready: false")
+        .stdout_contains("ready: false")
         .stderr_contains("pg_dump exited with code 1")
         .stderr_contains("Connection refused")
         .stderr_contains("nothing was written to backups/app.sql");
@@ -400,7 +401,7 @@ fn restore_over_connected_sessions_needs_terminate_sessions() {
     )
     .unwrap();
     let forced = forced.success();
-    assert_eq!(printed(&forced.stderr)[0]["terminated"], 1);
+    assert_eq!(printed(&forced.stdout)[0]["terminated"], 1);
     let ended = wait_for("the session to end", || session.try_wait().unwrap());
     assert!(!ended.success());
     assert_eq!(cluster.fingerprint(&db), original);

@@ -252,9 +252,9 @@ fn piped_input_prints_results_and_keeps_state() {
 #[test]
 fn piped_input_stops_at_the_first_error_with_exit_1() {
     piped("print(\"first\");\nthrow \"boom\";\nprint(\"never\");\n")
-        .stderr_contains("first")
+        .stdout_contains("first")
         .stderr_contains("<repl>:2:1: boom\n  |\n2 | throw \"boom\";\n  | ^\n")
-        .stderr_lacks("never")
+        .stdout_lacks("never")
         .status(1);
 }
 
@@ -300,9 +300,7 @@ fn run_a_runbook_in_the_session_with_dry_run() {
         )
         .args(["repl"])
         .stdin(":run probe first\n:dry on\n:run probe \"second one\"\n:run probe --help\n:runbooks\n")
-        .stderr_contains("first dry=false")
-        .stderr_contains("second one dry=true")
-        .stdout_contains("7\n7\nusage: cutover probe <who>\n\nSay whether this is a dry run.\n")
+        .stdout_contains("first dry=false\n7\nsecond one dry=true\n7\nusage: cutover probe <who>\n\nSay whether this is a dry run.\n")
         .stdout_contains("[runbooks/probe.rhai]")
         .success();
     Test::new()

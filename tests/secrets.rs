@@ -85,16 +85,19 @@ fn no_secret_reaches_any_output() {
             ])
             .status(1);
         // The runbook did reach every sink: the masks are there.
-        for seen in [
-            "[sh] out ***",
-            "[sh:err] err ***",
-            "caught ",
-            "failed with ***",
-        ] {
+        for seen in ["[sh] out ***", "[sh:err] err ***", "failed with ***"] {
             assert!(
                 ran.stderr.contains(seen),
                 "{format}: lacks {seen:?}:\n{}",
                 ran.stderr
+            );
+        }
+        // What it printed is its output, on stdout, masked the same way.
+        for seen in ["arg=*** pg=*** token=*** plain=***", "caught "] {
+            assert!(
+                ran.stdout.contains(seen),
+                "{format}: lacks {seen:?}:\n{}",
+                ran.stdout
             );
         }
         outputs.push((format!("{format} run"), ran));
@@ -149,6 +152,7 @@ fn no_secret_reaches_any_output() {
     .unwrap();
     let held = holder.wait_with_output().unwrap();
     assert_clean("the holder's stderr", &held.stderr);
+    assert_clean("the holder's stdout", &held.stdout);
 
     for (what, ran) in &outputs {
         assert_clean(&format!("stdout of {what}"), ran.stdout.as_bytes());
@@ -181,8 +185,46 @@ fn secret_get_fails_clearly_when_unset() {
             r#"fn main() { print(`got ${secret::get("DB_ADMIN_PASSWORD")}`); print(secret::get("SHORT")); }"#,
         )
         .args(["--env-file", "vars.env", "r"])
-        .stderr_contains("got ***")
+        .stdout_contains("got ***")
         .stderr_contains("secret SHORT is shorter than 4 characters")
         .stderr_lacks("from-the-file-value")
+        .stdout_lacks("from-the-file-value")
         .success();
+}
+
+/// `http::post` sends what it is given (an API may need the token), so a notification built from
+/// a secret is masked with `secret::mask` first: the server gets `***`, in a string and inside a
+/// map or an array alike; the unmasked post shows the value does travel when asked to.
+#[test]
+fn secret_mask_keeps_secrets_out_of_what_is_posted() {
+    let server = Server::start();
+    Test::new()
+        .runbook(
+            "notify",
+            r#"fn main(url) {
+    let message = `promote failed; token ${env::get("JWT_SECRET")}`;
+    print(secret::mask(message));
+    http::post(`${url}/echo/chat`, #{ text: secret::mask(message), n: 1 });
+    http::post(`${url}/echo/chat`, secret::mask(#{ text: message, list: [message, 2] }));
+    http::post(`${url}/echo/api`, #{ token: env::get("JWT_SECRET") });
+}"#,
+        )
+        .env("JWT_SECRET", "canary-jwt-3456")
+        .args(["notify", &server.url])
+        .stdout("promote failed; token ***\n")
+        .stderr_lacks("canary-jwt-3456")
+        .success();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    let first: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"text": "promote failed; token ***", "n": 1})
+    );
+    let second: serde_json::Value = serde_json::from_str(&requests[1].body).unwrap();
+    assert_eq!(
+        second,
+        serde_json::json!({"text": "promote failed; token ***", "list": ["promote failed; token ***", 2]})
+    );
+    assert!(requests[2].body.contains("canary-jwt-3456"));
 }

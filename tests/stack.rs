@@ -74,7 +74,7 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     stack.cutover(&["prepare", "blue", "v1"]).success();
     stack
         .cutover(&["promote", "blue"])
-        .stderr_contains("production: none -> blue (v1)")
+        .stdout_contains("production: none -> blue (v1)")
         .success();
     assert_serving(&stack, "blue", "v1");
 
@@ -85,17 +85,17 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     assert!(settings.contains("\nGREEN_TAG=v2\n"), "{settings}");
     stack
         .cutover(&["validate", "green"])
-        .stderr_contains("green through the proxy")
+        .stdout_contains("green through the proxy")
         .stderr_contains("green is healthy")
         .success();
     stack
         .cutover(&["promote", "green"])
-        .stderr_contains("production: blue -> green (v2)")
+        .stdout_contains("production: blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
     stack
         .cutover(&["rollback", "--yes"])
-        .stderr_contains("rolled back: production green -> blue (v1)")
+        .stdout_contains("rolled back: production green -> blue (v1)")
         .success();
     assert_serving(&stack, "blue", "v1");
     std::thread::sleep(Duration::from_millis(500));
@@ -122,8 +122,14 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     assert_eq!(switches, ["promotion", "promotion", "rollback"]);
     stack
         .cutover(&["status"])
-        .stderr_contains("ACTIVE since")
-        .stderr_contains("standby")
+        .stdout_contains("ACTIVE since")
+        .stdout_contains("standby")
+        .stderr_lacks("ACTIVE since")
+        .success();
+    // The table is the result, not a log line: `-q` keeps it.
+    stack
+        .cutover(&["-q", "status"])
+        .stdout_contains("ACTIVE since")
         .success();
 
     // Backup, damage, restore: the data comes back, production serves again.
@@ -140,7 +146,7 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     stack.psql("UPDATE notes SET body = 'corrupted'; INSERT INTO notes VALUES (2, 'junk')");
     stack
         .cutover(&["restore-db", &path, "--yes"])
-        .stderr_contains("restored flappyjournal")
+        .stdout_contains("restored flappyjournal")
         .success();
     assert_eq!(
         stack.psql("SELECT string_agg(id || ':' || body, ',') FROM notes"),
@@ -152,21 +158,21 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
     stack.docker(&["stop", &stack.container("blue-api-gateway")]);
     stack
         .cutover(&["emergency-failover"])
-        .stderr_contains("failed over: production blue -> green (v2)")
+        .stdout_contains("failed over: production blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
     stack
         .cutover(&["emergency-failover"])
-        .stderr_contains("production (green, v2) is healthy: no failover needed")
+        .stdout_contains("production (green, v2) is healthy: no failover needed")
         .success();
 }
 
 fn backup_path(run: &Finished) -> String {
     let line = run
-        .stderr
+        .stdout
         .lines()
         .find(|l| l.contains("backed up flappyjournal: "))
-        .unwrap_or_else(|| panic!("no backup line:\n{}", run.stderr));
+        .unwrap_or_else(|| panic!("no backup line:\n{}", run.stdout));
     let after = line.split("backed up flappyjournal: ").nth(1).unwrap();
     after.split(" (").next().unwrap().to_string()
 }
@@ -221,7 +227,7 @@ fn rollback_refuses_an_unhealthy_standby_unless_forced_and_says_what_it_did() {
         .cutover(&["rollback"])
         .env("FORCE_ROLLBACK", "true")
         .stderr_contains("FORCE_ROLLBACK=true: switching production to green although it is unhealthy: green-auth-service#1")
-        .stderr_contains("rolled back: production blue -> green (v2)")
+        .stdout_contains("rolled back: production blue -> green (v2)")
         .success();
     assert_serving(&stack, "green", "v2");
 }
@@ -293,10 +299,10 @@ fn upstreams(stack: &Stack, route: &str) -> Vec<String> {
         .success();
     let prefix = format!("{route} -> ");
     let line = run
-        .stderr
+        .stdout
         .lines()
         .find_map(|l| l.split_once(&prefix).map(|(_, list)| list.to_string()))
-        .unwrap_or_else(|| panic!("no upstreams of {route}:\n{}", run.stderr));
+        .unwrap_or_else(|| panic!("no upstreams of {route}:\n{}", run.stdout));
     line.split('"')
         .filter(|part| part.contains(':'))
         .map(str::to_string)
@@ -328,7 +334,7 @@ fn scaling_the_gateway_to_3_and_back_under_load_drops_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     stack
         .cutover(&["scale", "api-gateway", "3"])
-        .stderr_contains("blue-api-gateway: 3 replicas")
+        .stdout_contains("blue-api-gateway: 3 replicas")
         .success();
     assert_eq!(replicas(&stack, "blue-api-gateway"), 3);
     // Production and blue's own route both spread over the three replicas' ports.
@@ -357,7 +363,7 @@ fn scaling_the_gateway_to_3_and_back_under_load_drops_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     stack
         .cutover(&["scale", "api-gateway", "1"])
-        .stderr_contains("blue-api-gateway: 1 replicas")
+        .stdout_contains("blue-api-gateway: 1 replicas")
         .success();
     assert_eq!(replicas(&stack, "blue-api-gateway"), 1);
     assert_eq!(upstreams(&stack, "production").len(), 1);
@@ -435,10 +441,11 @@ fn dry_runs_show_the_plan_and_change_nothing() {
         let mut dry = args.clone();
         dry.push("--dry-run");
         let run = stack.cutover(&dry).success();
+        // The plan is in the log (`would …`) or, for a verdict, in what the runbook printed.
+        let shown = format!("{}{}", run.stdout, run.stderr);
         assert!(
-            run.stderr.contains(plan),
-            "{args:?} did not show {plan:?}:\n{}",
-            run.stderr
+            shown.contains(plan),
+            "{args:?} did not show {plan:?}:\n{shown}"
         );
         assert_eq!(snapshot(&stack), before, "{args:?} changed something");
     }
@@ -446,4 +453,61 @@ fn dry_runs_show_the_plan_and_change_nothing() {
         .cutover(&["prepare", "green", "v3", "--dry-run"])
         .stderr_contains("would recreate container")
         .success();
+}
+
+/// A deploy stopped while its tests run through production (a stop `try`/`catch` cannot
+/// catch): its deferred cleanup sends production back to the environment it came from, and the
+/// journal records the cleanup like any change.
+#[test]
+fn a_deploy_stopped_during_its_production_tests_sends_production_back() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(_turn) = turn() else { return };
+    let stack = Stack::running("deferred");
+    let mut command = stack
+        .cutover(&["deploy", "blue-only"])
+        .env("TEST_COMMAND", "sleep 600")
+        .command();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // Stopped (by its pid) if an assertion fails before it ends.
+    let mut deploy = support::KillOnDrop(command.spawn().unwrap());
+    let mut stderr = BufReader::new(deploy.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("running the test suite: sleep 600") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early:\n{seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("step 4: tests through production"), "{seen}");
+    assert_eq!(stack.active(), "green");
+    unsafe { libc::kill(deploy.0.id() as i32, libc::SIGINT) };
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = deploy.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        seen.contains(
+            "running cleanup `production back to blue unless the tests through production pass`"
+        ) && seen.contains("sending production back to blue"),
+        "{seen}"
+    );
+    assert_serving(&stack, "blue", "v1");
+    let cleanup = stack
+        .journal()
+        .into_iter()
+        .rfind(|e| e["event"] == "change")
+        .unwrap();
+    assert!(
+        cleanup["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cleanup `production back to blue"),
+        "{cleanup}"
+    );
+    assert_eq!(cleanup["outcome"], "ok");
+    assert_eq!(finished_runs(&stack, "deploy"), ["interrupted"]);
 }

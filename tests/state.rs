@@ -36,11 +36,11 @@ fn values_round_trip_between_runs_in_the_old_scripts_format() {
     assert_eq!(json["last"]["ports"][0], 8080);
     let read = test.run(&["r"]).success();
     assert!(
-        read.stderr.contains("active=green tag=v1.4.2 count=4")
-            && read.stderr.contains("ok=true from=blue port=8081")
-            && read.stderr.contains("missing= default=7"),
+        read.stdout.contains("active=green tag=v1.4.2 count=4")
+            && read.stdout.contains("ok=true from=blue port=8081")
+            && read.stdout.contains("missing= default=7"),
         "{}",
-        read.stderr
+        read.stdout
     );
 }
 
@@ -50,7 +50,7 @@ fn reads_what_the_old_scripts_wrote() {
         .file("deploy/.current-environment", "blue")
         .runbook("r", "fn main() { print(`active=[${state::active()}]`); }")
         .args(["r"])
-        .stderr_contains("active=[blue]")
+        .stdout_contains("active=[blue]")
         .success();
     Test::new()
         .runbook(
@@ -58,7 +58,7 @@ fn reads_what_the_old_scripts_wrote() {
             "fn main() { print(`active=${state::active() ?? \"none\"}`); }",
         )
         .args(["r"])
-        .stderr_contains("active=none")
+        .stdout_contains("active=none")
         .success();
 }
 
@@ -227,11 +227,11 @@ fn a_dry_run_changes_nothing_and_says_what_it_would_do() {
         "would state::set_active green",
         r#"would state::set tag = "v2""#,
         "would exec::run touch made-by-exec",
-        "exec code=0",
         "would audit::record deployment: deployed v2",
     ] {
         assert!(dry.stderr.contains(line), "lacks {line:?}:\n{}", dry.stderr);
     }
+    assert_eq!(dry.stdout, "exec code=0\n");
     assert_eq!(before(".current-environment"), active);
     assert_eq!(before("cutover-state.json"), state);
     assert!(!test.path().join("made-by-exec").exists(), "exec ran");

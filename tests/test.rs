@@ -21,7 +21,9 @@ use std::{
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
-/// One run of the binary, described before it happens.
+/// One run of the binary, described before it happens. A chain that never ends in `success`,
+/// `status` or `spawn` checks nothing, so it does not compile quietly.
+#[must_use = "a Test checks nothing until it runs: end the chain with .success(), .status(N) or .spawn()"]
 pub struct Test {
     dir: Arc<tempfile::TempDir>,
     args: Vec<String>,

@@ -100,7 +100,7 @@ fn switch_under_load(dir: &Path) -> Report {
         .success();
     std::thread::sleep(Duration::from_millis(300));
     let report = load.stop();
-    let summary = run.log_lines("INFO").join("\n");
+    let summary = run.stdout.trim().to_string();
     eprintln!("{summary}\n{}", report.describe());
     let switches: u32 = summary
         .split_whitespace()

@@ -1,5 +1,7 @@
 //! What every benchmark measures with: one command's wall time, and the median of several.
 
+#![allow(dead_code)] // Each benchmark uses the part it needs.
+
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use rhai::{Array, Map, Module};
 
 use super::{
-    HostResult, fail, function,
-    json::{from_json, to_json},
+    HostResult,
+    convert::{from_json, to_json},
+    fail, function,
 };
 use crate::{
     context::Context,

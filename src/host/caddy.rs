@@ -1,93 +1,29 @@
 //! `caddy::*`: traffic control through Caddy's admin API ([`crate::caddy`]) for scripts.
 //!
-//! Reads are remembered: when a run has read the config (`caddy::config`) or a route
-//! (`caddy::upstreams`), a later edit of the same thing is refused if Caddy's copy changed in
-//! between, so a runbook that decided on what it read never overwrites an edit it did not see.
+//! Reads are remembered ([`crate::caddy::reads`]): when a run has read the config
+//! (`caddy::config`) or a route (`caddy::upstreams`), a later edit of the same thing is refused if
+//! Caddy's copy changed in between, so a runbook that decided on what it read never overwrites an
+//! edit it did not see.
 //! `switch` and `weights` check every address (and, unless told not to, that it accepts
 //! connections) before Caddy sees it, since Caddy takes any dial string and would then answer
 //! 502 to everyone.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
 use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
-    address,
+    caddy::address,
+    caddy::plan::{self, Mode, SwitchPlan},
+    caddy::reads::{Reads, Seen, route_path},
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
     context::Context,
-    switch_plan::{self, Mode, SwitchPlan},
-    upstream::ProxyRoute,
 };
 
 /// How long a target gets to accept the connection that proves it is there.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What this run has read from Caddy, by admin address and path: the ETag, and for a route what
-/// each upstream held (its address, or the address in its file).
-#[derive(Default)]
-struct Reads {
-    seen: Mutex<HashMap<String, Seen>>,
-}
-
-#[derive(Clone)]
-struct Seen {
-    etag: Option<String>,
-    held: Option<Vec<Option<String>>>,
-}
-
-impl Reads {
-    fn key(admin: &Admin, path: &str) -> String {
-        format!("{} {path}", admin.address())
-    }
-
-    fn remember(&self, admin: &Admin, path: &str, seen: Seen) {
-        self.seen
-            .lock()
-            .unwrap()
-            .insert(Self::key(admin, path), seen);
-    }
-
-    fn take(&self, admin: &Admin, path: &str) -> Option<Seen> {
-        self.seen.lock().unwrap().remove(&Self::key(admin, path))
-    }
-
-    /// After a load every route may have changed: forget what was read from this Caddy.
-    fn forget_all(&self, admin: &Admin) {
-        let prefix = format!("{} ", admin.address());
-        self.seen
-            .lock()
-            .unwrap()
-            .retain(|k, _| !k.starts_with(&prefix));
-    }
-
-    /// Fails if the route changed since this run read it.
-    fn verify(&self, admin: &Admin, route: &ProxyRoute) -> Result<(), CaddyError> {
-        let Some(seen) = self.take(admin, &route_path(&route.id)) else {
-            return Ok(());
-        };
-        let conflict = || CaddyError::Conflict {
-            what: format!("route {:?}", route.id),
-        };
-        if seen.etag.as_deref().is_some_and(|etag| etag != route.etag) {
-            return Err(conflict());
-        }
-        match seen.held {
-            Some(held) if held != route.held()? => Err(conflict()),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn route_path(id: &str) -> String {
-    format!("/id/{id}")
-}
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -103,7 +39,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn config[context, reads](call) -> Dynamic {
             let admin = admin(&context)?;
             let read = run(&context, admin.config())?;
-            reads.remember(&admin, "/config/", Seen { etag: read.etag, held: None });
+            reads.remember(admin.address(), "/config/", Seen { etag: read.etag, held: None });
             rhai::serde::to_dynamic(read.value)
         }
     );
@@ -158,7 +94,7 @@ pub fn module(context: &Arc<Context>) -> Module {
             let route = run(&context, admin.route(route_id))?;
             let targets = route.targets().map_err(|e| fail_masked(&context, e))?;
             let held = route.held().map_err(|e| fail_masked(&context, e))?;
-            reads.remember(&admin, &route_path(route_id), Seen {
+            reads.remember(admin.address(), &route_path(route_id), Seen {
                 etag: Some(route.etag.clone()),
                 held: Some(held),
             });
@@ -187,12 +123,17 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// route dials some; `"file"`: by slot files, those of `file` if given, making the
         /// route dial them (one PATCH, only if it dials others); `"patch"`: literal addresses
         /// by PATCH, a reload), `file` (a path or a list of paths: the slots, for mode file),
-        /// `check` (false: skip the connection check, e.g. when Caddy reaches targets cutover
-        /// cannot), `check_timeout` (ms).
+        /// `per_slot` (true: `addrs` gives each slot of `file` its address, in slot order, one
+        /// for every slot, an address as often as it should get traffic: a canary step's split,
+        /// exact under round-robin), `check` (false: skip the connection check, e.g. when Caddy
+        /// reaches targets cutover cannot), `check_timeout` (ms).
         ///
         /// ```rhai
         /// caddy::switch("production", ["api-green:8080"],
         ///     #{mode: "file", file: "deploy/caddy/upstreams/production", check: false});
+        /// // 1 slot of 4 to the canary: 25 % of the requests.
+        /// caddy::switch("production", ["127.0.0.1:4200", "127.0.0.1:4100", "127.0.0.1:4100", "127.0.0.1:4100"],
+        ///     #{file: ["up/p", "up/p.2", "up/p.3", "up/p.4"], per_slot: true});
         /// ```
         fn switch[context, reads](call, route_id: &str, addrs: Array, options: Map) -> Map {
             switch(&context, &reads, route_id, addrs, options)
@@ -246,7 +187,7 @@ fn run<T>(
 
 fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResult<()> {
     let admin = admin(context)?;
-    let seen = reads.take(&admin, "/config/");
+    let seen = reads.take(admin.address(), "/config/");
     warn_if_admin_moves(&admin, &config);
     let detail = format!("{what} ({})", describe_config(&config));
     let result = context.change(
@@ -261,7 +202,7 @@ fn load(context: &Context, reads: &Reads, config: Value, what: &str) -> HostResu
         },
     );
     if result.is_ok() {
-        reads.forget_all(&admin);
+        reads.forget_all(admin.address());
     }
     result
 }
@@ -337,8 +278,9 @@ fn switch(
     let options = Options::new(
         "caddy::switch",
         options,
-        &[&["mode", "file"][..], &CHECK_KEYS].concat(),
+        &[&["mode", "file", "per_slot"][..], &CHECK_KEYS].concat(),
     )?;
+    let per_slot = options.bool("per_slot")?.unwrap_or(false);
     let mut to = Vec::new();
     for addr in addrs {
         let text = addr.into_string().map_err(|found| {
@@ -346,8 +288,11 @@ fn switch(
                 "caddy::switch: addresses are strings like \"127.0.0.1:8080\", not {found}"
             ))
         })?;
-        if to.contains(&text) {
-            return Err(fail(format!("caddy::switch: {text} is listed twice")));
+        if to.contains(&text) && !per_slot {
+            return Err(fail(format!(
+                "caddy::switch: {text} is listed twice (give #{{per_slot: true}} to list each \
+                 slot's address)"
+            )));
         }
         to.push(text);
     }
@@ -369,6 +314,16 @@ fn switch(
             )));
         }
     }
+    if per_slot {
+        let slots = files.as_ref().map_or(0, Vec::len);
+        if slots == 0 || to.len() != slots {
+            return Err(options.error(format!(
+                "`per_slot` gives each slot of `file` its address: {} address(es) for {slots} \
+                 slot file(s)",
+                to.len()
+            )));
+        }
+    }
     let files: Option<Vec<PathBuf>> = files.map(|f| f.into_iter().map(PathBuf::from).collect());
     let mode = match options.string("mode")?.as_deref() {
         None | Some("auto") if files.is_none() => Mode::Auto,
@@ -382,13 +337,16 @@ fn switch(
         }
     };
     let checked = read_check(&options)?;
-    check_targets(context, &to, &checked)?;
+    let mut distinct = to.clone();
+    distinct.sort();
+    distinct.dedup();
+    check_targets(context, &distinct, &checked)?;
     let admin = admin(context)?;
     let route = run(context, admin.route(route_id))?;
     reads
-        .verify(&admin, &route)
+        .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
-    let plan = switch_plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
+    let plan = plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::switch", plan)
 }
 
@@ -430,9 +388,9 @@ fn set_weights(
     run(context, admin.check_weights_supported())?;
     let route = run(context, admin.route(route_id))?;
     reads
-        .verify(&admin, &route)
+        .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
-    let plan = switch_plan::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
+    let plan = plan::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
     apply(context, &admin, "caddy::weights", plan)
 }
 

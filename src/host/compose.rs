@@ -8,19 +8,13 @@ use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{
-    HostResult,
-    docker::{to_dynamic, wait},
-    fail, function,
-    options::Options,
-};
+use super::{HostResult, convert::to_dynamic, fail, function, options::Options, wait};
 use crate::{
+    compose::down,
+    compose::plan::{self, UpOptions},
     compose::{self, LoadOptions, Project},
-    compose_down,
-    compose_up::{self, UpOptions},
     context::Context,
-    progress::Progress,
-    yaml::Node,
+    context::progress::Progress,
 };
 
 pub fn module(context: &Arc<Context>) -> Module {
@@ -55,12 +49,13 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
-        /// Brings the project up: creates its networks and volumes, pulls missing images, and
-        /// starts every service its profiles enable, each as soon as what it `depends_on` is
+        /// Brings the project up: creates its networks and volumes, builds images whose
+        /// `build` context changed (or that are missing), pulls missing images, and starts
+        /// every service its profiles enable, each as soon as what it `depends_on` is
         /// started, healthy or completed (independent services start together). A container
         /// whose configuration and image are unchanged is left alone; a changed one is
-        /// recreated. Returns `#{created, recreated, started, unchanged, removed, networks,
-        /// volumes, pulled}` (names).
+        /// recreated. Returns `#{created, recreated, started, restarted, unchanged, removed,
+        /// networks, volumes, pulled, built}` (names).
         ///
         /// ```rhai
         /// let done = compose::up(compose::load("deploy/docker-compose.yml"));
@@ -108,7 +103,9 @@ pub fn module(context: &Arc<Context>) -> Module {
     );
     function!(&mut module,
         /// The project's containers, by service and replica number: maps `#{name, service,
-        /// number, state, status, health, id, image, ports}`.
+        /// number, state, status, health, id, image, ports}`, each of `ports` a map
+        /// `#{host_ip, host_port, container_port, protocol}` (`host_port` is `()` when the port
+        /// is not published).
         ///
         /// ```rhai
         /// for c in compose::ps(compose::load("deploy/docker-compose.yml")) {
@@ -118,7 +115,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn ps[context](call, project: Map) -> Array {
             let name = project_name(&project)?;
             let docker = context.docker()?;
-            let found = wait(&context, compose_down::ps(&docker, &name))?;
+            let found = wait(&context, down::ps(&docker, &name))?;
             found.into_iter().map(to_dynamic).collect()
         }
     );
@@ -180,9 +177,10 @@ fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
         profiles: options.strings("profiles")?,
         scale,
     };
-    let project = Project::from_node(&Node::from(&Dynamic::from_map(project))).map_err(fail)?;
+    let project =
+        Project::from_node(&super::convert::to_tree(&Dynamic::from_map(project))).map_err(fail)?;
     let docker = context.docker()?;
-    let plan = wait(context, compose_up::plan(&docker, &project, &up_options))?;
+    let plan = wait(context, plan::plan(&docker, &project, &up_options))?;
     let steps = plan.describe();
     carry_out(
         context,
@@ -204,7 +202,7 @@ fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     let grace = options.millis("timeout")?;
     let name = project_name(&project)?;
     let docker = context.docker()?;
-    let plan = wait(context, compose_down::plan(&docker, &name, volumes))?;
+    let plan = wait(context, down::plan(&docker, &name, volumes))?;
     let steps = plan.describe();
     carry_out(
         context,

@@ -2,40 +2,34 @@
 //! client of the run. Calls that change something (run, start, stop, restart, remove, exec,
 //! pull, build, network) go through the change gate: refused in a readonly runbook, described
 //! in a dry run. `exec` and `logs` stream their output to a file or the log as it arrives.
-//! Images and networks are in [`super::docker_images`].
+//! Images are never pulled behind a script's back: `docker::run` and `compose::up` use what is
+//! here (compose pulls what is missing, as docker compose does).
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, function, options::Options};
+use bollard::models::NetworkCreateRequest;
+
+use super::{HostResult, convert::to_dynamic, fail, function, options::Options, wait};
 use crate::{
-    container_io::{self, ExecRequest, LogsRequest, LogsResult},
-    containers,
-    context::Context,
-    service::Placement,
-    service_parse::{self, Dialect, Reader},
-    yaml::Node,
+    compose::service::Placement,
+    compose::service::parse,
+    compose::service::reader::{Dialect, Reader},
+    context::{Context, progress::Progress},
+    docker::Doing,
+    docker::containers::{self, Endpoint},
+    docker::image::{self, BuildRequest},
+    docker::io::{ExecRequest, LogsRequest, LogsResult},
 };
-
-/// Runs an engine call from the script thread; its error becomes the script's.
-pub(crate) fn wait<T, E: std::fmt::Display>(
-    context: &Context,
-    future: impl Future<Output = Result<T, E>>,
-) -> HostResult<T> {
-    context.block_on(future)?.map_err(fail)
-}
-
-pub(crate) fn to_dynamic(value: impl serde::Serialize) -> HostResult<Dynamic> {
-    rhai::serde::to_dynamic(value)
-}
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
     function!(&mut module,
         /// Every container, running or not (as `docker ps -a`), as maps
         /// `#{id, name, image, state, status, labels, created, ports}`; `created` is seconds
-        /// since the epoch, `ports` strings like `127.0.0.1:8080->80/tcp`.
+        /// since the epoch, each of `ports` a map `#{host_ip, host_port, container_port,
+        /// protocol}` (`host_port` is `()` when the port is not published).
         ///
         /// ```rhai
         /// for c in docker::ps() { print(`${c.name}: ${c.status}`); }
@@ -255,14 +249,14 @@ pub fn module(context: &Arc<Context>) -> Module {
             Ok(all)
         }
     );
-    super::docker_images::register(&mut module, context);
+    register_images(&mut module, context);
     module
 }
 
 fn ps(context: &Context, filters: Map) -> HostResult<Array> {
     let mut engine_filters: HashMap<String, Vec<String>> = HashMap::new();
     for (key, value) in filters {
-        let values = Node::from(&value)
+        let values = super::convert::to_tree(&value)
             .strings(&key)
             .map_err(|e| fail(format!("docker::ps: filter {e}")))?;
         engine_filters.insert(key.to_string(), values);
@@ -272,24 +266,7 @@ fn ps(context: &Context, filters: Map) -> HostResult<Array> {
     found
         .iter()
         .map(|summary| {
-            let mut ports: Vec<String> = summary
-                .ports
-                .iter()
-                .flatten()
-                .map(|p| {
-                    let protocol = p.typ.map(|t| t.to_string()).unwrap_or_default();
-                    match p.public_port {
-                        Some(public) => format!(
-                            "{}:{public}->{}/{protocol}",
-                            p.ip.clone().unwrap_or_default(),
-                            p.private_port
-                        ),
-                        None => format!("{}/{protocol}", p.private_port),
-                    }
-                })
-                .collect();
-            ports.sort();
-            ports.dedup();
+            let ports = containers::summary_ports(summary);
             to_dynamic(serde_json::json!({
                 "id": summary.id,
                 "name": containers::summary_name(summary),
@@ -314,17 +291,21 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
         lookup: &lookup,
         warnings: &mut warnings,
     };
-    let node = Node::from(&Dynamic::from_map(spec));
-    let service = service_parse::service(&node, "", &mut reader)
-        .map_err(|e| fail(e.in_source("docker::run")))?;
+    let node = super::convert::to_tree(&Dynamic::from_map(spec));
+    let service =
+        parse::service(&node, "", &mut reader).map_err(|e| fail(e.in_source("docker::run")))?;
     let name = service.container_name.clone().unwrap_or_default();
     let placement = Placement {
-        name: name.clone(),
         labels: Default::default(),
         networks: service
             .networks
             .iter()
-            .map(|(network, a)| (network.clone(), a.aliases.clone()))
+            .map(|(network, a)| Endpoint {
+                network: network.clone(),
+                aliases: a.aliases.clone(),
+                ipv4_address: a.ipv4_address.clone(),
+                ipv6_address: a.ipv6_address.clone(),
+            })
             .collect(),
         number: 1,
     };
@@ -339,7 +320,13 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
             let more: Vec<_> = placement.networks.iter().skip(1).cloned().collect();
             wait(
                 context,
-                containers::create_and_start(&docker, &name, body.clone(), &more),
+                containers::create_and_start(
+                    &docker,
+                    &name,
+                    service.platform.as_deref(),
+                    body.clone(),
+                    &more,
+                ),
             )
         },
     )
@@ -415,7 +402,7 @@ fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResu
         "docker::exec",
         &detail,
         || None,
-        || wait(context, container_io::exec(&docker, &request)).map(Some),
+        || wait(context, crate::docker::io::exec(&docker, &request)).map(Some),
     )?;
     let mut map = Map::new();
     let (code, stdout, stderr, bytes) = match result {
@@ -457,7 +444,7 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
     };
     let docker = context.docker()?;
     Ok(
-        match wait(context, container_io::logs(&docker, &request))? {
+        match wait(context, crate::docker::io::logs(&docker, &request))? {
             LogsResult::Text(text) => text.into(),
             LogsResult::Streamed(bytes) => (bytes as i64).into(),
         },
@@ -474,4 +461,172 @@ async fn usage_of(docker: &bollard::Docker, name: String) -> HostResult<Map> {
     }
     let usage = containers::usage(docker, &name).await.map_err(fail)?;
     Ok(to_dynamic(usage)?.cast::<Map>())
+}
+
+/// The image and network half of `docker::*`: `image_exists`, `pull` and `build` with progress
+/// on the terminal, and `network` to make sure a network exists. Images are never pulled behind
+/// a script's back: `docker::run` and `compose::up` use what is here (compose pulls what is
+/// missing, as docker compose does).
+fn register_images(module: &mut Module, context: &Arc<Context>) {
+    function!(module,
+        /// True when image `reference` (`name:tag`, `name@digest` or an id) is in the engine's
+        /// store.
+        ///
+        /// ```rhai
+        /// if !docker::image_exists("app:v2") { docker::pull("registry.local/app:v2"); }
+        /// ```
+        fn image_exists[context](call, reference: &str) -> bool {
+            let docker = context.docker()?;
+            wait(&context, image::exists(&docker, reference))
+        }
+    );
+    function!(module,
+        /// Pulls an image from its registry, showing progress; returns its id. A reference
+        /// without a tag means `:latest`.
+        ///
+        /// ```rhai
+        /// let id = docker::pull("127.0.0.1:5000/app:v2");
+        /// ```
+        fn pull[context](call, reference: &str) -> String {
+            let docker = context.docker()?;
+            context.change("docker::pull", reference, String::new, || {
+                let progress = Progress::spinner(&context, &format!("pulling {reference}"));
+                wait(&context, image::pull(&docker, reference, &|m| progress.set_message(m)))
+            })
+        }
+    );
+    function!(module,
+        /// Builds an image from directory `context_dir` (its `Dockerfile`, the directory less
+        /// what its `.dockerignore` leaves out streamed to the engine as the build context)
+        /// and tags it `tag`, showing each step;
+        /// returns the image id. A failing step is named in the error.
+        ///
+        /// ```rhai
+        /// docker::build("deploy/demo-service/image", "cutover-demo:dev");
+        /// ```
+        fn build[context](call, context_dir: &str, tag: &str) -> String {
+            build(&context, context_dir, tag, Map::new())
+        }
+    );
+    function!(module,
+        /// `build` with options: `dockerfile` (relative to the directory), `target` (the
+        /// Dockerfile stage), `args` (build arguments) and `labels` (maps), `files` (a map from a name in the context to a file
+        /// or directory elsewhere, added to the context: a binary built outside the directory,
+        /// a tree of the host's own files for an image built without a registry).
+        ///
+        /// ```rhai
+        /// docker::build("app", "app:v2", #{dockerfile: "Dockerfile.prod", args: #{VERSION: "v2"}});
+        /// docker::build("deploy/demo-service/image", "cutover-demo:dev",
+        ///     #{files: #{"demo-service": "target/demo/x86_64-unknown-linux-gnu/release/demo-service"}});
+        /// ```
+        fn build[context](call, context_dir: &str, tag: &str, options: Map) -> String {
+            build(&context, context_dir, tag, options)
+        }
+    );
+    function!(module,
+        /// Makes sure a bridge network `name` exists, creating it if needed; returns its id.
+        ///
+        /// ```rhai
+        /// docker::network("stack");
+        /// ```
+        fn network[context](call, name: &str) -> String {
+            network(&context, name, Map::new())
+        }
+    );
+    function!(module,
+        /// `network` with options: `labels` (a map) for a network it creates, `internal`
+        /// (no route to the outside).
+        ///
+        /// ```rhai
+        /// docker::network("stack", #{labels: #{app: "shop"}});
+        /// ```
+        fn network[context](call, name: &str, options: Map) -> String {
+            network(&context, name, options)
+        }
+    );
+}
+
+fn pairs_map(pairs: Option<Vec<(String, String)>>) -> HashMap<String, String> {
+    pairs.unwrap_or_default().into_iter().collect()
+}
+
+fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<String> {
+    let options = Options::new(
+        "docker::build",
+        options,
+        &["dockerfile", "target", "args", "labels", "files"],
+    )?;
+    let request = BuildRequest {
+        dir: PathBuf::from(dir),
+        tag: tag.to_string(),
+        dockerfile: options.string("dockerfile")?,
+        target: options.string("target")?,
+        args: pairs_map(options.pairs("args")?),
+        labels: pairs_map(options.pairs("labels")?),
+        files: options
+            .pairs("files")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, path)| (name, PathBuf::from(path)))
+            .collect(),
+    };
+    if !request.dir.is_dir() {
+        return Err(fail(format!("docker::build: {dir} is not a directory")));
+    }
+    let docker = context.docker()?;
+    context.change(
+        "docker::build",
+        &format!("{dir} as {tag}"),
+        String::new,
+        || {
+            let progress = Progress::spinner(context, &format!("building {tag}"));
+            let id = wait(
+                context,
+                image::build(&docker, &request, &|m| progress.set_message(m)),
+            )?;
+            tracing::info!(
+                "built {tag} ({})",
+                id.trim_start_matches("sha256:").get(..12).unwrap_or(&id)
+            );
+            Ok(id)
+        },
+    )
+}
+
+fn network(context: &Context, name: &str, options: Map) -> HostResult<String> {
+    let options = Options::new("docker::network", options, &["labels", "internal"])?;
+    let labels = pairs_map(options.pairs("labels")?);
+    let internal = options.bool("internal")?.unwrap_or(false);
+    let docker = context.docker()?;
+    let existing = wait(context, async {
+        match docker.inspect_network(name, None).await {
+            Ok(network) => Ok(network.id),
+            Err(error) if crate::docker::is_status(&error, 404) => Ok(None),
+            Err(error) => Err(error).doing(format!("inspect network {name}")),
+        }
+    })?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    context.change(
+        "docker::network",
+        &format!("create {name}"),
+        String::new,
+        || {
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                internal: Some(internal),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            wait(context, async {
+                docker
+                    .create_network(request)
+                    .await
+                    .doing(format!("create network {name}"))
+                    .map(|created| created.id)
+            })
+        },
+    )
 }

@@ -1,6 +1,8 @@
 //! `exec::run`: run a program with an argument vector (no shell), output logged live and
 //! returned (bounded), the whole process group killed on timeout or cancellation. Running a
 //! program is a change: refused in a readonly runbook, described in a dry run, journaled.
+//! `exec::split` turns a command line a user wrote (`TEST_COMMAND`) into that vector, quoted the
+//! way a shell would read it, without ever running a shell.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -40,6 +42,21 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// ```
         fn run[context](call, argv: Array, options: Map) -> Map {
             run(&context, argv, options)
+        }
+    );
+    function!(&mut module,
+        /// Splits `text` into words as a POSIX shell would: `'…'`, `"…"` and `\` quote, nothing
+        /// else is special (no variables, globs, pipes or `;`). For handing a command line from
+        /// a setting to `exec::run`; an unclosed quote is an error.
+        ///
+        /// ```rhai
+        /// let argv = exec::split(`npx cypress run --spec "cypress/e2e/a b.cy.js"`);
+        /// // ["npx", "cypress", "run", "--spec", "cypress/e2e/a b.cy.js"]
+        /// exec::run(argv);
+        /// ```
+        fn split(call, text: &str) -> Array {
+            let words = exec::split_words(text).map_err(|e| fail(format!("exec::split: {e}")))?;
+            Ok(words.into_iter().map(Dynamic::from).collect())
         }
     );
     module

@@ -12,8 +12,8 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
 use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     context::Context,
+    context::progress::Progress,
     health::{self, Check, Clients, HttpProbe, Outcome, Probe},
-    progress::Progress,
 };
 
 const KINDS: [&str; 4] = ["http", "tcp", "postgres", "container"];

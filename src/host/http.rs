@@ -9,8 +9,9 @@ use std::{sync::Arc, time::Duration, time::Instant};
 use rhai::{Dynamic, Map, Module};
 
 use super::{
-    HostResult, fail, function,
-    json::{from_json, to_json},
+    HostResult,
+    convert::{from_json, to_json},
+    fail, function,
     options::Options,
 };
 use crate::{context::Context, redact::is_secret_name};
@@ -51,10 +52,12 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// POSTs `body` to `url`: a map or array is sent as JSON, a string as text, `()` as an
         /// empty body. Returns `#{status, body, json, headers, ms}`. A dry run only says what it
-        /// would post.
+        /// would post. The body is sent as given, secrets and all (an API may need a token in
+        /// it); only what cutover logs of it is masked. Text for people — a chat message, a
+        /// webhook — goes through `secret::mask` first.
         ///
         /// ```rhai
-        /// http::post(env::get("CHAT_WEBHOOK"), #{ text: "green is live" });
+        /// http::post(env::get("CHAT_WEBHOOK"), #{ text: secret::mask(`green is live: ${report}`) });
         /// ```
         fn post[context](call, url: &str, body: Dynamic) -> Map {
             let request = Request::new(&context, reqwest::Method::POST, url, Map::new())?.body(body)?;

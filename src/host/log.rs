@@ -1,11 +1,11 @@
-//! `log::*`: lines in the run's log at a chosen level. `print(x)` is `log::info(x)`. The lines go
-//! through the same sink as cutover's own, so `--log-format json`, `-v`/`-q` and secret masking
-//! apply to them too.
+//! `log::*`: lines in the run's log (stderr) at a chosen level. The lines go through the same
+//! sink as cutover's own, so `--log-format json`, `-v`/`-q` and secret masking apply to them too.
+//! A runbook's output — a table, a report — is `print(x)`, which writes stdout instead.
 
 use rhai::{Dynamic, Module};
 
 use super::function;
-use crate::logging::SCRIPT_TARGET;
+use crate::context::logging::SCRIPT_TARGET;
 
 pub fn module() -> Module {
     let mut module = Module::new();

@@ -9,24 +9,25 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 use crate::context::Context;
 
-pub mod audit;
-pub mod caddy;
-pub mod compose;
-pub mod docker;
-pub mod docker_images;
-pub mod env;
-pub mod exec;
-pub mod health;
-pub mod http;
-pub mod json;
-pub mod log;
-pub mod operator;
-pub mod options;
-pub mod pg;
-pub mod pg_requests;
-pub mod secret;
-pub mod state;
-pub mod time;
+pub(crate) mod audit;
+pub(crate) mod caddy;
+pub(crate) mod compose;
+pub(crate) mod convert;
+pub(crate) mod docker;
+pub(crate) mod env;
+pub(crate) mod exec;
+pub(crate) mod file;
+pub(crate) mod fmt;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod operator;
+pub(crate) mod options;
+pub(crate) mod pg;
+pub(crate) mod secret;
+pub(crate) mod state;
+pub(crate) mod time;
 
 /// What a host function returns: a value, or an error Rhai positions at the call.
 pub type HostResult<T> = Result<T, Box<EvalAltResult>>;
@@ -75,15 +76,21 @@ macro_rules! function {
 }
 pub(crate) use function;
 
-/// An error from a host function.
-pub fn fail(message: impl Display) -> Box<EvalAltResult> {
-    message.to_string().into()
-}
+pub use crate::context::fail;
 
 /// An error whose text has every registered secret masked: for messages that quote what a
 /// server or a program said, which may echo a password back.
 pub fn fail_masked(context: &Context, message: impl Display) -> Box<EvalAltResult> {
     fail(context.secrets.redact(&message.to_string()))
+}
+
+/// Runs an async subsystem call from the script thread (stopped by Ctrl-C or `--timeout`); its
+/// error becomes the script's.
+pub fn wait<T, E: Display>(
+    context: &Context,
+    future: impl Future<Output = Result<T, E>>,
+) -> HostResult<T> {
+    context.block_on(future)?.map_err(fail)
 }
 
 /// Stamps `error` with the position of the host call, unless it already has one.
@@ -103,6 +110,7 @@ pub fn rhai_type(rust: &str) -> String {
         "i64" | "INT" => "int",
         "f64" | "FLOAT" => "float",
         "bool" => "bool",
+        "FnPtr" => "Fn",
         "()" => "()",
         other => return other.to_string(),
     }
@@ -110,9 +118,11 @@ pub fn rhai_type(rust: &str) -> String {
 }
 
 /// Registers every host module under its namespace, and the global functions.
-pub fn register(engine: &mut Engine, context: &Arc<Context>) {
+pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator::Cleanups) {
     engine.register_static_module("log", log::module().into());
     engine.register_static_module("time", time::module().into());
+    engine.register_static_module("file", file::module(context).into());
+    engine.register_static_module("fmt", fmt::module().into());
     engine.register_static_module("env", env::module(context).into());
     engine.register_static_module("state", state::module(context).into());
     engine.register_static_module("audit", audit::module(context).into());
@@ -124,9 +134,10 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>) {
     engine.register_static_module("docker", docker::module(context).into());
     engine.register_static_module("compose", compose::module(context).into());
     engine.register_static_module("pg", pg::module(context).into());
+    engine.register_static_module("metrics", metrics::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);
-    operator::globals(&mut globals, context);
+    operator::globals(&mut globals, context, cleanups);
     engine.register_global_module(globals.into());
 }

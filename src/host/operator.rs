@@ -1,21 +1,50 @@
 //! The operator's side of a run: `confirm(question)` asks on the terminal, and `is_dry_run()`
 //! tells a script whether changes are only being described. Without a terminal and without
 //! `--yes`, `confirm` fails at once instead of hanging a CI job on a prompt nobody sees.
+//!
+//! `defer(closure)` registers cleanup that runs when the run ends for any reason — success, an
+//! error, Ctrl-C, SIGTERM or `--timeout` — each bounded in time. A stop cannot be caught
+//! (rightly), so this is how a runbook that moves traffic in steps puts it back when it is
+//! stopped half-way. The engine runs the list (`ScriptEngine::run_cleanups`); this file only
+//! reads the call and keeps what the closure needs.
 
 use std::{
+    cell::RefCell,
     io::{IsTerminal, Write},
+    rc::Rc,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
-use rhai::Module;
+use rhai::{FnPtr, GlobalRuntimeState, Map, Module, NativeCallContext};
 
-use super::{HostResult, fail, function};
+use super::{HostResult, fail, function, options::Options};
 use crate::context::Context;
 
-pub fn globals(module: &mut Module, context: &Arc<Context>) {
+/// How long a cleanup may run unless its `timeout` says otherwise.
+pub(crate) const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A cleanup a script registered with `defer(closure)`: run when the run ends, whatever ended it.
+pub(crate) struct Cleanup {
+    pub closure: FnPtr,
+    /// What the script saw where it called `defer`: the functions the closure is one of (its
+    /// runbook's, its stdlib module's) and the modules it imported.
+    pub global: GlobalRuntimeState,
+    /// How the log and the journal name it: `deferred at runbooks/r.rhai:3:5`, or its `name`.
+    pub name: String,
+    /// The script it was deferred in, for its error's snippet.
+    pub source: String,
+    pub timeout: Duration,
+}
+
+/// The cleanups of the run in progress, in the order they were deferred. Script values are not
+/// `Send`, so they live with the engine on the script thread, not in the shared [`Context`].
+pub(crate) type Cleanups = Rc<RefCell<Vec<Cleanup>>>;
+
+pub fn globals(module: &mut Module, context: &Arc<Context>, cleanups: &Cleanups) {
     function!(module,
         /// True when this run only describes its changes (`--dry-run`, or `:dry on` in the REPL).
         ///
@@ -36,6 +65,39 @@ pub fn globals(module: &mut Module, context: &Arc<Context>) {
         /// ```
         fn confirm[context](call, question: &str) -> bool {
             confirm(&context, question)
+        }
+    );
+    function!(module,
+        /// Registers `cleanup` (a closure, `|| …`) to run when this run ends, whatever ends it:
+        /// success, an error, Ctrl-C, SIGTERM or `--timeout` (a stop that `try`/`catch` cannot
+        /// catch). Cleanups run last registered first, each for up to 30 s, with the run lock
+        /// still held; each is journaled as a change (`cleanup …`, with its outcome) and its own
+        /// changes as usual. A cleanup that fails makes the run fail. A closure sees the
+        /// variables it captured as they are when it runs, so a flag set after the risky part
+        /// can tell it there is nothing left to undo. In the REPL an input's cleanups run when
+        /// the input ends.
+        ///
+        /// ```rhai
+        /// let done = false;
+        /// defer(|| if !done { caddy::switch("production", ["10.0.0.5:8080"]); });
+        /// caddy::weights("production", #{"10.0.0.5:8080": 90, "10.0.0.6:8080": 10});
+        /// sleep(60_000);                       // a stop here still puts traffic back
+        /// done = true;
+        /// ```
+        fn defer[cleanups](call, cleanup: FnPtr) -> () {
+            defer(&call, &cleanups, cleanup, Map::new())
+        }
+    );
+    function!(module,
+        /// `defer` with options: `name` (what the journal and the log call it; default: where it
+        /// was deferred, `runbooks/canary.rhai:12:5`), `timeout` (ms it may run, default 30000).
+        ///
+        /// ```rhai
+        /// defer(|| caddy::switch("production", ["10.0.0.5:8080"]),
+        ///       #{ name: "send production back to the baseline", timeout: 10_000 });
+        /// ```
+        fn defer[cleanups](call, cleanup: FnPtr, options: Map) -> () {
+            defer(&call, &cleanups, cleanup, options)
         }
     );
 }
@@ -120,4 +182,49 @@ fn read_line_unless(abandoned: &AtomicBool) -> std::io::Result<String> {
         }
     }
     Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+fn defer(
+    call: &NativeCallContext,
+    cleanups: &Cleanups,
+    closure: FnPtr,
+    options: Map,
+) -> HostResult<()> {
+    let options = Options::new("defer", options, &["name", "timeout"])?;
+    let timeout = options
+        .positive_millis("timeout")?
+        .unwrap_or(DEFAULT_CLEANUP_TIMEOUT);
+    // The closure is a script function of the runbook or module that defined it. The run ends
+    // outside of both, so keep what the call sees now: those functions and the imports
+    // (`import "bluegreen" as bg;`) the closure's body may name.
+    let arity = closure.curry().len();
+    let global = call.global_runtime_state();
+    if !global
+        .lib
+        .iter()
+        .any(|lib| lib.get_script_fn(closure.fn_name(), arity).is_some())
+    {
+        return Err(fail(format!(
+            "defer: {closure} is not a function of this script taking no arguments; pass a \
+             closure such as `|| caddy::switch(route, [baseline])`"
+        )));
+    }
+    let source = call.call_source().unwrap_or("<script>").to_string();
+    let position = call.call_position();
+    let at = match (position.line(), position.position()) {
+        (Some(line), Some(column)) => format!("{source}:{line}:{column}"),
+        _ => source.clone(),
+    };
+    let name = match options.string("name")? {
+        Some(name) => format!("`{name}` (deferred at {at})"),
+        None => format!("deferred at {at}"),
+    };
+    cleanups.borrow_mut().push(Cleanup {
+        closure,
+        global: global.clone(),
+        name,
+        source,
+        timeout,
+    });
+    Ok(())
 }

@@ -2,24 +2,28 @@
 //! and restores with the PostgreSQL client programs, run here against a URL or inside a container
 //! through the Docker exec API. Backups stream into a file that is whole or absent; restores are
 //! loaded beside the live database and swapped in only once they are complete and counted;
-//! retention keeps the newest backups by the naming convention of [`crate::pgbackups`].
+//! retention keeps the newest backups by the naming convention of [`crate::pg::backups`].
+//!
+//! Option maps are read into typed requests with the shared reader of [`super::options`]: an
+//! unknown key (a typo like `fromat`) or a value of the wrong type is an error naming the
+//! function, the key and what was expected, raised before anything runs. Passwords met there (a
+//! `password` option or one inside a URL) are registered for masking at once, before any message
+//! could show them.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{
-    HostResult, fail, fail_masked, function,
-    options::Options,
-    pg_requests::{dump_request, restore_request, target_of},
-};
+use super::{HostResult, fail, fail_masked, function, options::Options};
 use crate::{
     context::Context,
-    pgbackups, pgdump,
-    pgquery::{self, Readiness},
-    pgrestore::{self, RestoreRequest},
-    pgtarget::Target,
-    progress::Progress,
+    context::progress::Progress,
+    pg::backups,
+    pg::dump::{self, DEFAULT_GZIP_LEVEL, DumpRequest, Format},
+    pg::query::{self, Access, QueryError, Readiness},
+    pg::restore::{self, RestoreRequest, scratch_name},
+    pg::target::Target,
+    pg::value::Value,
 };
 
 /// How long cleaning up after an interrupted restore may take.
@@ -47,11 +51,19 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// Runs `sql` and returns its rows as maps of column name to value (numbers, strings,
         /// booleans, arrays, json as maps, timestamps as RFC 3339 text, bytea as blobs, NULL as
-        /// `()`). `target` is a URL or `#{url, password}`.
+        /// `()`). `target` is a URL, `#{url, password}`, or `#{container, db, user, password}`:
+        /// the server in that container, reached at the container's own address on its Docker
+        /// network (no port need be published; over TCP the server usually asks for the
+        /// password). In a `//! readonly` runbook and in a dry run it runs in a read-only
+        /// transaction: reads work, a statement that would write (`INSERT`, `UPDATE`, DDL,
+        /// `nextval`) is refused in a readonly runbook and only logged as `would pg::query …`
+        /// (returning no rows) in a dry run.
         ///
         /// ```rhai
         /// let rows = pg::query(db_url, "SELECT count(*) AS n FROM orders");
         /// log::info(`${rows[0].n} orders`);
+        /// let db = #{container: "deploy-postgres-1", db: "app", password: secret::get("POSTGRES_PASSWORD")};
+        /// print(pg::query(db, "SELECT version()")[0].version);
         /// ```
         fn query[context](call, target: Dynamic, sql: &str) -> Array {
             let target = target_of(&context, "pg::query", target)?;
@@ -125,7 +137,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let latest = pg::backups("backups", "app")[0];
         /// ```
         fn backups(call, dir: &str, db: &str) -> Array {
-            let backups = pgbackups::list(&PathBuf::from(dir), db).map_err(fail)?;
+            let backups = backups::list(&PathBuf::from(dir), db).map_err(fail)?;
             Ok(backups.into_iter().map(|b| b.path.display().to_string().into()).collect())
         }
     );
@@ -134,7 +146,7 @@ pub fn module(context: &Arc<Context>) -> Module {
 
 fn isready(context: &Context, target: &Target) -> HostResult<bool> {
     let docker = docker_for(context, target)?;
-    match context.block_on(pgquery::isready(target, docker.as_ref()))? {
+    match context.block_on(query::isready(target, docker.as_ref()))? {
         Ok(Readiness::Ready) => Ok(true),
         Ok(Readiness::NotReady(reason)) => {
             tracing::debug!("pg::isready {target}: {reason}");
@@ -147,16 +159,115 @@ fn isready(context: &Context, target: &Target) -> HostResult<bool> {
     }
 }
 
+/// A query changes nothing in a readonly runbook or a dry run: there it runs in a read-only
+/// transaction. A statement that would write is refused (readonly) or only described (dry run,
+/// returning no rows), as every other change is.
 fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> HostResult<Array> {
-    let rows = context
-        .block_on(pgquery::query(target, sql, params))?
-        .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?;
-    Ok(rows.into_iter().map(Dynamic::from_map).collect())
+    let run = context.run_info();
+    let dry_run = context.is_dry_run();
+    let access = if run.readonly || dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    // In a container: its server, reached at the container's own address (no port published).
+    let server = match target.container_name() {
+        None => target.clone(),
+        Some(_) => {
+            let docker = context.docker()?;
+            context
+                .block_on(query::in_container(target, &docker))?
+                .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?
+        }
+    };
+    let params = params.iter().map(text_param).collect();
+    let rows = match context.block_on(query::query(&server, sql, params, access))? {
+        Ok(rows) => rows,
+        Err(QueryError::Writes(reason)) if run.readonly => {
+            return Err(fail_masked(
+                context,
+                format!(
+                    "pg::query {target}: refused, `{}` is a readonly runbook (its header says \
+                     `//! readonly`) and may not change anything: {reason}",
+                    run.runbook
+                ),
+            ));
+        }
+        Err(QueryError::Writes(_)) => {
+            tracing::info!("would pg::query {target}: {}", one_line(sql));
+            return Ok(Array::new());
+        }
+        Err(error) => {
+            let hint = if target.container_name().is_some()
+                && target.password.is_none()
+                && error.to_string().contains("password")
+            {
+                format!(
+                    "; pg::query reaches the container's server at its address ({server}), \
+                     where it asks for a password: add `password: …` to the target"
+                )
+            } else {
+                String::new()
+            };
+            return Err(fail_masked(
+                context,
+                format!("pg::query {target}: {error}{hint}"),
+            ));
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let map: Map = row
+                .into_iter()
+                .map(|(column, value)| (column.into(), script_value(value)))
+                .collect();
+            Dynamic::from_map(map)
+        })
+        .collect())
+}
+
+/// A script value as a query parameter in text form, as psql would send it: `()` is NULL,
+/// blobs are `\x…` hex, arrays and maps JSON, anything else its display form.
+fn text_param(value: &Dynamic) -> Option<String> {
+    if value.is_unit() {
+        return None;
+    }
+    if let Some(blob) = value.read_lock::<rhai::Blob>() {
+        return Some(format!("\\x{}", crate::pg::dump::hex(&blob)));
+    }
+    if value.is_array() || value.is_map() {
+        return Some(serde_json::to_string(value).unwrap_or_else(|_| value.to_string()));
+    }
+    Some(value.to_string())
+}
+
+/// A result value as the closest script value: NULL is `()`, bytea a blob, json maps and arrays.
+fn script_value(value: Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => b.into(),
+        Value::Int(i) => i.into(),
+        Value::Float(f) => f.into(),
+        Value::Text(text) => text.into(),
+        Value::Bytes(bytes) => Dynamic::from_blob(bytes),
+        Value::Json(json) => rhai::serde::to_dynamic(json).unwrap_or(Dynamic::UNIT),
+        Value::Array(items) => items
+            .into_iter()
+            .map(script_value)
+            .collect::<Array>()
+            .into(),
+    }
+}
+
+/// SQL on one line, for a log line.
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn dump(context: &Context, options: Map) -> HostResult<Map> {
     let request = dump_request(context, options)?;
-    pgdump::check_directory(&request.to)
+    dump::check_directory(&request.to)
         .map_err(|e| fail_masked(context, format!("pg::dump: {e}")))?;
     let gzip = request.gzip.is_some();
     let detail = format!(
@@ -192,7 +303,7 @@ fn dump(context: &Context, options: Map) -> HostResult<Map> {
                 progress.set_message(&format!("pg_dump {detail}: {} MiB", bytes >> 20))
             };
             let dumped = context
-                .block_on(pgdump::dump(&request, docker.as_ref(), &mut report))?
+                .block_on(dump::dump(&request, docker.as_ref(), &mut report))?
                 .map_err(|e| fail_masked(context, format!("pg::dump {}: {e}", request.target)))?;
             tracing::info!(
                 "backup of {} written to {}: {} bytes in {} ms",
@@ -215,7 +326,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
     let request = restore_request(context, options)?;
     let database = request.target.database();
     // Reading the file (format, checksum) is no change: a dry run does it too.
-    let (kind, bytes) = pgrestore::inspect(&request.from, request.sha256.as_deref())
+    let (kind, bytes) = restore::inspect(&request.from, request.sha256.as_deref())
         .map_err(|e| fail_masked(context, format!("pg::restore: {e}")))?;
     let detail = format!(
         "{} ← {} ({}{})",
@@ -255,7 +366,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
         || {
             let docker = docker_for(context, &request.target)?;
             let _progress = Progress::spinner(context, &format!("restoring {detail}"));
-            let restoring = pgrestore::restore(&request, (kind, bytes), docker.as_ref());
+            let restoring = restore::restore(&request, kind, docker.as_ref());
             let restored = match context.block_on(restoring) {
                 Ok(result) => result.map_err(|e| {
                     fail_masked(context, format!("pg::restore {}: {e}", request.target))
@@ -297,7 +408,7 @@ fn restore(context: &Context, options: Map) -> HostResult<Map> {
 
 /// After an interrupted restore: drop the scratch database, if it got that far.
 fn cleanup(context: &Context, request: &RestoreRequest, docker: Option<&bollard::Docker>) {
-    let dropping = tokio::time::timeout(CLEANUP_LIMIT, pgrestore::drop_scratch(request, docker));
+    let dropping = tokio::time::timeout(CLEANUP_LIMIT, restore::drop_scratch(request, docker));
     let scratch = &request.scratch;
     match context.runtime().block_on(dropping) {
         Ok(Ok(())) => tracing::info!("restore interrupted; scratch database {scratch} dropped"),
@@ -323,7 +434,7 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
         }
         None => return Err(options.missing("keep", "how many backups to keep")),
     };
-    let (kept, deleted) = pgbackups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
+    let (kept, deleted) = backups::plan_prune(&dir, &db, keep).map_err(|e| options.error(e))?;
     let mut gone = Array::new();
     for backup in &deleted {
         let path = backup.path.display().to_string();
@@ -338,7 +449,7 @@ fn prune(context: &Context, options: Map) -> HostResult<Map> {
         )?;
         gone.push(path.into());
     }
-    let paths = |list: &[pgbackups::Backup]| -> Array {
+    let paths = |list: &[backups::Backup]| -> Array {
         list.iter()
             .map(|b| b.path.display().to_string().into())
             .collect()
@@ -357,7 +468,7 @@ fn warn_of_sessions(context: &Context, request: &RestoreRequest) -> HostResult<(
     }
     let docker = docker_for(context, &request.target)?;
     let sessions = context
-        .block_on(pgrestore::other_sessions(request, docker.as_ref()))?
+        .block_on(restore::other_sessions(request, docker.as_ref()))?
         .map_err(|e| fail_masked(context, format!("pg::restore {}: {e}", request.target)))?;
     if !sessions.is_empty() {
         tracing::warn!(
@@ -377,4 +488,166 @@ fn docker_for(context: &Context, target: &Target) -> HostResult<Option<bollard::
         .container_name()
         .map(|_| context.docker())
         .transpose()
+}
+
+/// The keys that say where the database is; every function that reaches one accepts them.
+const TARGET_KEYS: [&str; 6] = [
+    "url",
+    "password",
+    "container",
+    "db",
+    "user",
+    "connect_timeout",
+];
+
+/// The keys of a function that reaches a database: the target's and its own.
+fn keys(own: &[&'static str]) -> Vec<&'static str> {
+    [&TARGET_KEYS[..], own].concat()
+}
+
+/// The database these options name: `url` (with an optional `password`), or `container` with
+/// `db` and `user` (default `postgres`). Its password is registered for masking.
+fn target(options: &Options, context: &Context) -> HostResult<Target> {
+    let password = options.string("password")?;
+    if let Some(password) = &password {
+        context.secrets.add(password);
+    }
+    let url = options.string("url")?;
+    if let Some(url) = &url
+        && let Some(raw) = crate::pg::target::url_password_as_written(url)
+    {
+        context.secrets.add(raw);
+    }
+    let container = options.string("container")?;
+    let mut target = match (url, container) {
+        (Some(url), None) => {
+            if let Some(key) = ["db", "user"].into_iter().find(|k| options.has(k)) {
+                return Err(options.error(format!(
+                    "option `{key}` goes with `container`; with `url` the URL names the \
+                     database and user"
+                )));
+            }
+            Target::server(&url, password)
+        }
+        (None, Some(container)) => {
+            let db = options.required("db", "the database in the container")?;
+            let user = options.string("user")?.unwrap_or_else(|| "postgres".into());
+            Target::container(&container, &db, &user, password)
+        }
+        (Some(_), Some(_)) => {
+            return Err(options.error("give either `url` or `container`, not both"));
+        }
+        (None, None) => {
+            return Err(options.error(
+                "say where the database is: `url` (postgres://user@host:port/db) or \
+                 `container` with `db`",
+            ));
+        }
+    }
+    .map_err(|e| options.error(e))?;
+    for secret in target.secrets() {
+        context.secrets.add(&secret);
+    }
+    if let Some(timeout) = options.positive_millis("connect_timeout")? {
+        target.connect_timeout = timeout;
+    }
+    Ok(target)
+}
+
+/// A dump request from `pg::dump`'s options. `to` may name a directory: the file is then named by
+/// the backup convention (see [`crate::pg::backups`]).
+pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
+    let options = Options::new("pg::dump", map, &keys(&["to", "format", "gzip", "args"]))?;
+    let target = target(&options, context)?;
+    let format = match options.string("format")? {
+        None => Format::Plain,
+        Some(name) => Format::parse(&name)
+            .ok_or_else(|| options.error(format!("format {name:?} is not one of plain, custom")))?,
+    };
+    let to = options.required("to", "the backup file, or a directory")?;
+    let gzip = match options.value("gzip") {
+        None => (format == Format::Plain && to.ends_with(".gz")).then_some(DEFAULT_GZIP_LEVEL),
+        Some(value) => match (value.as_bool(), value.as_int()) {
+            (Ok(on), _) => on.then_some(DEFAULT_GZIP_LEVEL),
+            (_, Ok(level @ 1..=9)) => Some(level as u32),
+            _ => return Err(options.invalid("gzip", "true, false or a level 1–9", value)),
+        },
+    };
+    if to.ends_with('/') && !std::path::Path::new(&to).is_dir() {
+        return Err(options.error(format!("directory {to} does not exist")));
+    }
+    let mut to = PathBuf::from(to);
+    if to.is_dir() {
+        let name = backups::file_name(
+            &target.database(),
+            format,
+            gzip.is_some(),
+            jiff::Timestamp::now(),
+        )
+        .map_err(|e| options.error(e))?;
+        to.push(name);
+    }
+    Ok(DumpRequest {
+        target,
+        to,
+        format,
+        gzip,
+        extra_args: options.strings("args")?.unwrap_or_default(),
+    })
+}
+
+pub fn restore_request(context: &Context, map: Map) -> HostResult<RestoreRequest> {
+    let own = ["from", "sha256", "terminate_sessions", "maintenance_db"];
+    let options = Options::new("pg::restore", map, &keys(&own))?;
+    let target = target(&options, context)?;
+    let scratch = scratch_name(&target.database());
+    Ok(RestoreRequest {
+        from: options.required("from", "the dump file")?.into(),
+        sha256: options.string("sha256")?,
+        terminate_sessions: options.bool("terminate_sessions")?.unwrap_or(false),
+        maintenance_db: options
+            .string("maintenance_db")?
+            .unwrap_or_else(|| "postgres".into()),
+        scratch,
+        target,
+    })
+}
+
+/// A target from `pg::isready`/`pg::query`'s first argument: a URL, or a map of target options.
+pub fn target_of(context: &Context, function: &'static str, value: Dynamic) -> HostResult<Target> {
+    let map = if value.is_string() {
+        let mut map = Map::new();
+        map.insert("url".into(), value);
+        map
+    } else {
+        value.try_cast::<Map>().ok_or_else(|| {
+            fail(format!(
+                "{function}: the target is a URL string or a map such as #{{url: …}} or \
+                 #{{container: …, db: …}}"
+            ))
+        })?
+    };
+    target(&Options::new(function, map, &TARGET_KEYS)?, context)
+}
+
+#[cfg(test)]
+mod tests {
+    use rhai::Array;
+
+    use super::*;
+
+    #[test]
+    fn params_as_text() {
+        let text = |v: Dynamic| text_param(&v);
+        assert_eq!(text(Dynamic::UNIT), None);
+        assert_eq!(text(42_i64.into()), Some("42".into()));
+        assert_eq!(text(true.into()), Some("true".into()));
+        assert_eq!(text("x".into()), Some("x".into()));
+        assert_eq!(
+            text(Dynamic::from_blob(vec![1, 255])),
+            Some("\\x01ff".into())
+        );
+        let array: Array = vec![1_i64.into(), "a".into()];
+        assert_eq!(text(array.into()), Some(r#"[1,"a"]"#.into()));
+    }
 }

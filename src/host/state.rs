@@ -9,17 +9,10 @@ use std::sync::Arc;
 use rhai::{Dynamic, Module};
 
 use super::{
+    convert::{from_json, preview, to_json},
     fail, function,
-    json::{from_json, preview, to_json},
 };
-use crate::{context::Context, state::StateStore};
-
-impl Context {
-    /// The state files of this process's state directory.
-    pub fn state(&self) -> StateStore {
-        StateStore::new(&self.settings.state_dir)
-    }
-}
+use crate::context::Context;
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -66,7 +59,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// state::set_active("green");
         /// ```
         fn set_active[context](call, env: &str) -> () {
-            crate::state::check_environment(env).map_err(fail)?;
+            crate::journal::state::check_environment(env).map_err(fail)?;
             context.change("state::set_active", env, || (), || {
                 context.state().set_active(env).map_err(fail)
             })
@@ -108,7 +101,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// state::set("last_backup", #{ file: "db.dump", at: time::stamp() });
         /// ```
         fn set[context](call, key: &str, value: Dynamic) -> () {
-            crate::state::check_key(key).map_err(fail)?;
+            crate::journal::state::check_key(key).map_err(fail)?;
             let json = to_json(&value)?;
             let detail = format!("{key} = {}", preview(&json));
             context.change("state::set", &detail, || (), || {

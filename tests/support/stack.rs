@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use crate::test::{BIN, Test};
+use crate::{
+    support::load::{Group, Load, Method, Plan, Retry},
+    test::{BIN, Test},
+};
 
 /// The workspace root: images are built from it.
 fn workspace() -> PathBuf {
@@ -28,7 +31,7 @@ pub fn images() {
         let output = Command::new(BIN)
             .args(["--state-dir"])
             .arg(state.path())
-            .args(["-q", "images", "v1,v2"])
+            .args(["-q", "images", "v1,v2,v2-errors,v2-slow"])
             .current_dir(workspace())
             .output()
             .expect("cannot run cutover images");
@@ -136,6 +139,22 @@ impl Stack {
     /// What production answers at `/version`, through the proxy.
     pub fn version(&self) -> String {
         get(self.ports.proxy, "/version")
+    }
+
+    /// Keep-alive clients on the proxy, about 300 requests a second in all: browser-like GETs,
+    /// and GETs and POSTs that never retry, for at most `duration`.
+    pub fn load(&self, duration: Duration) -> Load {
+        Load::start(Plan {
+            target: format!("127.0.0.1:{}", self.ports.proxy).parse().unwrap(),
+            groups: vec![
+                Group::new("browser", Retry::Browser, Method::Get, 4, 50.0),
+                Group::new("never-retry GET", Retry::Never, Method::Get, 2, 25.0),
+                Group::new("never-retry POST", Retry::Never, Method::Post, 2, 25.0),
+            ],
+            duration,
+            max_requests: 1_000_000,
+            request_timeout: Duration::from_secs(10),
+        })
     }
 
     /// `.current-environment`, trimmed (empty when missing).

@@ -1,0 +1,262 @@
+//! What every host function can reach: the tokio runtime (through a handle, since scripts run on
+//! a plain thread and host calls `block_on` it), the cancellation flag, the dry-run switch, the
+//! secret registry and the settings. One `Context` per process, shared by `Arc`.
+
+mod env;
+mod journal;
+mod lock;
+pub(crate) mod logging;
+mod notify;
+pub(crate) mod progress;
+
+pub(crate) use journal::RunRecord;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex, OnceLock, RwLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rhai::{EvalAltResult, Position};
+
+use crate::{
+    cancel::{Cancel, StopReason},
+    compose::dotenv::EnvFile,
+    config::Settings,
+    redact::Redactor,
+};
+
+pub struct Context {
+    pub settings: Settings,
+    runtime: tokio::runtime::Handle,
+    pub cancel: Arc<Cancel>,
+    dry_run: AtomicBool,
+    pub secrets: Arc<Redactor>,
+    /// Variables loaded from `--env-file` and `env::load`, below the process environment.
+    pub env_files: Mutex<EnvFile>,
+    /// What `env::save` would have written, by file, in a dry run: later reads of those files
+    /// in the same run see it, so the plan shown is the plan a real run would follow.
+    pub dry_saves: Mutex<std::collections::HashMap<std::path::PathBuf, EnvFile>>,
+    /// Every change this process made, in order, for the summary printed when a run fails.
+    changes_made: Mutex<Vec<String>>,
+    /// What is running now: set by `cutover run` (and the REPL for each call).
+    run: RwLock<RunInfo>,
+    docker: OnceLock<bollard::Docker>,
+    /// One HTTP client (connection pool) for the whole process.
+    http: OnceLock<reqwest::Client>,
+    /// The run lock while this process holds it (see [`crate::journal::lock`]).
+    pub(crate) run_lock: Mutex<Weak<crate::journal::lock::Held>>,
+    /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
+    /// held until the call ends.
+    pub(crate) change_lock: Mutex<Option<lock::LockGuard>>,
+    /// Take the lock around each change instead of for a whole run (the REPL).
+    pub(crate) lock_each_change: AtomicBool,
+}
+
+/// The runbook being run, as the journal and the readonly guard need to know it.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub runbook: String,
+    pub args: Vec<String>,
+    /// The runbook's header says `//! readonly`: every change is refused.
+    pub readonly: bool,
+    /// What the journal files this run under (`promotion`, `rollback`, …): the header's
+    /// `//! kind: …`. Empty means the runbook's name.
+    pub kind: String,
+}
+
+impl Context {
+    pub fn new(
+        settings: Settings,
+        runtime: tokio::runtime::Handle,
+        secrets: Arc<Redactor>,
+    ) -> Context {
+        Context {
+            dry_run: AtomicBool::new(settings.dry_run),
+            settings,
+            runtime,
+            cancel: Arc::new(Cancel::default()),
+            secrets,
+            env_files: Mutex::new(EnvFile::default()),
+            dry_saves: Mutex::default(),
+            changes_made: Mutex::default(),
+            run: RwLock::new(RunInfo::default()),
+            docker: OnceLock::new(),
+            http: OnceLock::new(),
+            run_lock: Mutex::new(Weak::new()),
+            change_lock: Mutex::new(None),
+            lock_each_change: AtomicBool::new(false),
+        }
+    }
+
+    pub fn run_info(&self) -> RunInfo {
+        self.run.read().unwrap().clone()
+    }
+
+    pub fn set_run_info(&self, info: RunInfo) {
+        *self.run.write().unwrap() = info;
+    }
+
+    /// The Docker client, connected on first use (see [`crate::docker`]).
+    pub fn docker(&self) -> Result<bollard::Docker, Box<EvalAltResult>> {
+        if let Some(docker) = self.docker.get() {
+            return Ok(docker.clone());
+        }
+        let docker = self.block_on(crate::docker::connect())?.map_err(fail)?;
+        Ok(self.docker.get_or_init(|| docker).clone())
+    }
+
+    /// The HTTP client shared by every host call (connections are pooled and reused).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.get_or_init(http_client).clone()
+    }
+
+    /// The one gate for every call that changes the world (docker run/stop/remove, compose
+    /// up/down, caddy load/switch, state writes, pg restore, exec, http post). `action` names the
+    /// call (`docker::stop`) and `detail` its arguments, secrets masked by the log sink.
+    ///
+    /// * In a readonly run it fails: nothing is changed.
+    /// * In a dry run it logs `would ACTION DETAIL` and returns `dry()`, a plausible value.
+    /// * Otherwise it runs `apply` and records the change and its outcome in the journal.
+    pub fn change<T>(
+        &self,
+        action: &str,
+        detail: &str,
+        dry: impl FnOnce() -> T,
+        apply: impl FnOnce() -> Result<T, Box<EvalAltResult>>,
+    ) -> Result<T, Box<EvalAltResult>> {
+        let run = self.run_info();
+        if run.readonly {
+            return Err(fail(format!(
+                "{action} {detail}: refused, `{}` is a readonly runbook (its header says \
+                 `//! readonly`) and may not change anything",
+                run.runbook
+            )));
+        }
+        if self.is_dry_run() {
+            tracing::info!("would {action} {detail}");
+            return Ok(dry());
+        }
+        let _lock = self.lock_for_change().map_err(fail)?;
+        let started = Instant::now();
+        let result = apply();
+        self.record_change(
+            action,
+            detail,
+            result.as_ref().err().map(|e| e.to_string()),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// What a run that failed or was stopped leaves behind: each change it made, or that it
+    /// changed nothing, so an operator knows where things stand without reading the journal.
+    pub fn changes_summary(&self) -> String {
+        let changes = self.changes_made.lock().unwrap();
+        if changes.is_empty() {
+            return "This run changed nothing.".to_string();
+        }
+        let mut text = format!(
+            "This run made {} change(s) before it ended:\n",
+            changes.len()
+        );
+        for change in changes.iter() {
+            text.push_str(&format!("  - {change}\n"));
+        }
+        text.push_str("(`cutover history` has them; `cutover status` shows where things stand)");
+        text
+    }
+
+    /// Journals a deferred cleanup that ran (see [`crate::engine::Cleanup`]) like any change:
+    /// a `change` entry named `cleanup …` with its outcome and duration, and a line in the
+    /// change list of a failed run. Dry runs and readonly runs journal nothing, as for changes.
+    pub fn record_cleanup(&self, name: &str, error: Option<String>, took: Duration) {
+        if self.is_dry_run() || self.run_info().readonly {
+            return;
+        }
+        self.record_change("cleanup", name, error, took);
+    }
+
+    /// Journals one change as a `change` entry (secrets masked), so no runbook can forget to.
+    fn record_change(&self, action: &str, detail: &str, error: Option<String>, took: Duration) {
+        self.changes_made.lock().unwrap().push(match &error {
+            None => format!("{action} {detail}"),
+            Some(_) => format!("{action} {detail} (failed)"),
+        });
+        match &error {
+            None => tracing::debug!("changed: {action} {detail} ({} ms)", took.as_millis()),
+            Some(error) => tracing::debug!("change failed: {action} {detail}: {error}"),
+        }
+        let mut entry = self.journal_entry(
+            crate::journal::Event::Change,
+            format!("{action} {detail}").trim_end(),
+        );
+        entry.outcome = Some(if error.is_none() { "ok" } else { "failed" }.to_string());
+        entry.duration_ms = Some(took.as_millis() as u64);
+        entry.error = error;
+        let _ = self.journal_append(&entry);
+    }
+
+    /// The state files of this process's state directory.
+    pub fn state(&self) -> crate::journal::state::StateStore {
+        crate::journal::state::StateStore::new(&self.settings.state_dir)
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// True when calls that change the world must only say what they would do.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.load(Ordering::Relaxed)
+    }
+
+    pub fn set_dry_run(&self, on: bool) {
+        self.dry_run.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs `future` to completion from the script thread, or gives up as soon as the run is
+    /// stopped (Ctrl-C, SIGTERM, `--timeout`), returning the error that ends the script.
+    pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Box<EvalAltResult>> {
+        if let Some(reason) = self.cancel.reason() {
+            return Err(stopped(reason));
+        }
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = self.cancel.stopped() => Err(stopped(self.cancel.reason().unwrap_or(StopReason::Interrupted))),
+                output = future => Ok(output),
+            }
+        })
+    }
+}
+
+/// An error from a host function (or from the change gate every host function goes through).
+pub fn fail(message: impl std::fmt::Display) -> Box<EvalAltResult> {
+    message.to_string().into()
+}
+
+/// The error a host call returns when the run is stopped. It is an ordinary runtime error, so
+/// Rhai records the call chain and the message points at the blocked call. A `catch` cannot
+/// swallow the stop: the engine checks the flag again before the next operation and ends the
+/// script with `ErrorTerminated`, and every later host call fails at once.
+pub fn stopped(reason: StopReason) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        reason.describe().into(),
+        Position::NONE,
+    ))
+}
+
+/// A new HTTP client, as [`Context::http`] shares one. reqwest is built without a crypto
+/// provider; ring is installed here (a second install, as tests may do, is harmless).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}

@@ -1,0 +1,436 @@
+//! Builds the one `rhai::Engine` every runbook, stdlib module and REPL line runs in: host modules
+//! registered, `import` resolved from the stdlib search path, limits that keep a runaway script
+//! from taking the host down, `print` sent to stdout (the runbook's output) and `debug` to the
+//! log, and the cancellation flag checked between operations so Ctrl-C and `--timeout` stop even
+//! a tight `loop {}`.
+
+pub(crate) mod catalog;
+pub mod docs;
+pub(crate) mod error;
+pub(crate) mod hints;
+pub(crate) mod runbook;
+pub(crate) mod sources;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use rhai::{
+    AST, Dynamic, EvalAltResult, Module, ModuleResolver, NativeCallContext, ParseErrorType,
+    Position, Scope, Shared,
+};
+
+use crate::{
+    cancel::StopReason,
+    context::Context,
+    context::logging::SCRIPT_TARGET,
+    engine::catalog::{Catalog, Script},
+    engine::error::{Diagnostic, Failure},
+    engine::sources::SourceMap,
+    host::operator::Cleanups,
+};
+
+/// Deepest call chain a script may build (recursion guard).
+const MAX_CALL_LEVELS: usize = 96;
+/// Deepest expression nesting at top level and inside functions (Rhai's debug-build defaults
+/// are too low for ordinary nested loops and conditionals).
+const MAX_EXPR_DEPTHS: (usize, usize) = (128, 96);
+/// Largest string, array and map a script may build.
+const MAX_STRING_BYTES: usize = 64 << 20;
+const MAX_ARRAY_LEN: usize = 1 << 20;
+const MAX_MAP_LEN: usize = 1 << 18;
+
+/// The script engine with the catalogs it loads from and the sources it has seen.
+pub struct ScriptEngine {
+    pub rhai: rhai::Engine,
+    pub sources: SourceMap,
+    pub runbooks: Catalog,
+    pub stdlib: Catalog,
+    pub context: Arc<Context>,
+    /// What scripts registered with `defer`, to run when the run ends.
+    pub(crate) cleanups: Cleanups,
+}
+
+impl ScriptEngine {
+    pub fn new(context: Arc<Context>) -> ScriptEngine {
+        let settings = &context.settings;
+        let runbooks = Catalog::runbooks(settings.runbook_dirs.clone());
+        let stdlib = Catalog::stdlib(settings.stdlib_dirs.clone());
+        let sources = SourceMap::default();
+
+        let mut rhai = rhai::Engine::new();
+        rhai.set_max_call_levels(MAX_CALL_LEVELS)
+            .set_max_expr_depths(MAX_EXPR_DEPTHS.0, MAX_EXPR_DEPTHS.1)
+            .set_max_string_size(MAX_STRING_BYTES)
+            .set_max_array_size(MAX_ARRAY_LEN)
+            .set_max_map_size(MAX_MAP_LEN)
+            .set_strict_variables(true);
+
+        allow_keyword_names_after_namespace(&mut rhai);
+
+        let cancel = Arc::clone(&context.cancel);
+        rhai.on_progress(move |_| {
+            cancel
+                .reason()
+                .map(|reason| Dynamic::from(reason.describe()))
+        });
+        let secrets = Arc::clone(&context.secrets);
+        rhai.on_print(move |text| print_output(&secrets, text));
+        rhai.on_debug(|text, source, position| {
+            let at = source.map(|s| format!("{s}:{}", display_position(position)));
+            tracing::debug!(target: SCRIPT_TARGET, "{}{text}", at.map(|a| a + ": ").unwrap_or_default())
+        });
+
+        rhai.set_module_resolver(StdlibResolver {
+            catalog: stdlib.clone(),
+            runbooks: runbooks.clone(),
+            sources: sources.clone(),
+            cache: Mutex::default(),
+        });
+
+        let cleanups = Cleanups::default();
+        crate::host::register(&mut rhai, &context, &cleanups);
+
+        ScriptEngine {
+            rhai,
+            sources,
+            runbooks,
+            stdlib,
+            context,
+            cleanups,
+        }
+    }
+
+    /// Runs the cleanups deferred so far, last deferred first, and forgets them: at the end of a
+    /// run, whatever ended it. A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
+    /// for them, each bounded by its `timeout`; a Ctrl-C during one stops it and skips the rest,
+    /// and a second signal exits at once as always. Each is journaled like a change. Returns one
+    /// rendered error per cleanup that failed; the stop, if there was one, is restored after.
+    pub fn run_cleanups(&self) -> Vec<String> {
+        let cancel = &self.context.cancel;
+        let stopped = cancel.reason();
+        let mut errors = Vec::new();
+        // Taken whole: a `defer` inside a cleanup is not run (it could defer itself forever).
+        let mut pending = std::mem::take(&mut *self.cleanups.borrow_mut());
+        while let Some(cleanup) = pending.pop() {
+            if errors
+                .iter()
+                .any(|e: &String| e.ends_with(INTERRUPTED_CLEANUP))
+            {
+                tracing::warn!("interrupted: {} more cleanup(s) skipped", pending.len() + 1);
+                break;
+            }
+            cancel.resume();
+            cancel.stop_after(self.context.runtime(), cleanup.timeout);
+            match stopped {
+                Some(reason) => tracing::info!(
+                    "{}: running cleanup {} (up to {} ms)",
+                    reason.describe(),
+                    cleanup.name,
+                    cleanup.timeout.as_millis()
+                ),
+                None => tracing::info!("running cleanup {}", cleanup.name),
+            }
+            let started = Instant::now();
+            let call = NativeCallContext::new_with_all_fields(
+                &self.rhai,
+                cleanup.closure.fn_name(),
+                Some(cleanup.source.as_str()),
+                &cleanup.global,
+                Position::NONE,
+            );
+            let result = cleanup.closure.call_raw(&call, None, []);
+            let cut = cancel.reason();
+            cancel.resume();
+            // Why it failed, for the journal; the run's error says which cleanup too.
+            let why = result.err().map(|error| match cut {
+                Some(StopReason::TimedOut) => {
+                    format!("did not finish within {} ms", cleanup.timeout.as_millis())
+                }
+                Some(StopReason::Interrupted) => INTERRUPTED_CLEANUP.to_string(),
+                None => self.render(&cleanup.source, &error).trim_end().to_string(),
+            });
+            self.context
+                .record_cleanup(&cleanup.name, why.clone(), started.elapsed());
+            errors.extend(why.map(|why| format!("cleanup {} failed: {why}", cleanup.name)));
+        }
+        let nested = std::mem::take(&mut *self.cleanups.borrow_mut());
+        if !nested.is_empty() {
+            tracing::warn!(
+                "{} cleanup(s) deferred by a cleanup not run: defer before the run ends",
+                nested.len()
+            );
+        }
+        if let Some(reason) = stopped {
+            cancel.stop(reason);
+        }
+        errors
+    }
+
+    /// Compiles `script`, remembering its text for error snippets.
+    pub fn compile(&self, script: &Script) -> Result<AST, Diagnostic> {
+        self.sources
+            .insert(&script.display, Arc::clone(&script.text));
+        let mut ast = self.rhai.compile(&*script.text).map_err(|error| {
+            let mut diagnostic = Diagnostic::from_parse(&script.display, &error);
+            diagnostic.help = match error.err_type() {
+                ParseErrorType::ModuleUndefined(module) => {
+                    Some(hints::for_missing_module(module, &self.stdlib_names()))
+                }
+                ParseErrorType::VariableUndefined(name) => {
+                    hints::for_missing_variable(name, &script.text)
+                }
+                _ => None,
+            }
+            .map(Into::into);
+            diagnostic
+        })?;
+        ast.set_source(script.display.as_str());
+        Ok(ast)
+    }
+
+    /// Renders a run-time error raised while running code from `source`, secrets masked.
+    pub fn render(&self, source: &str, error: &EvalAltResult) -> String {
+        let mut diagnostic = Diagnostic::from_eval(source, error);
+        match Diagnostic::innermost(error) {
+            EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+                let (name, shape) = hints::call_shape(signature);
+                let functions = docs::functions(&self.rhai);
+                let overloads: Vec<String> = functions
+                    .iter()
+                    .filter(|f| f.path() == name)
+                    .map(|f| f.signature())
+                    .collect();
+                let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
+                diagnostic.message = format!("no function matches the call {shape}");
+                diagnostic.help =
+                    hints::for_missing_function(&name, &overloads, &paths).map(Into::into);
+            }
+            EvalAltResult::ErrorModuleNotFound(module, _) => {
+                diagnostic.help =
+                    Some(hints::for_missing_module(module, &self.stdlib_names()).into());
+            }
+            _ => {}
+        }
+        self.redact(&diagnostic.render(&self.sources))
+    }
+
+    /// What compiling cannot see but `cutover check` should: every `import` names a stdlib
+    /// module that exists, and every call of a host module's function (`docker::restart`)
+    /// names one that is registered. Calls through an imported module are left to run time.
+    pub fn check_names(&self, script: &Script, ast: &AST) -> Vec<Diagnostic> {
+        let functions = docs::functions(&self.rhai);
+        let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
+        let modules: std::collections::BTreeSet<String> =
+            functions.iter().filter_map(|f| f.module.clone()).collect();
+        let mut importable = self.stdlib_names();
+        if let Ok(runbooks) = self.runbooks.list() {
+            importable.extend(runbooks.into_iter().map(|s| s.name));
+        }
+        let stdlib = self.stdlib_names();
+        let mut found = Vec::new();
+        let at = |position: Position, message: String, help: Option<String>| Diagnostic {
+            message,
+            source: script.display.clone(),
+            location: error::Location::new(&script.display, position),
+            frames: Box::default(),
+            help: help.map(Into::into),
+        };
+        ast.walk(&mut |path: &[rhai::ASTNode]| {
+            match path.last() {
+                Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
+                    if let rhai::Expr::StringConstant(name, _) = &import.0
+                        && !importable.iter().any(|m| m == name.as_str())
+                    {
+                        found.push(at(
+                            *position,
+                            format!("no stdlib module or runbook named `{name}`"),
+                            Some(hints::for_missing_module(name, &stdlib)),
+                        ));
+                    }
+                }
+                Some(
+                    rhai::ASTNode::Expr(rhai::Expr::FnCall(call, position))
+                    | rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, position)),
+                ) => {
+                    let namespace = &call.namespace;
+                    if namespace.path.len() == 1 && modules.contains(namespace.root()) {
+                        let name = format!("{}::{}", namespace.root(), call.name);
+                        if !paths.contains(&name) {
+                            found.push(at(
+                                *position,
+                                format!("no function {name}"),
+                                hints::for_missing_function(&name, &[], &paths),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+        found
+    }
+
+    /// The stdlib's module names, for hints.
+    fn stdlib_names(&self) -> Vec<String> {
+        self.stdlib
+            .list()
+            .map(|scripts| scripts.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default()
+    }
+
+    /// The [`Failure`] a run-time error in code from `source` ends a call with: stopped (130 or
+    /// 124) when Ctrl-C, SIGTERM or `--timeout` caused it, otherwise a runbook failure (1).
+    pub fn failure(&self, source: &str, error: &EvalAltResult) -> Failure {
+        let message = self.render(source, error);
+        match self.context.cancel.reason() {
+            Some(reason) => Failure::Stopped {
+                message,
+                code: reason.exit_code(),
+            },
+            None => Failure::Runtime(message),
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        self.context.secrets.redact(text).into_owned()
+    }
+}
+
+/// `result` of a call, failed as well when its cleanups failed (their errors after its own).
+pub fn with_cleanup_errors<T>(
+    result: Result<T, Failure>,
+    errors: Vec<String>,
+) -> Result<T, Failure> {
+    if errors.is_empty() {
+        return result;
+    }
+    let mut text = errors.join("\n");
+    text.push('\n');
+    match result {
+        Ok(_) => Err(Failure::Runtime(text)),
+        Err(Failure::Runtime(message)) => Err(Failure::Runtime(joined(message, &text))),
+        Err(Failure::Stopped { message, code }) => Err(Failure::Stopped {
+            message: joined(message, &text),
+            code,
+        }),
+        Err(other) => {
+            tracing::error!("{}", text.trim_end());
+            Err(other)
+        }
+    }
+}
+
+fn joined(mut first: String, then: &str) -> String {
+    if !first.ends_with('\n') {
+        first.push('\n');
+    }
+    first.push_str(then);
+    first
+}
+
+/// How a cleanup stopped by Ctrl-C ends its error (the rest are then skipped).
+const INTERRUPTED_CLEANUP: &str = "interrupted (Ctrl-C or SIGTERM)";
+
+/// `print(x)`: the runbook's output (a table, a report, a result), one line on stdout with
+/// secrets masked, whatever `-q` or `--log-format` say; logs stay on stderr. Output that cannot be
+/// written (a closed pipe) is dropped: it never changes what the run does.
+fn print_output(secrets: &crate::redact::Redactor, text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(secrets.redact(text).as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+}
+
+/// Lets `log::debug(...)` and `caddy::switch(...)` parse. `debug` is reserved and `switch` a
+/// keyword in Rhai; either right after `::` is turned back into a plain name.
+#[allow(deprecated)] // `on_parse_token` is marked volatile, not deprecated.
+fn allow_keyword_names_after_namespace(rhai: &mut rhai::Engine) {
+    use std::cell::Cell;
+
+    use rhai::Token;
+    let after_namespace = Cell::new(false);
+    rhai.on_parse_token(move |token, _, _| {
+        let token = match token {
+            Token::Reserved(word) if after_namespace.get() && rhai::is_valid_identifier(&word) => {
+                Token::Identifier(word)
+            }
+            // `caddy::switch`: a keyword right after `::` is a function name too.
+            keyword
+                if after_namespace.get()
+                    && (keyword.is_standard_keyword() || matches!(keyword, Token::Switch)) =>
+            {
+                Token::Identifier(Box::new(keyword.literal_syntax().into()))
+            }
+            token => token,
+        };
+        after_namespace.set(matches!(token, Token::DoubleColon));
+        token
+    });
+}
+
+fn display_position(position: Position) -> String {
+    match (position.line(), position.position()) {
+        (Some(line), Some(column)) => format!("{line}:{column}"),
+        (Some(line), None) => line.to_string(),
+        _ => "?".to_string(),
+    }
+}
+
+/// Resolves `import "NAME"` through the stdlib catalog, then the runbooks (a runbook can use
+/// another's functions: `import "db-report" as report; report::main()`), compiling each module
+/// once per process.
+struct StdlibResolver {
+    catalog: Catalog,
+    runbooks: Catalog,
+    sources: SourceMap,
+    cache: Mutex<HashMap<String, Shared<Module>>>,
+}
+
+impl ModuleResolver for StdlibResolver {
+    fn resolve(
+        &self,
+        engine: &rhai::Engine,
+        _source: Option<&str>,
+        path: &str,
+        position: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        if let Some(module) = self.cache.lock().unwrap().get(path) {
+            return Ok(module.clone());
+        }
+        let script = self
+            .catalog
+            .find(path)
+            .or_else(|stdlib_error| self.runbooks.find(path).map_err(|_| stdlib_error))
+            .map_err(|error| EvalAltResult::ErrorRuntime(error.to_string().into(), position))?;
+        self.sources
+            .insert(&script.display, Arc::clone(&script.text));
+        let in_module = |error: Box<EvalAltResult>| {
+            Box::new(EvalAltResult::ErrorInModule(
+                script.display.clone(),
+                error,
+                position,
+            ))
+        };
+        let mut ast = engine.compile(&*script.text).map_err(|error| {
+            in_module(Box::new(EvalAltResult::ErrorParsing(
+                error.0.as_ref().clone(),
+                error.1,
+            )))
+        })?;
+        ast.set_source(script.display.as_str());
+        let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;
+        module.build_index();
+        let module: Shared<Module> = module.into();
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), module.clone());
+        Ok(module)
+    }
+}

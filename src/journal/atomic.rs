@@ -1,0 +1,215 @@
+//! Files that are whole or absent, never torn: written to a temporary file beside the target,
+//! fsynced, renamed over the target, and the directory fsynced, so a crash at any instant leaves
+//! the old content or the new. Used for `.current-environment`, state, backups, and the upstream
+//! files Caddy reads (several at once, renamed back to back).
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+/// A file being written in place of `target`. Dropped without [`AtomicFile::commit`], the
+/// temporary file is removed and `target` is untouched.
+pub struct AtomicFile {
+    target: PathBuf,
+    temp: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file beside `target` (same directory, so the rename is atomic)
+    /// with permission bits `mode` (e.g. 0o600 for backups).
+    pub fn create(target: &Path, mode: u32) -> io::Result<AtomicFile> {
+        let dir = parent(target);
+        let name = target.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a file path", target.display()),
+            )
+        })?;
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let temp = dir.join(format!(
+            ".{}.tmp-{}-{unique}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            temp,
+            file: Some(file),
+        })
+    }
+
+    /// The temporary file, to write into.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is present until commit")
+    }
+
+    /// Where the content goes until it is committed.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Flushes and fsyncs the content, renames it over the target and fsyncs the directory.
+    pub fn commit(mut self) -> io::Result<()> {
+        let dir = parent(&self.target).to_path_buf();
+        self.sync()?;
+        self.install()?;
+        File::open(dir)?.sync_all()
+    }
+
+    /// Renames the (synced) content over the target; the directory is left to the caller to
+    /// fsync. A failed rename removes the temporary file.
+    fn install(mut self) -> io::Result<()> {
+        drop(self.file.take());
+        std::fs::rename(&self.temp, &self.target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&self.temp);
+        })
+    }
+
+    /// Flushes and fsyncs the content.
+    fn sync(&mut self) -> io::Result<()> {
+        let file = self.file();
+        file.flush()?;
+        file.sync_all()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Replaces `target` with `content` atomically.
+pub fn write(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = AtomicFile::create(target, mode)?;
+    file.file().write_all(content)?;
+    file.commit()
+}
+
+/// Replaces several files, each atomically, with the renames back to back: every content is
+/// written and fsynced first, then the files are renamed into place in the order given (so they
+/// change within microseconds of each other, never out of order), then each directory is
+/// fsynced once. On an error, files renamed before it have their new content and the others
+/// their old one; none is ever torn.
+pub fn write_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
+    let mut pending = Vec::with_capacity(files.len());
+    for (target, content) in files {
+        let mut file = AtomicFile::create(target, mode)?;
+        file.file().write_all(content)?;
+        file.sync()?;
+        pending.push(file);
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in pending {
+        let dir = parent(&file.target).to_path_buf();
+        file.install()?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Removes temporary files of `target` left by processes that died mid-write (a `kill -9`
+/// between create and rename). Files of live processes are left alone: they may be mid-write.
+pub fn remove_abandoned(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(parent(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !crate::journal::identity::process_exists(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_replaces_and_drop_discards() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state");
+        write(&target, b"old", 0o644).unwrap();
+        let mut pending = AtomicFile::create(&target, 0o644).unwrap();
+        pending.file().write_all(b"half").unwrap();
+        drop(pending);
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+        write(&target, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn write_all_replaces_every_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write(&a, b"old", 0o644).unwrap();
+        write_all(&[(a.as_path(), b"new a"), (b.as_path(), b"new b")], 0o644).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // A file that cannot be created stops the batch before any rename: nothing changes.
+        let nowhere = dir.path().join("missing/c");
+        assert!(write_all(&[(a.as_path(), b"x"), (nowhere.as_path(), b"y")], 0o644).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn abandoned_temp_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state");
+        let dead = dir.path().join(".state.tmp-2147483646-5");
+        let mine = dir
+            .path()
+            .join(format!(".state.tmp-{}-5", std::process::id()));
+        std::fs::write(&dead, "x").unwrap();
+        std::fs::write(&mine, "x").unwrap();
+        remove_abandoned(&target);
+        assert!(!dead.exists());
+        assert!(mine.exists());
+    }
+}
