@@ -456,7 +456,9 @@ fn promotes_and_rollbacks_killed_at_random_moments_under_load_leave_nothing_unfl
             let repair = format!("'cutover promote {recorded}'");
             stack
                 .cutover(&["rollback", "--yes"])
-                .stderr_contains("cannot roll back: the proxy's production slots hold addresses of blue and green")
+                .stderr_contains(
+                    "cannot roll back: the proxy's production slots hold addresses of ",
+                )
                 .stderr_contains(&repair)
                 .status(1);
             stack.cutover(&["promote", &recorded]).success();
