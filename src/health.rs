@@ -135,22 +135,38 @@ pub async fn wait(
     let started = Instant::now();
     let deadline = started + timeout;
     let mut passed: Vec<Option<Outcome>> = vec![None; checks.len()];
+    // Each failing check's last real result: what an attempt found, not that an attempt cut
+    // short by the end of the wait ran out of time.
+    let mut last: Vec<Option<Outcome>> = vec![None; checks.len()];
     let mut pause = (interval / 8).max(Duration::from_millis(50)).min(interval);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let pending: Vec<usize> = (0..checks.len()).filter(|&i| passed[i].is_none()).collect();
-        let outcomes = join_all(pending.iter().map(|&i| {
-            let limit = checks[i].timeout.min(left).max(Duration::from_millis(1));
-            run_within(&checks[i], clients, limit)
-        }))
+        let limits: Vec<Duration> = pending
+            .iter()
+            .map(|&i| checks[i].timeout.min(left).max(Duration::from_millis(1)))
+            .collect();
+        let outcomes = join_all(
+            pending
+                .iter()
+                .zip(&limits)
+                .map(|(&i, &limit)| run_within(&checks[i], clients, limit)),
+        )
         .await;
         let mut failing = Vec::new();
-        for (i, outcome) in pending.into_iter().zip(outcomes) {
+        for ((i, outcome), limit) in pending.into_iter().zip(outcomes).zip(limits) {
             if outcome.ok {
                 passed[i] = Some(outcome);
-            } else {
-                failing.push(outcome);
+                continue;
             }
+            let cut_short =
+                limit < checks[i].timeout && u128::from(outcome.ms) >= limit.as_millis();
+            let outcome = match &last[i] {
+                Some(previous) if cut_short => previous.clone(),
+                _ => outcome,
+            };
+            last[i] = Some(outcome.clone());
+            failing.push(outcome);
         }
         if failing.is_empty() {
             return Ok(passed.into_iter().flatten().collect());
@@ -405,6 +421,62 @@ mod tests {
         assert_eq!(json_pointer("checks.db"), "/checks/db");
         assert_eq!(json_pointer("/checks/0"), "/checks/0");
         assert_eq!(json_pointer("a/b"), "/a~1b");
+    }
+
+    /// An HTTP server on loopback answering every request `503 unavailable`, after 200 ms.
+    async fn slow_503() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 1024];
+                    let _ = stream.read(&mut buffer).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 11\r\nconnection: close\r\n\r\nunavailable",
+                        )
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_times_out_names_each_checks_last_real_result() {
+        let addr = slow_503().await;
+        let checks = [Check {
+            name: "api".into(),
+            probe: Probe::Http(HttpProbe {
+                url: format!("http://{addr}/api/health"),
+                ..HttpProbe::default()
+            }),
+            timeout: DEFAULT_TIMEOUT,
+        }];
+        let clients = Clients {
+            http: Some(crate::context::http_client()),
+            docker: None,
+        };
+        // The last round starts as time runs out, with less time left than the answer takes:
+        // its attempt timing out is not what the check found.
+        let error = wait(
+            &checks,
+            &clients,
+            Duration::from_millis(500),
+            Duration::from_millis(100),
+            |_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("api: HTTP 503 (expected 2xx): unavailable"),
+            "{error}"
+        );
+        assert!(!error.contains("no answer within"), "{error}");
     }
 
     #[test]

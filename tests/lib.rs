@@ -29,6 +29,7 @@ mod notify;
 mod output;
 mod pg;
 mod pg_failures;
+mod proxy_truth;
 mod repl;
 mod secrets;
 mod stack;

@@ -22,7 +22,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The services a stack needs, or `None` (the test returns) when one is missing; then the
 /// turn of this test among the stack tests.
-fn turn() -> Option<MutexGuard<'static, ()>> {
+pub(crate) fn turn() -> Option<MutexGuard<'static, ()>> {
     for service in [Service::Docker, Service::Caddy, Service::Postgres] {
         if !support::require(service) {
             return None;
@@ -36,7 +36,7 @@ fn turn() -> Option<MutexGuard<'static, ()>> {
 }
 
 /// Keep-alive clients on the proxy: browser-like GETs, and GETs and POSTs that never retry.
-fn load_on(stack: &Stack) -> Load {
+pub(crate) fn load_on(stack: &Stack) -> Load {
     Load::start(Plan {
         target: format!("127.0.0.1:{}", stack.ports.proxy).parse().unwrap(),
         groups: vec![
@@ -51,7 +51,7 @@ fn load_on(stack: &Stack) -> Load {
 }
 
 /// `.current-environment` names `env`, and production answers its build `version`.
-fn assert_serving(stack: &Stack, env: &str, version: &str) {
+pub(crate) fn assert_serving(stack: &Stack, env: &str, version: &str) {
     assert_eq!(
         (stack.active().as_str(), stack.version().as_str()),
         (env, version)
@@ -227,7 +227,8 @@ fn a_build_that_never_gets_healthy_stops_before_promotion() {
         .env("GREEN_TAG", "broken")
         .env("TIMEOUT", "5")
         .stderr_contains("health::wait: ")
-        .stderr_contains("green-api-gateway#1")
+        .stderr_contains("green-api-gateway#1: running, ")
+        .stderr_lacks("no answer within 1 ms")
         .stderr_contains("This run made")
         .stderr_lacks("caddy::switch production")
         .status(1);

@@ -1,6 +1,7 @@
 //! `state::*`: what cutover remembers between runs. `state::active()` / `state::set_active(env)`
-//! read and write `.current-environment` (the old scripts' file); `state::get` / `state::set`
-//! any other key, kept in `cutover-state.json`. Both files live in the state directory and are
+//! read and write `.current-environment` (the old scripts' file), `state::active_record()` reads
+//! it with the time it was recorded; `state::get` / `state::set` any other key, kept in
+//! `cutover-state.json`. Both files live in the state directory and are
 //! replaced atomically; writes go through the change gate (dry run, readonly, journal).
 
 use std::sync::Arc;
@@ -27,8 +28,32 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
-        /// Records `env` as the active environment (`.current-environment`, written atomically).
-        /// Names are letters, digits, `_`, `-` and `.`. A dry run only says what it would write.
+        /// The active environment and since when it is recorded, `#{env, since}` (`since` in
+        /// RFC 3339 UTC: when `.current-environment` was written), or `()` when none was
+        /// recorded yet. Name and time are one record, written together by `state::set_active`.
+        ///
+        /// ```rhai
+        /// let active = state::active_record();
+        /// if active != () { print(`${active.env} since ${active.since}`); }
+        /// ```
+        fn active_record[context](call) -> Dynamic {
+            let Some(active) = context.state().active_record().map_err(fail)? else {
+                return Ok(Dynamic::UNIT);
+            };
+            let since = jiff::Timestamp::try_from(active.since)
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default();
+            let mut map = rhai::Map::new();
+            map.insert("env".into(), active.env.into());
+            map.insert("since".into(), since.into());
+            Ok(Dynamic::from_map(map))
+        }
+    );
+    function!(&mut module,
+        /// Records `env` as the active environment, since now: one atomic write of
+        /// `.current-environment` (the name; the write's time is the "since" of
+        /// `state::active_record`). Names are letters, digits, `_`, `-` and `.`. A dry run only
+        /// says what it would write.
         ///
         /// ```rhai
         /// state::set_active("green");

@@ -2,7 +2,11 @@
 //! `$CUTOVER_STATE_DIR`, default `deploy/`):
 //!
 //! * `.current-environment`: the active environment, the name and a newline, exactly as the old
-//!   bash scripts wrote and read it, so both can share a deployment during the cutover.
+//!   bash scripts wrote and read it, so both can share a deployment during the cutover. It is
+//!   the whole record of which environment is meant to serve: the moment it was written (its
+//!   modification time, set by the rename that replaces it) is when that environment became
+//!   active, so the name and its "since" are one record, changed by one write, and no crash can
+//!   leave a name beside the time of another.
 //! * `cutover-state.json`: every other key, one JSON object.
 //!
 //! Both are replaced atomically (temp file, fsync, rename, see [`crate::journal::atomic`]): a crash at any
@@ -10,8 +14,9 @@
 //! of the JSON object never loses another run's key.
 
 use std::{
-    io,
+    io::{self, Read},
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 use serde_json::{Map, Value};
@@ -39,6 +44,13 @@ pub enum StateError {
     },
 }
 
+/// The active environment as recorded: its name and when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub env: String,
+    pub since: SystemTime,
+}
+
 /// The state files of one state directory.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -62,10 +74,28 @@ impl StateStore {
 
     /// The active environment, or `None` when none was recorded yet.
     pub fn active(&self) -> Result<Option<String>, StateError> {
+        Ok(self.active_record()?.map(|active| active.env))
+    }
+
+    /// The active environment and when it was recorded, read together from one open file (so
+    /// a rename in between cannot pair one write's name with another's time), or `None`.
+    pub fn active_record(&self) -> Result<Option<Active>, StateError> {
         let path = self.active_path();
-        let Some(text) = read_if_exists(&path)? else {
-            return Ok(None);
+        let read_error = |source| StateError::Read {
+            path: path.clone(),
+            source,
         };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(read_error(source)),
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read_error)?;
+        let since = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(read_error)?;
         let name = text.trim();
         if name.is_empty() {
             return Ok(None);
@@ -74,10 +104,14 @@ impl StateStore {
             path: path.clone(),
             found: name.to_string(),
         })?;
-        Ok(Some(name.to_string()))
+        Ok(Some(Active {
+            env: name.to_string(),
+            since,
+        }))
     }
 
-    /// Records `env` as the active environment.
+    /// Records `env` as the active environment since now, in one atomic write of
+    /// `.current-environment` (its name and, by the write's own time, since when).
     pub fn set_active(&self, env: &str) -> Result<(), StateError> {
         check_environment(env)?;
         self.write(&self.active_path(), format!("{env}\n").as_bytes())
@@ -218,6 +252,13 @@ mod tests {
         );
         std::fs::write(dir.path().join(ACTIVE_FILE), "blue").unwrap();
         assert_eq!(store.active().unwrap().as_deref(), Some("blue"));
+        let before = store.active_record().unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.set_active("green").unwrap();
+        let after = store.active_record().unwrap().unwrap();
+        assert_eq!(after.env, "green");
+        assert!(after.since > before.since, "{after:?} {before:?}");
+        std::fs::write(dir.path().join(ACTIVE_FILE), "blue").unwrap();
         assert!(store.set_active("blue; rm -rf /").is_err());
         assert!(store.set_active("../x").is_err());
         assert_eq!(store.active().unwrap().as_deref(), Some("blue"));
