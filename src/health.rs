@@ -459,6 +459,7 @@ mod tests {
         let clients = Clients {
             http: Some(crate::context::http_client()),
             docker: None,
+            secrets: None,
         };
         // The last round starts as time runs out, with less time left than the answer takes:
         // its attempt timing out is not what the check found.
