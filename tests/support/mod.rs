@@ -171,13 +171,46 @@ fn docker_answers() -> bool {
     answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// The ports [`free_port`] and [`claim_port`] gave out in this process.
+static GIVEN_PORTS: Mutex<std::collections::BTreeSet<u16>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// Takes `port` (one after a [`free_port`], for a range) if nothing listens there and no
+/// other call of this process took it.
+pub fn claim_port(port: u16) -> bool {
+    let mut given = GIVEN_PORTS.lock().unwrap();
+    if given.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return false;
+    }
+    given.insert(port)
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now, and that no other call in this
+/// process was given. It is drawn below the kernel's ephemeral range: a port the kernel picks
+/// (port 0) is one it may hand next to an outgoing connection — the load generators open
+/// thousands — and a stack's container would then fail to publish it ("address already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(12_000));
+    let mut state = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 32;
+    let mut given = GIVEN_PORTS.lock().unwrap();
+    loop {
+        // xorshift: spread the draws, so tests side by side rarely try the same port.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let port = low + (state % u64::from(high - low)) as u16;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
 }
 
 /// A name unique to this test process and call, for containers, networks and projects, so

@@ -240,11 +240,7 @@ pub fn get(port: u16, path: &str) -> String {
 fn free_range(count: u16) -> u16 {
     loop {
         let first = super::free_port();
-        let all_free = (0..count).all(|i| {
-            first
-                .checked_add(i)
-                .is_some_and(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-        });
+        let all_free = (1..count).all(|i| first.checked_add(i).is_some_and(super::claim_port));
         if all_free {
             return first;
         }
