@@ -227,3 +227,19 @@ fn runaway_interpolation_is_a_clear_error_that_runs_nothing() {
         );
     }
 }
+
+/// A settings file that is there but malformed says what is wrong on which line, not that the
+/// settings are missing; a missing one says how to make it.
+#[test]
+fn the_stack_settings_name_their_bad_line_or_say_they_are_missing() {
+    Test::new()
+        .file("deploy/.env.blue-green", "BLUE_TAG=v1\nGREEN_TAG=\"v2\n")
+        .args(["status"])
+        .stderr_contains("deploy/.env.blue-green:2: unterminated \"quoted value")
+        .stderr_lacks("settings are missing")
+        .status(1);
+    Test::new()
+        .args(["status"])
+        .stderr_contains("deploy/.env.blue-green: the stack's settings are missing. Copy deploy/.env.blue-green.example")
+        .status(1);
+}
