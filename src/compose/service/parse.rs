@@ -672,7 +672,10 @@ mod tests {
     use super::*;
     use crate::compose::tree::parse;
 
-    fn read(text: &str, dialect: Dialect) -> (Result<Service, SpecError>, Vec<SpecError>) {
+    pub(super) fn read(
+        text: &str,
+        dialect: Dialect,
+    ) -> (Result<Service, SpecError>, Vec<SpecError>) {
         let tree = parse(text, "c.yaml").unwrap();
         let mut warnings = Vec::new();
         let lookup = |name: &str| (name == "FROM_ENV").then(|| "yes".to_string());
@@ -749,20 +752,10 @@ mod tests {
 #[cfg(test)]
 mod compat_tests {
     use super::*;
-    use crate::compose::tree::parse;
 
+    /// A compose file's service, read as the first test module reads one.
     fn read(text: &str) -> (Result<Service, SpecError>, Vec<SpecError>) {
-        let tree = parse(text, "c.yaml").unwrap();
-        let mut warnings = Vec::new();
-        let lookup = |name: &str| (name == "FROM_ENV").then(|| "yes".to_string());
-        let mut reader = Reader {
-            dialect: Dialect::ComposeFile,
-            base_dir: Path::new("/stack"),
-            lookup: &lookup,
-            warnings: &mut warnings,
-        };
-        let service = service(&tree, "", &mut reader);
-        (service, warnings)
+        super::tests::read(text, Dialect::ComposeFile)
     }
 
     #[test]
