@@ -1150,27 +1150,9 @@ fn pull_policy_always_pulls_on_every_up_and_follows_the_new_image() {
     }
     let mut cleanup = Cleanup::new("always");
     let project = cleanup.project("always");
-    let port = support::free_port();
+    let registry = support::docker::Registry::start();
+    let port = registry.port;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let registry = support::KillOnDrop(
-        std::process::Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    support::wait_listening(port, std::time::Duration::from_secs(10), "the registry");
     let reference = format!("127.0.0.1:{port}/cutover-demo:{}", cleanup.id);
     cleanup.image(&reference);
     docker(&["tag", &demo_image(), &reference]);

@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     support::{
-        self, KillOnDrop, Service,
+        self, Service,
         docker::{Cleanup, demo_image, docker, http_get, inspect},
     },
     test::Test,
@@ -290,27 +290,8 @@ fn pull_from_a_local_registry() {
         return;
     }
     let mut cleanup = Cleanup::new("pull");
-    let port = support::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let registry = KillOnDrop(
-        std::process::Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    support::wait_listening(port, Duration::from_secs(10), "the registry");
+    let registry = support::docker::Registry::start();
+    let port = registry.port;
     let reference = format!("127.0.0.1:{port}/cutover-demo:{}", cleanup.id);
     cleanup.image(&reference);
     docker(&["tag", &demo_image(), &reference]);

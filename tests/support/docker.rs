@@ -169,3 +169,42 @@ pub fn http_get(port: u16, path: &str) -> String {
         get,
     )
 }
+
+/// A Docker registry of this test's own (Debian's `docker-registry`) on a free port of
+/// 127.0.0.1, storing in a temporary directory; stopped when dropped.
+pub struct Registry {
+    pub port: u16,
+    _process: super::KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let port = super::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let process = super::KillOnDrop(
+            Command::new("/usr/bin/docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        super::wait_listening(port, Duration::from_secs(10), "the registry");
+        Registry {
+            port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+}
