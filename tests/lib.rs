@@ -22,6 +22,7 @@ mod errors;
 mod exec;
 mod health;
 mod http;
+mod https;
 mod journal;
 mod lock;
 mod maintenance;

@@ -131,6 +131,21 @@ impl Stack {
         self.dir.path()
     }
 
+    /// Sets `name=value` in the stack's settings file, replacing the line that sets it or
+    /// adding one.
+    pub fn set(&self, name: &str, value: &str) {
+        let path = self.path().join("deploy/.env.blue-green");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let prefix = format!("{name}=");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|line| !line.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{name}={value}"));
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
     /// `cutover ARGS` in the stack's directory.
     pub fn cutover(&self, args: &[&str]) -> Test {
         Test::within(Arc::clone(&self.dir)).args(args.iter().copied())
