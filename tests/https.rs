@@ -65,16 +65,18 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
     stack.cutover(&["prepare", "green", "v2"]).success();
     stack.cutover(&["prepare", "staging", "v2-slow"]).success();
 
-    let ca: serde_json::Value =
-        serde_json::from_str(&support::stack::get(stack.ports.admin, "/pki/ca/local")).unwrap();
-    let root = reqwest::Certificate::from_pem(
-        ca["root_certificate"]
-            .as_str()
-            .expect("Caddy's admin API names its root")
-            .as_bytes(),
-    )
-    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // As a user would: `curl http://127.0.0.1:2019/pki/ca/local` (the admin API wants the port
+    // in the Host header).
+    let url = format!("http://127.0.0.1:{}/pki/ca/local", stack.ports.admin);
+    let answer =
+        runtime.block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });
+    let ca: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let Some(pem) = ca["root_certificate"].as_str() else {
+        panic!("Caddy's admin API names no root: {answer}")
+    };
+    let root = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
     let plain = client(&root, &[https_port, http_port], false);
 
     runtime.block_on(async {
@@ -132,14 +134,15 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
                                     Ok(r) => Err(format!("{protocol}: HTTP {}", r.status())),
                                     Err(e) => Err(format!("{protocol}: {e:?}")),
                                 };
-                                let mut seen = seen.lock().unwrap();
-                                match outcome {
-                                    Ok((version, body)) => {
-                                        *seen.answers.entry((version, body)).or_default() += 1;
+                                {
+                                    let mut seen = seen.lock().unwrap();
+                                    match outcome {
+                                        Ok((version, body)) => {
+                                            *seen.answers.entry((version, body)).or_default() += 1;
+                                        }
+                                        Err(failure) => seen.failures.push(failure),
                                     }
-                                    Err(failure) => seen.failures.push(failure),
                                 }
-                                drop(seen);
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
                         }));
@@ -178,6 +181,9 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
     }
     runtime.block_on(async {
         let url = format!("https://app.{DOMAIN}:{https_port}/version");
-        assert_eq!(plain.get(&url).send().await.unwrap().text().await.unwrap(), "v2");
+        assert_eq!(
+            plain.get(&url).send().await.unwrap().text().await.unwrap(),
+            "v2"
+        );
     });
 }
