@@ -11,12 +11,21 @@ pub async fn post(
     body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<(), String> {
-    let sending = http.post(url).json(body).timeout(timeout).send();
-    match sending.await {
+    send(http.post(url).json(body), timeout, "NOTIFY_TIMEOUT").await
+}
+
+/// Sends `request`, waiting at most `timeout` (the setting `timeout_setting` names, for the
+/// message). A non-2xx answer is an error naming it; a failure, its innermost cause.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    timeout_setting: &str,
+) -> Result<(), String> {
+    match request.timeout(timeout).send().await {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("answered HTTP {}", response.status().as_u16())),
         Err(error) if error.is_timeout() => Err(format!(
-            "no answer within {} s (NOTIFY_TIMEOUT)",
+            "no answer within {} s ({timeout_setting})",
             timeout.as_secs_f64()
         )),
         Err(error) => {

@@ -84,5 +84,6 @@ impl<'a> RunRecord<'a> {
         let _ = self.context.journal_append(&entry);
         self.context
             .notify_finish(outcome, error, self.started.elapsed());
+        self.context.report_finish(outcome, self.started.elapsed());
     }
 }

@@ -8,6 +8,7 @@ mod lock;
 pub(crate) mod logging;
 mod notify;
 pub(crate) mod progress;
+mod report;
 
 pub(crate) use journal::RunRecord;
 

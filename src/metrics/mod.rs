@@ -7,9 +7,12 @@
 //! request with the upstream it chose and what that upstream answered (`deploy/caddy/caddy.json`
 //! appends `route`, `upstream` and `upstream_status` to every access-log entry), so a build that
 //! answers 500, answers late or refuses connections shows up whatever it exports itself.
+//!
+//! The other way round, [`push`] reports cutover's own runs to Prometheus (a Pushgateway).
 
 pub(crate) mod access_log;
 pub(crate) mod prometheus;
+pub(crate) mod push;
 
 use std::path::PathBuf;
 
