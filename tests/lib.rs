@@ -26,6 +26,7 @@ mod https;
 mod journal;
 mod lock;
 mod maintenance;
+mod monitoring;
 mod notify;
 mod output;
 mod pg;

