@@ -29,12 +29,8 @@ fn get_json(url: &str) -> Value {
 }
 
 /// The result vector of PromQL `query`, as (labels, value) pairs.
-fn query(prometheus: &PrometheusProcess, promql: &str) -> Vec<(Value, f64)> {
-    let url = format!(
-        "{}/api/v1/query?query={}",
-        prometheus.url(),
-        percent_encode(promql)
-    );
+fn query(prometheus: &str, promql: &str) -> Vec<(Value, f64)> {
+    let url = format!("{prometheus}/api/v1/query?query={}", percent_encode(promql));
     let answer = get_json(&url);
     assert_eq!(answer["status"], "success", "{promql}: {answer}");
     answer["data"]["result"]
@@ -61,7 +57,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// Waits (up to 30 s) until `promql` answers exactly one series with `value`.
-fn wait_value(prometheus: &PrometheusProcess, promql: &str, value: f64) -> Value {
+fn wait_value(prometheus: &str, promql: &str, value: f64) -> Value {
     let mut last = Vec::new();
     for _ in 0..120 {
         last = query(prometheus, promql);
@@ -75,12 +71,10 @@ fn wait_value(prometheus: &PrometheusProcess, promql: &str, value: f64) -> Value
     panic!("{promql} never answered {value}: {last:?}");
 }
 
-/// The shipped config with this test's ports, a one-second scrape and the stack's targets.
-fn prometheus_for(stack: &Stack, pushgateway: &PushgatewayProcess) -> PrometheusProcess {
-    let dir = tempfile::Builder::new()
-        .prefix("cutover-prometheus-")
-        .tempdir()
-        .unwrap();
+/// The shipped Prometheus config with `stack`'s Caddy admin port, the Pushgateway's port and a
+/// one-second scrape, written to `dir` (with the alert rules beside it); `targets` is where the
+/// gateways' targets are read.
+fn write_config(dir: &Path, stack: &Stack, pushgateway_port: u16, targets: &str) {
     let shipped = workspace().join("deploy/prometheus");
     let config = std::fs::read_to_string(shipped.join("prometheus.yml"))
         .unwrap()
@@ -89,16 +83,24 @@ fn prometheus_for(stack: &Stack, pushgateway: &PushgatewayProcess) -> Prometheus
             "127.0.0.1:2019",
             &format!("127.0.0.1:{}", stack.ports.admin),
         )
-        .replace("127.0.0.1:9091", &format!("127.0.0.1:{}", pushgateway.port))
-        .replace(
-            "targets/*.json",
-            &format!(
-                "{}/deploy/prometheus/targets/*.json",
-                stack.path().display()
-            ),
-        );
-    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    std::fs::copy(shipped.join("alerts.yml"), dir.path().join("alerts.yml")).unwrap();
+        .replace("127.0.0.1:9091", &format!("127.0.0.1:{pushgateway_port}"))
+        .replace("targets/*.json", targets);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    std::fs::copy(shipped.join("alerts.yml"), dir.join("alerts.yml")).unwrap();
+}
+
+/// A Prometheus process on the shipped config, reading `stack`'s targets.
+fn prometheus_for(stack: &Stack, pushgateway: &PushgatewayProcess) -> PrometheusProcess {
+    let dir = tempfile::Builder::new()
+        .prefix("cutover-prometheus-")
+        .tempdir()
+        .unwrap();
+    let targets = format!(
+        "{}/deploy/prometheus/targets/*.json",
+        stack.path().display()
+    );
+    write_config(dir.path(), stack, pushgateway.port, &targets);
     PrometheusProcess::run_in(dir)
 }
 
@@ -121,7 +123,8 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
     stack.cutover(&["prepare", "blue", "v1"]).success();
     stack.cutover(&["promote", "blue"]).success();
     stack.cutover(&["prepare", "green", "v2"]).success();
-    let prometheus = prometheus_for(&stack, &pushgateway);
+    let process = prometheus_for(&stack, &pushgateway);
+    let prometheus = &process.url();
 
     // A deploy (green on v2 promoted), then one that fails (blue on a build that is not there).
     stack.cutover(&["deploy", "blue-only"]).success();
@@ -132,33 +135,33 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
     assert_eq!(stack.version(), "v2", "the failed deploy moved nothing");
 
     wait_value(
-        &prometheus,
+        prometheus,
         r#"cutover_last_run_success{job="cutover",kind="deployment"}"#,
         0.0,
     );
     let outcome = wait_value(
-        &prometheus,
+        prometheus,
         r#"cutover_last_run_outcome{job="cutover",kind="deployment"}"#,
         1.0,
     );
     assert_eq!(outcome["outcome"], "failed");
     wait_value(
-        &prometheus,
+        prometheus,
         r#"cutover_last_run_success{job="cutover",kind="promotion"}"#,
         1.0,
     );
     wait_value(
-        &prometheus,
+        prometheus,
         r#"cutover_active_environment{job="cutover_stack",environment="green"}"#,
         1.0,
     );
     wait_value(
-        &prometheus,
+        prometheus,
         r#"cutover_canary_in_progress{job="cutover_stack"}"#,
         0.0,
     );
     let duration = query(
-        &prometheus,
+        prometheus,
         r#"cutover_last_run_duration_seconds{kind="deployment"}"#,
     );
     assert!(
@@ -166,7 +169,7 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
         "{duration:?}"
     );
     let promoted = query(
-        &prometheus,
+        prometheus,
         "time() - cutover_last_promotion_timestamp_seconds",
     );
     assert!(
@@ -176,16 +179,16 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
 
     // Every environment's gateway, with its environment and tag; Caddy.
     wait_value(
-        &prometheus,
+        prometheus,
         r#"up{job="gateway",environment="blue",tag="v1"}"#,
         1.0,
     );
     wait_value(
-        &prometheus,
+        prometheus,
         r#"up{job="gateway",environment="green",tag="v2"}"#,
         1.0,
     );
-    wait_value(&prometheus, r#"up{job="caddy"}"#, 1.0);
+    wait_value(prometheus, r#"up{job="caddy"}"#, 1.0);
 
     // Traffic, so the dashboard's rates have something to say.
     let load = stack.load(Duration::from_secs(10));
@@ -193,15 +196,12 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
     let report = load.stop();
     assert!(report.groups.iter().all(|g| g.failures() == 0));
     wait_value(
-        &prometheus,
+        prometheus,
         r#"sum(increase(demo_requests_total{job="gateway",environment="green"}[1m])) > bool 100"#,
         1.0,
     );
 
-    let names = get_json(&format!(
-        "{}/api/v1/label/__name__/values",
-        prometheus.url()
-    ));
+    let names = get_json(&format!("{prometheus}/api/v1/label/__name__/values"));
     let names: Vec<&str> = names["data"]
         .as_array()
         .unwrap()
@@ -229,7 +229,7 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
         }
         let promql = expr.replace("$__rate_interval", "1m");
         assert!(
-            !query(&prometheus, &promql).is_empty(),
+            !query(prometheus, &promql).is_empty(),
             "the dashboard's {expr:?} answers nothing"
         );
     }
@@ -247,6 +247,61 @@ fn metric_names(expr: &str) -> Vec<String> {
         }
     }
     names
+}
+
+#[test]
+fn with_monitoring_on_the_stack_runs_its_own_prometheus_and_pushgateway_and_teardown_removes_them()
+{
+    for service in [
+        Service::Docker,
+        Service::Caddy,
+        Service::Postgres,
+        Service::Prometheus,
+        Service::Pushgateway,
+    ] {
+        if !support::require(service) {
+            return;
+        }
+    }
+    let stack = Stack::new("promstack");
+    let (prometheus_port, pushgateway_port) = (support::free_port(), support::free_port());
+    write_config(
+        &stack.path().join("deploy/prometheus"),
+        &stack,
+        pushgateway_port,
+        "targets/*.json",
+    );
+    stack.set("MONITORING", "1");
+    stack.set("PROMETHEUS_PORT", &prometheus_port.to_string());
+    stack.set("PUSHGATEWAY_PORT", &pushgateway_port.to_string());
+    stack.set(
+        "PUSHGATEWAY_URL",
+        &format!("http://127.0.0.1:{pushgateway_port}"),
+    );
+    stack.cutover(&["prepare", "blue", "v1"]).success();
+    stack.cutover(&["promote", "blue"]).success();
+    let prometheus = &format!("http://127.0.0.1:{prometheus_port}");
+    wait_value(
+        prometheus,
+        r#"up{job="gateway",environment="blue",tag="v1"}"#,
+        1.0,
+    );
+    wait_value(prometheus, r#"up{job="caddy"}"#, 1.0);
+    wait_value(
+        prometheus,
+        r#"cutover_last_run_success{job="cutover",kind="promotion"}"#,
+        1.0,
+    );
+    stack.cutover(&["teardown", "volumes", "--yes"]).success();
+    let left = stack.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", stack.name),
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(left.trim(), "", "teardown left containers");
 }
 
 #[test]
