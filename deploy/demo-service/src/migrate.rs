@@ -53,7 +53,11 @@ pub fn run(args: &[String]) -> i32 {
     match migrate(&url, wanted, sql) {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("migrate: {error}");
+            // The server's own words (`relation "x" does not exist`), not just "db error".
+            match error.as_db_error() {
+                Some(db) => eprintln!("migrate: {}: {}", db.severity(), db.message()),
+                None => eprintln!("migrate: {error}"),
+            }
             1
         }
     }
