@@ -126,6 +126,8 @@ impl Stack {
             ),
             ("STAGING_PORTS", format!("{0}-{0}", free_range(1))),
             ("TIMEOUT", "60".to_string()),
+            // No release phase unless a test asks for one (tests/releases.rs does).
+            ("MIGRATE_COMMAND", String::new()),
         ];
         let mut overrides: Vec<(&str, String)> = overrides.into();
         overrides.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
