@@ -32,6 +32,7 @@ mod output;
 mod pg;
 mod pg_failures;
 mod proxy_truth;
+mod releases;
 mod repl;
 mod secrets;
 mod stack;

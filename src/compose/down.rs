@@ -137,6 +137,8 @@ pub struct Status {
     pub health: String,
     pub id: String,
     pub image: String,
+    /// The id of the image it runs (`sha256:…`): what a release records of each service.
+    pub image_id: String,
     /// Its ports, published or not.
     pub ports: Vec<containers::Port>,
 }
@@ -168,6 +170,7 @@ pub async fn ps(docker: &Docker, project: &str) -> Result<Vec<Status>, EngineErr
             health,
             id: summary.id.unwrap_or_default(),
             image: summary.image.unwrap_or_default(),
+            image_id: summary.image_id.unwrap_or_default(),
             ports,
         });
     }

@@ -103,7 +103,8 @@ pub fn module(context: &Arc<Context>) -> Module {
     );
     function!(&mut module,
         /// The project's containers, by service and replica number: maps `#{name, service,
-        /// number, state, status, health, id, image, ports}`, each of `ports` a map
+        /// number, state, status, health, id, image, image_id, ports}` (`image_id`: the
+        /// `sha256:…` id of the image it runs), each of `ports` a map
         /// `#{host_ip, host_port, container_port, protocol}` (`host_port` is `()` when the port
         /// is not published).
         ///

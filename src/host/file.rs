@@ -1,6 +1,6 @@
 //! `file::*`: files from a runbook — a report's input, a marker's age, a switch the proxy reads
-//! (maintenance mode). Reading changes nothing, so `read`, `exists` and `stat` work in readonly
-//! runbooks and dry runs (where `exec::run(["cat", …])` is refused, rightly: it runs a program).
+//! (maintenance mode). Reading changes nothing, so `read`, `exists`, `stat` and `sha256` work
+//! in readonly runbooks and dry runs (where `exec::run(["cat", …])` is refused, rightly: it runs a program).
 //! `write` is a change: replaced whole and atomically, refused in a readonly runbook, only
 //! described in a dry run, journaled.
 
@@ -89,6 +89,20 @@ pub fn module(context: &Arc<Context>) -> Module {
             map.insert("age_ms".into(), (jiff::Timestamp::now().as_millisecond() - modified).into());
             map.insert("is_dir".into(), meta.is_dir().into());
             Ok(map)
+        }
+    );
+    function!(&mut module,
+        /// The SHA-256 of the file at `path`, lowercase hex, read through in chunks (any size,
+        /// flat memory): checks a backup against the checksum recorded when it was written. A
+        /// missing or unreadable file is an error naming it.
+        ///
+        /// ```rhai
+        /// let backup = pg::dump(#{container: "deploy-postgres-1", db: "app", to: "backups/"});
+        /// if file::sha256(backup.path) != backup.sha256 { throw `${backup.path} does not read back as written`; }
+        /// ```
+        fn sha256(call, path: &str) -> String {
+            crate::pg::dump::sha256_file(Path::new(path))
+                .map_err(|e| fail(format!("file::sha256 {path}: {e}")))
         }
     );
     module

@@ -43,6 +43,26 @@ pub fn images() {
     });
 }
 
+/// Builds the demo service's image as `repo:TAG` for each of `tags` (`cutover images` with
+/// `DEMO_IMAGE`), and Caddy's and PostgreSQL's: tests that need the demo as this checkout
+/// builds it, under a name no other checkout's test run retags.
+pub fn images_named(repo: &str, tags: &[&str]) {
+    let state = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["--state-dir"])
+        .arg(state.path())
+        .args(["-q", "images", &tags.join(",")])
+        .env("DEMO_IMAGE", repo)
+        .current_dir(workspace())
+        .output()
+        .expect("cannot run cutover images");
+    assert!(
+        output.status.success(),
+        "cutover images failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Ports of a stack, all on 127.0.0.1.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -64,6 +84,12 @@ impl Stack {
     /// own. Nothing runs yet.
     pub fn new(prefix: &str) -> Stack {
         images();
+        Stack::with(prefix, &[])
+    }
+
+    /// A stack directory as [`Stack::new`] makes it, with `settings` set besides (replacing the
+    /// demo's value of each, or added); its images must have been built.
+    pub fn with(prefix: &str, settings: &[(&str, &str)]) -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("cutover-stack-")
             .tempdir()
@@ -100,15 +126,25 @@ impl Stack {
             ),
             ("STAGING_PORTS", format!("{0}-{0}", free_range(1))),
             ("TIMEOUT", "60".to_string()),
+            // No release phase unless a test asks for one (tests/releases.rs does).
+            ("MIGRATE_COMMAND", String::new()),
         ];
-        let mut settings = String::new();
+        let mut overrides: Vec<(&str, String)> = overrides.into();
+        overrides.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
+        let mut text = String::new();
         for line in template.lines() {
             let key = line.split('=').next().unwrap_or("");
-            match overrides.iter().find(|(name, _)| *name == key) {
-                Some((name, value)) => settings.push_str(&format!("{name}={value}\n")),
-                None => settings.push_str(&format!("{line}\n")),
+            match overrides.iter().rev().find(|(name, _)| *name == key) {
+                Some((name, value)) => text.push_str(&format!("{name}={value}\n")),
+                None => text.push_str(&format!("{line}\n")),
             }
         }
+        for (name, value) in settings {
+            if !template.lines().any(|l| l.split('=').next() == Some(*name)) {
+                text.push_str(&format!("{name}={value}\n"));
+            }
+        }
+        let settings = text;
         let settings_path = dir.path().join("deploy/.env.blue-green");
         std::fs::write(settings_path, settings).unwrap();
         Stack {

@@ -23,6 +23,9 @@
 //! `demo-service env` prints its environment, one `NAME=value` a line. `demo-service load URL
 //! RATE SECONDS` sends GET URL about RATE times a second for SECONDS on kept-alive connections
 //! and prints how many answers were 2xx: the demo's traffic while a canary judges a build.
+//! `demo-service migrate` is the demo's migration tool (see `migrate.rs`).
+
+mod migrate;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -147,6 +150,7 @@ fn main() {
     }
     match args.get(1).map(String::as_str) {
         Some("write") => std::process::exit(write(&args[2..])),
+        Some("migrate") => std::process::exit(migrate::run(&args[2..])),
         Some("load") => std::process::exit(load(&args[2..])),
         Some("env") => {
             for (name, value) in std::env::vars() {
