@@ -117,6 +117,23 @@ fn promote_continues_a_paused_canary_and_rollback_aborts_one_from_another_termin
     assert!(status.stdout.contains("ACTIVE since "), "{}", status.stdout);
     assert!(!status.stdout.contains("DISAGREE"), "{}", status.stdout);
     assert!(!status.stderr.contains("DISAGREE"), "{}", status.stderr);
+    // The same for scripts.
+    let json = stack.cutover(&["status", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(report["production"]["serving"], "blue", "{report:#}");
+    assert_eq!(report["production"]["agree"], true, "{report:#}");
+    assert_eq!(report["canary"]["env"], "green", "{report:#}");
+    assert_eq!(report["canary"]["percent"], 10, "{report:#}");
+    assert_eq!(report["canary"]["paused"], true, "{report:#}");
+    let gateway = report["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["env"] == "green" && r["service"] == "green-api-gateway#1")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(gateway["cpu_percent"].is_number(), "{gateway}");
+    assert!(gateway["memory_bytes"].as_u64().unwrap() > 0, "{gateway}");
+    assert_eq!(gateway["traffic"], "CANARY 10 % (step 2 of 4, paused)");
 
     // Still paused a while later: the pause waits for an operator, not for a clock.
     std::thread::sleep(Duration::from_secs(3));
@@ -243,6 +260,26 @@ fn promote_continues_a_paused_canary_and_rollback_aborts_one_from_another_termin
     let status = stack.cutover(&["status"]).success();
     assert!(!status.stdout.contains("canary"), "{}", status.stdout);
     assert!(!status.stdout.contains("DISAGREE"), "{}", status.stdout);
+    // A record that disagrees with the proxy is said loudly, first, in both forms.
+    std::fs::write(stack.path().join("deploy/.current-environment"), "blue\n").unwrap();
+    let status = stack.cutover(&["status"]).success();
+    assert!(
+        status
+            .stdout
+            .starts_with("WARNING: THE PROXY AND THE RECORD DISAGREE: the proxy serves green"),
+        "{}",
+        status.stdout
+    );
+    let json = stack.cutover(&["status", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(report["production"]["agree"], false, "{report:#}");
+    assert_eq!(report["production"]["serving"], "green", "{report:#}");
+    assert_eq!(report["production"]["recorded"], "blue", "{report:#}");
+    assert!(
+        json.stderr.contains("THE PROXY AND THE RECORD DISAGREE"),
+        "{}",
+        json.stderr
+    );
     // The request files are gone once answered.
     let requests = stack.path().join("deploy/cutover-requests");
     assert_eq!(

@@ -475,7 +475,12 @@ async fn usage_of(docker: &bollard::Docker, names: Vec<String>) -> HostResult<Ma
     let infos =
         futures_util::future::join_all(names.iter().map(|n| containers::inspect(docker, n))).await;
     for (name, info) in names.iter().zip(infos) {
-        if !info.map_err(fail)?.state.and_then(|s| s.running).unwrap_or(false) {
+        if !info
+            .map_err(fail)?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false)
+        {
             return Err(fail(format!(
                 "docker::stats: container {name} is not running"
             )));
