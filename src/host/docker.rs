@@ -219,8 +219,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
-        /// Resource use of a running container, measured over about a second as `docker stats`
-        /// does: `#{cpu_percent, memory_used, memory_limit, memory_percent, pids}` (bytes).
+        /// Resource use of a running container: `#{cpu_percent, memory_used, memory_limit,
+        /// memory_percent, pids}` (bytes), CPU measured between two samples 250 ms apart.
         ///
         /// ```rhai
         /// let s = docker::stats("api");
@@ -228,11 +228,12 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// ```
         fn stats[context](call, name: &str) -> Map {
             let docker = context.docker()?;
-            context.block_on(usage_of(&docker, name.to_string()))?
+            let mut all = context.block_on(usage_of(&docker, vec![name.to_string()]))??;
+            Ok(all.remove(name).map(|u| u.cast::<Map>()).unwrap_or_default())
         }
     );
     function!(&mut module,
-        /// The resource use of several running containers, measured together (in the second
+        /// The resource use of several running containers, measured together (in the 250 ms
         /// one takes): a map from each name to its `stats`.
         ///
         /// ```rhai
@@ -242,14 +243,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn stats[context](call, names: Array) -> Map {
             let names: Vec<String> = names.into_iter().map(|n| n.to_string()).collect();
             let docker = context.docker()?;
-            let measured = context.block_on(futures_util::future::join_all(
-                names.iter().map(|n| usage_of(&docker, n.clone())),
-            ))?;
-            let mut all = Map::new();
-            for (name, usage) in names.into_iter().zip(measured) {
-                all.insert(name.into(), usage?.into());
-            }
-            Ok(all)
+            context.block_on(usage_of(&docker, names))?
         }
     );
     register_images(&mut module, context);
@@ -476,16 +470,28 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
     }
 }
 
-/// `docker::stats` of one container, which must be running.
-async fn usage_of(docker: &bollard::Docker, name: String) -> HostResult<Map> {
-    let info = containers::inspect(docker, &name).await.map_err(fail)?;
-    if !info.state.and_then(|s| s.running).unwrap_or(false) {
-        return Err(fail(format!(
-            "docker::stats: container {name} is not running"
-        )));
+/// `docker::stats` of containers that must all be running: a map from each name to its usage.
+async fn usage_of(docker: &bollard::Docker, names: Vec<String>) -> HostResult<Map> {
+    let infos =
+        futures_util::future::join_all(names.iter().map(|n| containers::inspect(docker, n))).await;
+    for (name, info) in names.iter().zip(infos) {
+        if !info
+            .map_err(fail)?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false)
+        {
+            return Err(fail(format!(
+                "docker::stats: container {name} is not running"
+            )));
+        }
     }
-    let usage = containers::usage(docker, &name).await.map_err(fail)?;
-    Ok(to_dynamic(usage)?.cast::<Map>())
+    let measured = containers::usage_of_all(docker, &names, containers::CPU_WINDOW).await;
+    let mut all = Map::new();
+    for (name, usage) in names.into_iter().zip(measured) {
+        all.insert(name.into(), to_dynamic(usage.map_err(fail)?)?);
+    }
+    Ok(all)
 }
 
 /// The image and network half of `docker::*`: `image_exists`, `pull` and `build` with progress

@@ -20,6 +20,7 @@ pub(crate) mod file;
 pub(crate) mod fmt;
 pub(crate) mod health;
 pub(crate) mod http;
+pub(crate) mod lock;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod operator;
@@ -126,6 +127,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator
     engine.register_static_module("env", env::module(context).into());
     engine.register_static_module("state", state::module(context).into());
     engine.register_static_module("audit", audit::module(context).into());
+    engine.register_static_module("lock", lock::module(context).into());
     engine.register_static_module("secret", secret::module(context).into());
     engine.register_static_module("exec", exec::module(context).into());
     engine.register_static_module("http", http::module(context).into());

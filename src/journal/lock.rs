@@ -43,6 +43,10 @@ pub struct Holder {
     pub actor: Actor,
     /// RFC 3339 UTC: when it took the lock.
     pub since: String,
+    /// The runbooks whose runs it takes requests from while it holds the lock (see
+    /// [`super::requests`]): a second run of one of them leaves a request instead of waiting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepts: Vec<String>,
 }
 
 impl Holder {
@@ -51,6 +55,7 @@ impl Holder {
         Holder {
             actor,
             since: super::now(),
+            accepts: Vec::new(),
         }
     }
 
@@ -111,6 +116,27 @@ pub enum LockError {
 /// A lock this process holds. Its file keeps the lock; closing it releases.
 pub struct Held {
     file: File,
+    /// What the file says of this holder.
+    holder: std::sync::Mutex<Holder>,
+}
+
+impl Held {
+    /// Says in the lock file that this holder takes requests from runs of `runbooks` (none:
+    /// it takes none).
+    pub fn accept(&self, runbooks: Vec<String>) -> io::Result<()> {
+        let mut holder = self.holder.lock().unwrap();
+        holder.accepts = runbooks;
+        write_holder(&self.file, &holder)
+    }
+}
+
+/// Replaces the lock file's content with `holder`. Not fsynced: the kernel holds the lock; the
+/// name is for people, and a machine that crashes takes every holder with it.
+fn write_holder(file: &File, holder: &Holder) -> io::Result<()> {
+    let text = serde_json::to_string(holder)? + "\n";
+    // Written whole first, then cut: a reader never sees an empty file while the lock is held.
+    file.write_all_at(text.as_bytes(), 0)?;
+    file.set_len(text.len() as u64)
 }
 
 impl Drop for Held {
@@ -219,11 +245,7 @@ fn try_lock(path: &Path) -> io::Result<Option<File>> {
 fn take(me: &Holder, mut file: File) -> io::Result<Taken> {
     let mut previous = String::new();
     file.read_to_string(&mut previous)?;
-    let text = serde_json::to_string(me)? + "\n";
-    // Not fsynced: the kernel holds the lock; the name is for people, and a machine that
-    // crashes takes every holder with it.
-    file.set_len(0)?;
-    file.write_all_at(text.as_bytes(), 0)?;
+    write_holder(&file, me)?;
     let mut takeover = None;
     if !previous.trim().is_empty() {
         let previous: Option<Holder> = serde_json::from_str(previous.trim()).ok();
@@ -239,7 +261,10 @@ fn take(me: &Holder, mut file: File) -> io::Result<Taken> {
         takeover = Some(message);
     }
     Ok(Taken {
-        held: Held { file },
+        held: Held {
+            file,
+            holder: std::sync::Mutex::new(me.clone()),
+        },
         takeover,
     })
 }

@@ -14,6 +14,7 @@
 pub(crate) mod atomic;
 pub(crate) mod identity;
 pub(crate) mod lock;
+pub(crate) mod requests;
 pub(crate) mod state;
 pub(crate) mod table;
 
