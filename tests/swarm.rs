@@ -4,7 +4,7 @@
 
 use std::{process::Command, time::Duration};
 
-use crate::support::{self, Service, swarm::Swarm};
+use crate::support::{self, Service, stack::Stack, swarm::Swarm};
 
 /// The fixture itself: three engines, one swarm, distinct hostnames, and a `dnsrr` service
 /// publishing its port in `mode: host` answers on every node's own address from this machine
@@ -114,4 +114,219 @@ pub fn get(addr: &str, path: &str) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
         .unwrap_or_default()
+}
+
+/// A demo stack whose environments run on a swarm of its own (one manager, two workers):
+/// `CUTOVER_ORCHESTRATOR=swarm`, the manager as `CUTOVER_SWARM_HOST`; the proxy and the
+/// database stay on this machine. The stack is torn down before the swarm (field order).
+struct SwarmStack {
+    stack: Stack,
+    swarm: Swarm,
+}
+
+/// The swarm stack, or `None` when a service it needs is missing; with the stack tests' turn.
+fn swarm_stack(prefix: &str) -> Option<(std::sync::MutexGuard<'static, ()>, SwarmStack)> {
+    if !support::require(Service::Swarm) {
+        return None;
+    }
+    let turn = crate::stack::turn()?;
+    support::stack::images();
+    let swarm = Swarm::start(2, &["cutover-demo:v1", "cutover-demo:v2"]);
+    let stack = Stack::new(prefix);
+    let settings = stack.path().join("deploy/.env.blue-green");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!(
+        "CUTOVER_ORCHESTRATOR=swarm\nCUTOVER_SWARM_HOST={}\n",
+        swarm.manager().host()
+    ));
+    std::fs::write(&settings, text).unwrap();
+    Some((turn, SwarmStack { stack, swarm }))
+}
+
+impl SwarmStack {
+    /// The nodes `env`'s gateway tasks run on, sorted.
+    fn gateway_nodes(&self, env: &str) -> Vec<String> {
+        let service = format!("{}_{env}-api-gateway", self.stack.name);
+        let out = self.swarm.docker(
+            0,
+            &[
+                "service",
+                "ps",
+                &service,
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}}",
+            ],
+        );
+        let mut nodes: Vec<String> = out.lines().map(str::to_string).collect();
+        nodes.sort();
+        nodes
+    }
+}
+
+fn assert_no_failures(report: &crate::support::load::Report) {
+    for group in ["browser", "never-retry GET", "never-retry POST"] {
+        let seen = report.group(group);
+        assert!(seen.requests > 50, "{}", report.describe());
+        assert_eq!(seen.failures(), 0, "{}", report.describe());
+    }
+}
+
+/// Deploy, promote and roll back with the gateway's replicas on every node, load running
+/// through every switch: no request fails, whether the client retries like a browser or never;
+/// `status` shows each task's node and the nodes table; keys Swarm ignores are warned about
+/// with their line.
+#[test]
+fn deploy_promote_and_rollback_on_a_three_node_swarm_fail_no_request() {
+    let Some((_turn, s)) = swarm_stack("swarm-life") else {
+        return;
+    };
+    let stack = &s.stack;
+    stack
+        .cutover(&["prepare", "blue", "v1"])
+        .stderr_contains("created swarm service")
+        .stderr_contains("docker-compose.blue-green.yml:")
+        .stderr_contains("depends_on: Swarm ignores it")
+        .success();
+    stack
+        .cutover(&["scale", "blue-api-gateway", "3"])
+        .stdout_contains("blue-api-gateway: 3 replicas")
+        .success();
+    assert_eq!(s.gateway_nodes("blue"), ["manager", "worker-1", "worker-2"]);
+    stack
+        .cutover(&["promote", "blue"])
+        .stdout_contains("production: none -> blue (v1)")
+        .success();
+    assert_eq!(stack.version(), "v1");
+
+    let load = stack.load(Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    stack.cutover(&["prepare", "green", "v2"]).success();
+    stack
+        .cutover(&["scale", "green-api-gateway", "3"])
+        .success();
+    assert_eq!(
+        s.gateway_nodes("green"),
+        ["manager", "worker-1", "worker-2"]
+    );
+    stack
+        .cutover(&["promote", "green"])
+        .stdout_contains("production: blue -> green (v2)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
+    stack
+        .cutover(&["rollback", "--yes"])
+        .stdout_contains("rolled back: production green -> blue (v1)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    assert_no_failures(&report);
+
+    let status = stack.cutover(&["status"]).success();
+    for expected in [
+        "NODE",
+        "blue-api-gateway#3",
+        "ACTIVE since",
+        "standby",
+        "AVAILABILITY",
+        "manager (leader)",
+        "worker-2",
+    ] {
+        assert!(
+            status.stdout.contains(expected),
+            "no {expected:?} in:\n{}",
+            status.stdout
+        );
+    }
+    // Production dials every node the active colour runs on, on the node's own address.
+    for node in &s.swarm.nodes {
+        assert!(
+            status
+                .stdout
+                .contains(&format!("{}:{}", node.addr, stack.ports.blue)),
+            "production does not dial {}:\n{}",
+            node.name,
+            status.stdout
+        );
+    }
+}
+
+/// A colour whose tasks no node can take (a placement constraint none meets) is refused as
+/// unhealthy, with Swarm's reason, and production stays where it was.
+#[test]
+fn an_unplaceable_colour_is_refused_naming_why_and_traffic_stays() {
+    let Some((_turn, s)) = swarm_stack("swarm-place") else {
+        return;
+    };
+    let stack = &s.stack;
+    stack.cutover(&["prepare", "blue", "v1"]).success();
+    stack.cutover(&["promote", "blue"]).success();
+    let compose = stack.path().join("deploy/docker-compose.blue-green.yml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    let green = text.find("  green-api-gateway:").unwrap();
+    let at = green
+        + text[green..]
+            .find("    deploy: *api-gateway-limits")
+            .unwrap();
+    let constrained = format!(
+        "{}    deploy:\n      resources: {{ limits: {{ memory: 512M }} }}\n      placement: {{ constraints: [\"node.labels.zone == mars\"] }}{}",
+        &text[..at],
+        &text[at + "    deploy: *api-gateway-limits".len()..]
+    );
+    std::fs::write(&compose, constrained).unwrap();
+    stack
+        .cutover(&["prepare", "green", "v2"])
+        .stderr_contains("green is not healthy on the swarm")
+        .stderr_contains("cannot be placed")
+        .stderr_contains("no suitable node")
+        .status(1);
+    stack
+        .cutover(&["promote", "green"])
+        .stderr_contains("no suitable node")
+        .status(1);
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("blue", "v1")
+    );
+}
+
+/// Draining a node under load: its tasks move to the free node, the proxy stops sending there
+/// first and takes in the new task after, and no request fails.
+#[test]
+fn draining_a_node_under_load_moves_its_tasks_and_fails_no_request() {
+    let Some((_turn, s)) = swarm_stack("swarm-drain") else {
+        return;
+    };
+    let stack = &s.stack;
+    stack.cutover(&["prepare", "blue", "v1"]).success();
+    stack.cutover(&["scale", "blue-api-gateway", "2"]).success();
+    stack.cutover(&["promote", "blue"]).success();
+    let before = s.gateway_nodes("blue");
+    assert_eq!(before.len(), 2, "{before:?}");
+    let drained = before[0].clone();
+    let load = stack.load(Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    stack
+        .cutover(&["swarm", "drain", &drained])
+        .stdout_contains(&format!("node {drained} is drained"))
+        .success();
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    assert_no_failures(&report);
+    let after = s.gateway_nodes("blue");
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(!after.contains(&drained), "{drained} still runs {after:?}");
+    stack
+        .cutover(&["swarm", "nodes"])
+        .stdout_contains("drain")
+        .success();
+    assert_eq!(stack.version(), "v1");
 }

@@ -30,7 +30,10 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
         let value = &entry.value;
         match entry.key.as_str() {
             "image" => image = Some(value.str(&at)?),
-            "container_name" => service.container_name = Some(value.str(&at)?),
+            "container_name" => {
+                service.container_name = Some(value.str(&at)?);
+                reader.swarm_ignores(entry, path, "a task is named SERVICE.SLOT.ID");
+            }
             "name" if run => service.container_name = Some(value.str(&at)?),
             "command" => service.command = command(value, &at)?,
             "entrypoint" => service.entrypoint = command(value, &at)?,
@@ -46,6 +49,17 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
             "ports" => {
                 for (i, item) in value.seq(&at)?.iter().enumerate() {
                     service.ports.extend(ports(item, &format!("{at}[{i}]"))?);
+                }
+                if service
+                    .ports
+                    .iter()
+                    .any(|p| p.published_end.is_some() || p.host_ip.is_some())
+                {
+                    reader.swarm_ignores(
+                        entry,
+                        path,
+                        "a host address or port range; the first port is published in mode host on every node's address",
+                    );
                 }
             }
             "expose" => {
@@ -68,7 +82,14 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
                         .push(mount(item, &format!("{at}[{i}]"), reader)?);
                 }
             }
-            "depends_on" if !run => service.depends_on = depends_on(value, &at, reader)?,
+            "depends_on" if !run => {
+                service.depends_on = depends_on(value, &at, reader)?;
+                reader.swarm_ignores(
+                    entry,
+                    path,
+                    "services start in any order, whatever the condition",
+                );
+            }
             "healthcheck" => service.healthcheck = healthcheck(value, &at, reader)?,
             "labels" => {
                 for (name, text) in value.pairs(&at)? {
@@ -392,6 +413,54 @@ fn deploy(
                     }
                 }
             }
+            "placement" if reader.dialect != Dialect::Run => {
+                for setting in entry.value.map(&at)? {
+                    let setting_at = join(&at, &setting.key);
+                    match setting.key.as_str() {
+                        "constraints" => {
+                            service.deploy.placement.constraints =
+                                setting.value.strings(&setting_at)?
+                        }
+                        _ => reader.unsupported(setting, &at)?,
+                    }
+                }
+            }
+            "update_config" if reader.dialect != Dialect::Run => {
+                let update = &mut service.deploy.update_config;
+                for setting in entry.value.map(&at)? {
+                    let setting_at = join(&at, &setting.key);
+                    let value = &setting.value;
+                    match setting.key.as_str() {
+                        "parallelism" => update.parallelism = Some(value.int(&setting_at)?),
+                        "delay" => {
+                            update.delay = Some(super::syntax::duration(value, &setting_at)?)
+                        }
+                        "monitor" => {
+                            update.monitor = Some(super::syntax::duration(value, &setting_at)?)
+                        }
+                        "order" | "failure_action" => {
+                            let text = value.str(&setting_at)?;
+                            let allowed: &[&str] = if setting.key == "order" {
+                                &["start-first", "stop-first"]
+                            } else {
+                                &["pause", "continue", "rollback"]
+                            };
+                            if !allowed.contains(&text.as_str()) {
+                                return Err(value.error(
+                                    &setting_at,
+                                    format!("{text:?}: expected {}", allowed.join(" or ")),
+                                ));
+                            }
+                            if setting.key == "order" {
+                                update.order = Some(text);
+                            } else {
+                                update.failure_action = Some(text);
+                            }
+                        }
+                        _ => reader.unsupported(setting, &at)?,
+                    }
+                }
+            }
             _ => reader.unsupported(entry, path)?,
         }
     }
@@ -684,6 +753,7 @@ mod tests {
             base_dir: Path::new("/stack"),
             lookup: &lookup,
             warnings: &mut warnings,
+            swarm_ignored: Vec::new(),
         };
         let service = service(&tree, "", &mut reader);
         (service, warnings)
@@ -900,6 +970,7 @@ mod key_list_tests {
                 base_dir: Path::new("/stack"),
                 lookup: &lookup,
                 warnings: &mut warnings,
+                swarm_ignored: Vec::new(),
             };
             let _ = service(&tree, "", &mut reader);
             assert!(warnings.is_empty(), "{key}: {warnings:?}");
