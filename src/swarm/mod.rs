@@ -651,8 +651,8 @@ fn unconverged(service: &ServiceInfo, tasks: &[TaskInfo]) -> Option<String> {
 }
 
 /// Waits until each of `names` (compose services of `project`; all when empty) has its desired
-/// replicas running, at most `timeout`. A task Swarm cannot place ("no suitable node") fails it
-/// at once; otherwise the error names each service that did not converge and why.
+/// replicas running, at most `timeout`. A task whose placement constraints no node meets fails
+/// it at once (a node short of a free port or memory may free it, so that waits); otherwise the error names each service that did not converge and why.
 pub async fn converge(
     docker: &Docker,
     project: &str,
@@ -686,7 +686,8 @@ pub async fn converge(
         let unplaceable = tasks.iter().any(|t| {
             t.state == "pending"
                 && services.iter().any(|s| s.name == t.swarm_service)
-                && (t.error.contains("no suitable node") || t.message.contains("no suitable node"))
+                && (t.error.contains("constraints not satisfied")
+                    || t.message.contains("constraints not satisfied"))
         });
         if unplaceable {
             let since = *unplaceable_since.get_or_insert_with(Instant::now);
