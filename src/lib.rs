@@ -41,6 +41,8 @@ pub mod context;
 pub mod engine;
 pub(crate) mod exec;
 pub(crate) mod exit;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub(crate) mod health;
 pub(crate) mod host;
 pub mod redact;

@@ -273,7 +273,7 @@ fn build_failure_names_the_step() {
         .runbook("b", "fn main(tag) { docker::build(\"ctx\", tag) }")
         .args(["b", &tag])
         .stderr_contains(&format!(
-            "building {tag} failed at `Step 2/2 : COPY missing-file /x`"
+            "building {tag} failed at `Step 2/3 : COPY missing-file /x`"
         ))
         .status(1);
     Test::new()
@@ -282,6 +282,56 @@ fn build_failure_names_the_step() {
         .args(["b", &tag])
         .stderr_contains("ctx has no Dockerfile to build from")
         .status(1);
+}
+
+#[test]
+fn build_keeps_an_image_built_from_the_same_context() {
+    if !support::require(Service::Docker) {
+        return;
+    }
+    let mut cleanup = Cleanup::new("rebuild");
+    let tag = format!("cutover-test-kept:{}", cleanup.id);
+    let other = format!("cutover-test-kept:{}-other", cleanup.id);
+    cleanup.image(&tag);
+    cleanup.image(&other);
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let build = |content: &str, options: &str| {
+        Test::within(dir.clone())
+            .file("ctx/Dockerfile", "FROM scratch\nCOPY greeting /greeting\n")
+            .file("ctx/greeting", content)
+            .runbook(
+                "b",
+                &format!("fn main(tag) {{ print(docker::build(\"ctx\", tag{options})) }}"),
+            )
+            .args(["b", &tag])
+    };
+    build("hello", "")
+        .stderr_contains(&format!("built {tag}"))
+        .success();
+    let first = inspect(&tag, "{{.Id}}");
+    docker(&["tag", &tag, &other]);
+    build("hello", "")
+        .stderr_contains(&format!("{tag} is up to date"))
+        .stderr_lacks("built ")
+        .stdout_contains(&first)
+        .success();
+    assert_eq!(
+        inspect(&other, "{{.Id}}"),
+        first,
+        "the other tag lost its image"
+    );
+    build("hello", ", #{rebuild: true}")
+        .stderr_contains(&format!("built {tag}"))
+        .success();
+    build("changed", "")
+        .stderr_contains(&format!("built {tag}"))
+        .success();
+    assert_ne!(
+        inspect(&tag, "{{.Id}}"),
+        first,
+        "a changed context kept the old image"
+    );
+    assert_eq!(inspect(&other, "{{.Id}}"), first);
 }
 
 #[test]

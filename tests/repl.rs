@@ -67,8 +67,9 @@ fn tab_completes_a_module_function() {
     ready(&mut repl, "cutover> ");
     repl.send("env::fl").unwrap();
     repl.send("\t").unwrap();
-    expect(&mut repl, "env::flag(");
-    repl.send("\"CUTOVER_TEST_UNSET_FLAG\")\r").unwrap();
+    expect(&mut repl, "env::flag");
+    // The `(` the user types next is the only one: completion inserts the name alone.
+    repl.send("(\"CUTOVER_TEST_UNSET_FLAG\")\r").unwrap();
     expect(&mut repl, "false");
     ready(&mut repl, "cutover> ");
     quit(repl);
@@ -353,6 +354,27 @@ fn help_lists_modules_and_shows_one_function() {
     piped(":help nothing::here\n")
         .stderr_contains("no function, module, command or runbook named `nothing::here`")
         .status(2);
+}
+
+#[test]
+fn help_explains_rhai_own_functions() {
+    piped(":help to_json\n")
+        .stdout_contains("to_json is one of Rhai's own functions:\n  to_json(map: map) -> String")
+        .stdout_contains("`map.to_json()` the text of a map")
+        .success();
+    piped(":help split\n")
+        .stdout_contains("split(string: String, delimiter: String) -> array")
+        .stdout_lacks("i64")
+        .success();
+}
+
+#[test]
+fn stdlib_modules_answer_to_the_aliases_runbooks_import_them_as() {
+    // Every shipped runbook says `import "bluegreen" as bg;`: a line copied from one runs here.
+    piped("bg::slots() == bluegreen::slots()\nstack::environments()\n")
+        .stdout_contains("true\n")
+        .stdout_contains("\"staging\"")
+        .success();
 }
 
 #[test]

@@ -124,6 +124,8 @@ fn lifecycle_deploy_validate_promote_rollback_backup_restore_failover() {
         .cutover(&["status"])
         .stdout_contains("ACTIVE since")
         .stdout_contains("standby")
+        // The name the next command takes (`docker::logs(NAME)`), not only `service#N`.
+        .stdout_contains(&stack.container("green-api-gateway"))
         .stderr_lacks("ACTIVE since")
         .success();
     // The table is the result, not a log line: `-q` keeps it.

@@ -241,8 +241,17 @@ fn a_dry_run_changes_nothing_and_says_what_it_would_do() {
         .collect();
     assert_eq!(names.len(), 2, "dry run left files: {names:?}");
 
-    // The same runbook for real does all of it.
-    test.run(&["change"]).success();
+    // The same runbook for real does all of it, and its log names each change as the dry run
+    // did, without the "would".
+    let real = test.run(&["change"]).success();
+    for line in [
+        "INFO  state::set_active green",
+        r#"INFO  state::set tag = "v2""#,
+        "INFO  exec::run touch made-by-exec",
+        "INFO  audit::record deployment: deployed v2",
+    ] {
+        assert!(real.stderr.contains(line), "lacks {line:?}:\n{}", real.stderr);
+    }
     assert!(test.path().join("made-by-exec").exists());
     assert_eq!(before(".current-environment").0, b"green\n");
 }

@@ -285,7 +285,7 @@ async fn needed_build(
     tag: &str,
     build: &Build,
 ) -> Result<((String, Option<String>), Option<ImageBuild>), ComposeError> {
-    let mut request = BuildRequest {
+    let request = BuildRequest {
         dir: build.context.clone().into(),
         tag: tag.to_string(),
         dockerfile: build.dockerfile.clone(),
@@ -300,29 +300,13 @@ async fn needed_build(
             request.dir.display()
         )));
     }
-    let digest_of = request.clone();
-    let digest = tokio::task::spawn_blocking(move || image::context_digest(&digest_of))
-        .await
-        .map_err(|e| ComposeError::Failed(e.to_string()))?
-        .map_err(|source| image::ImageError::Pack {
-            dir: request.dir.clone(),
-            source,
-        })?;
-    let found = image::labels(docker, tag).await?;
-    let reason = match &found {
-        None => "image missing",
-        Some((_, labels)) if labels.get(image::CONTEXT_LABEL) != Some(&digest) => {
-            "build context changed"
-        }
-        Some((id, _)) => return Ok(((tag.to_string(), Some(id.clone())), None)),
-    };
-    request
-        .labels
-        .insert(image::CONTEXT_LABEL.to_string(), digest);
-    Ok((
-        (tag.to_string(), None),
-        Some(ImageBuild { request, reason }),
-    ))
+    match image::freshness(docker, &request).await? {
+        image::Freshness::Current { id, .. } => Ok(((tag.to_string(), Some(id)), None)),
+        image::Freshness::Stale { request, reason } => Ok((
+            (tag.to_string(), None),
+            Some(ImageBuild { request, reason }),
+        )),
+    }
 }
 
 /// Containers kept running whose dependency (`depends_on: {X: {restart: true}}`) is recreated

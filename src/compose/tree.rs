@@ -96,6 +96,10 @@ pub fn join(base: &str, key: &str) -> String {
 /// file, far below what would take memory.
 const MAX_EVENTS: usize = 1_000_000;
 
+/// How deep collections may nest: serde-saphyr's default, far beyond any real compose file,
+/// and shallow enough that reading never runs out of the main thread's stack.
+const MAX_DEPTH: usize = 64;
+
 /// Parses YAML text; `source` names it in errors. An empty document is `Null`.
 pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {
     if text.trim().is_empty() {
@@ -117,6 +121,7 @@ pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {
             max_events: MAX_EVENTS,
             max_nodes: MAX_EVENTS / 4,
             max_recorded_anchor_events: MAX_EVENTS,
+            max_depth: MAX_DEPTH,
         },
     };
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|error| {
@@ -125,12 +130,17 @@ pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {
             &serde_saphyr::DefaultMessageFormatter,
             error.without_snippet(),
         );
-        let message = match message.contains("budget") {
-            true => format!(
+        let message = match error.without_snippet() {
+            serde_saphyr::Error::Budget {
+                breach: serde_saphyr::budget::BudgetBreach::Depth { .. },
+                ..
+            } => format!("the document nests more than {MAX_DEPTH} levels deep"),
+            // A breach met while expanding an alias comes wrapped, so it is known by its text.
+            _ if message.contains("budget breached") => format!(
                 "the document expands to more than cutover reads ({MAX_EVENTS} YAML events, aliases \
                  expanded): is an anchor expanded within itself over and over? ({message})"
             ),
-            false => message.into_owned(),
+            _ => message.into_owned(),
         };
         SpecError::new(line, "", message).in_source(source)
     })
@@ -389,6 +399,30 @@ impl<'de> Visitor<'de> for ValueVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_too_deep_is_named_as_such() {
+        // On a thread with the main thread's stack, where scripts run (debug builds take ~50 KiB
+        // a level).
+        let read = |depth: usize| {
+            let body: String = (0..depth)
+                .map(|i| format!("{}k{i}:\n", "  ".repeat(i + 1)))
+                .collect();
+            let text = format!("x-deep:\n{body}");
+            std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || parse(&text, "deep.yaml").map(|_| ()))
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        assert_eq!(read(MAX_DEPTH - 1), Ok(()));
+        let error = read(1000).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "deep.yaml:65: the document nests more than 64 levels deep"
+        );
+    }
 
     #[test]
     fn lines_merges_and_scalars() {

@@ -141,6 +141,9 @@ impl Context {
             return Ok(dry());
         }
         let _lock = self.lock_for_change().map_err(fail)?;
+        // Said as it is made, in the words a dry run uses (`would docker::restart …`), so a
+        // real run's log names every change too, not only those whose functions log their own.
+        tracing::info!("{action} {detail}");
         let started = Instant::now();
         let result = apply();
         self.record_change(

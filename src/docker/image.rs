@@ -208,6 +208,51 @@ pub fn context_digest(request: &BuildRequest) -> io::Result<String> {
     Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Whether `tag` must be built from `request`, found by comparing [`context_digest`] with the
+/// [`CONTEXT_LABEL`] of the image the tag names now.
+#[derive(Debug)]
+pub enum Freshness {
+    /// The image the tag names was built from this very context: its id, and the request
+    /// with its label, should it be rebuilt anyway.
+    Current { id: String, request: BuildRequest },
+    /// A build is needed, for `reason`; `request` carries the label to give the new image.
+    Stale {
+        request: BuildRequest,
+        reason: &'static str,
+    },
+}
+
+/// Says whether `request` needs building: an image tagged `request.tag` built from the same
+/// context (files, Dockerfile, arguments, labels, target) is current and is kept, so its id
+/// and its other tags stay as they were.
+pub async fn freshness(docker: &Docker, request: &BuildRequest) -> Result<Freshness, ImageError> {
+    let digest_of = request.clone();
+    let pack_error = |source| ImageError::Pack {
+        dir: request.dir.clone(),
+        source,
+    };
+    let digest = tokio::task::spawn_blocking(move || context_digest(&digest_of))
+        .await
+        .map_err(|e| pack_error(io::Error::other(e)))?
+        .map_err(pack_error)?;
+    let found = labels(docker, &request.tag).await?;
+    let mut request = request.clone();
+    request
+        .labels
+        .insert(CONTEXT_LABEL.to_string(), digest.clone());
+    Ok(match found {
+        None => Freshness::Stale {
+            request,
+            reason: "image missing",
+        },
+        Some((_, labels)) if labels.get(CONTEXT_LABEL) != Some(&digest) => Freshness::Stale {
+            request,
+            reason: "build context changed",
+        },
+        Some((id, _)) => Freshness::Current { id, request },
+    })
+}
+
 /// An image's id and labels, if it is here.
 pub async fn labels(
     docker: &Docker,

@@ -9,7 +9,11 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path, sync::Arc};
 
 use serde::Deserialize;
 
-use crate::{context::Context, engine::ScriptEngine, engine::error::Failure, exit};
+use crate::{
+    context::Context,
+    engine::{ScriptEngine, error::Failure, hints::script_type},
+    exit,
+};
 
 /// One function as the engine knows it: a host function, a stdlib function the REPL imported,
 /// or a function of a file loaded with `:load`.
@@ -338,8 +342,7 @@ pub const RHAI_FOR_RUNBOOK_AUTHORS: &str = r#"# Rhai for runbook authors
 Runbooks are [Rhai](https://rhai.rs) scripts. What you need beyond the host functions above:
 
 * **Strings.** Backtick strings interpolate: `` `${env} runs ${tag}` ``; they span lines and
-  keep `
-` as written (use a real line break). `text.split(",")` gives an array,
+  keep `\n` as written (no escapes: use a real line break). `text.split(",")` gives an array,
   `text.sub_string(0, 5)` a part, `text.contains("x")`, `text.starts_with("v")`,
   `text.len()`. `trim()`, `make_upper()`, `make_lower()` and `pad(n, " ")` change the string
   **in place** and return nothing: write `name.trim();`, not `let t = name.trim();`. Use
@@ -362,6 +365,71 @@ Runbooks are [Rhai](https://rhai.rs) scripts. What you need beyond the host func
   { … }` handles an error, but never a Ctrl-C, `--timeout` or SIGTERM: register cleanup with
   `defer(|| …)` where the host has it.
 "#;
+
+/// Help on one of Rhai's own functions (`to_json`, `split`, `trim`), which are not host
+/// functions: its signatures as the engine has them, and what [`RHAI_FOR_RUNBOOK_AUTHORS`]
+/// says of it. `None` when the engine has no such function.
+pub fn builtin_help(engine: &rhai::Engine, name: &str) -> Option<String> {
+    let call = format!("{name}(");
+    let mut signatures: Vec<String> = engine
+        .gen_fn_signatures(true)
+        .into_iter()
+        .filter(|s| s.starts_with(&call))
+        .map(|s| in_script_types(&s))
+        .collect();
+    signatures.sort();
+    signatures.dedup();
+    if signatures.is_empty() {
+        return None;
+    }
+    let mut out = format!("{name} is one of Rhai's own functions:\n");
+    for signature in &signatures {
+        out.push_str(&format!("  {signature}\n"));
+    }
+    let mentions = |bullet: &&str| {
+        bullet.match_indices(name).any(|(at, _)| {
+            let before = bullet[..at].chars().next_back();
+            let after = bullet[at + name.len()..].chars().next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    for bullet in RHAI_FOR_RUNBOOK_AUTHORS
+        .split("\n* ")
+        .skip(1)
+        .filter(mentions)
+    {
+        out.push_str(&format!("\n* {}\n", bullet.trim_end()));
+    }
+    out.push_str("\n(`cutover docs` has the page \"Rhai for runbook authors\".)\n");
+    Some(out)
+}
+
+/// `split(string: string, segments: i64) -> Array` as a script author reads it:
+/// `split(string: String, segments: int) -> array`.
+fn in_script_types(signature: &str) -> String {
+    let (call, returns) = match signature.split_once(" -> ") {
+        Some((call, returns)) => (call, Some(returns)),
+        None => (signature, None),
+    };
+    let (name, params) = call.split_once('(').unwrap_or((call, ")"));
+    let params: Vec<String> = params
+        .trim_end_matches(')')
+        .split(", ")
+        .filter(|p| !p.is_empty())
+        .map(|param| match param.split_once(": ") {
+            Some((name, rust)) => {
+                format!("{name}: {}", script_type(rust.trim_start_matches("&mut ")))
+            }
+            None => param.to_string(),
+        })
+        .collect();
+    let mut out = format!("{name}({})", params.join(", "));
+    if let Some(returns) = returns {
+        out.push_str(&format!(" -> {}", script_type(returns)));
+    }
+    out
+}
 
 /// GitHub's heading anchor for a module name heading like "## `env`".
 fn anchor(name: &str) -> String {

@@ -56,7 +56,7 @@ fn distance(a: &str, b: &str) -> usize {
 /// Rhai's name of a Rust type in an error (`&str | ImmutableString | String` is `String`).
 pub fn script_type(rust: &str) -> String {
     let rust = rust.trim();
-    if rust.contains("ImmutableString") || rust == "&str" || rust == "String" {
+    if rust.contains("ImmutableString") || matches!(rust, "&str" | "String" | "string") {
         return "String".into();
     }
     let name = rust.rsplit("::").next().unwrap_or(rust);

@@ -94,6 +94,7 @@ fn record(context: &Context, kind: &str, message: &str, fields: Map) -> HostResu
         tracing::info!("would audit::record {kind}: {message}");
         return Ok(());
     }
+    tracing::info!("audit::record {kind}: {message}");
     let mut entry = context.journal_entry(Event::Record, message);
     entry.kind = kind.to_string();
     entry.fields = fields;

@@ -524,8 +524,10 @@ fn register_images(module: &mut Module, context: &Arc<Context>) {
     function!(module,
         /// Builds an image from directory `context_dir` (its `Dockerfile`, the directory less
         /// what its `.dockerignore` leaves out streamed to the engine as the build context)
-        /// and tags it `tag`, showing each step;
-        /// returns the image id. A failing step is named in the error.
+        /// and tags it `tag`, showing each step; returns the image id. A failing step is named
+        /// in the error. An image `tag` already built from the same context (files, Dockerfile,
+        /// arguments, labels) is kept as it is, with its id and its other tags, and no build
+        /// runs: its label `cutover.build.context` holds a digest of what it was built from.
         ///
         /// ```rhai
         /// docker::build("deploy/demo-service/image", "cutover-demo:dev");
@@ -536,9 +538,10 @@ fn register_images(module: &mut Module, context: &Arc<Context>) {
     );
     function!(module,
         /// `build` with options: `dockerfile` (relative to the directory), `target` (the
-        /// Dockerfile stage), `args` (build arguments) and `labels` (maps), `files` (a map from a name in the context to a file
-        /// or directory elsewhere, added to the context: a binary built outside the directory,
-        /// a tree of the host's own files for an image built without a registry).
+        /// Dockerfile stage), `args` (build arguments) and `labels` (maps), `files` (a map from
+        /// a name in the context to a file or directory elsewhere, added to the context: a
+        /// binary built outside the directory, a tree of the host's own files for an image built
+        /// without a registry), `rebuild: true` to build even when the image is up to date.
         ///
         /// ```rhai
         /// docker::build("app", "app:v2", #{dockerfile: "Dockerfile.prod", args: #{VERSION: "v2"}});
@@ -580,8 +583,9 @@ fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<St
     let options = Options::new(
         "docker::build",
         options,
-        &["dockerfile", "target", "args", "labels", "files"],
+        &["dockerfile", "target", "args", "labels", "files", "rebuild"],
     )?;
+    let rebuild = options.bool("rebuild")?.unwrap_or(false);
     let request = BuildRequest {
         dir: PathBuf::from(dir),
         tag: tag.to_string(),
@@ -600,6 +604,26 @@ fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<St
         return Err(fail(format!("docker::build: {dir} is not a directory")));
     }
     let docker = context.docker()?;
+    let short = |id: &str| {
+        id.trim_start_matches("sha256:")
+            .get(..12)
+            .unwrap_or(id)
+            .to_string()
+    };
+    let request = match wait(context, image::freshness(&docker, &request))? {
+        image::Freshness::Current { id, .. } if !rebuild => {
+            tracing::info!(
+                "{tag} is up to date ({}): its build context is unchanged",
+                short(&id)
+            );
+            return Ok(id);
+        }
+        image::Freshness::Current { request, .. } => request,
+        image::Freshness::Stale { request, reason } => {
+            tracing::debug!("building {tag}: {reason}");
+            request
+        }
+    };
     context.change(
         "docker::build",
         &format!("{dir} as {tag}"),
@@ -610,10 +634,7 @@ fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<St
                 context,
                 image::build(&docker, &request, &|m| progress.set_message(m)),
             )?;
-            tracing::info!(
-                "built {tag} ({})",
-                id.trim_start_matches("sha256:").get(..12).unwrap_or(&id)
-            );
+            tracing::info!("built {tag} ({})", short(&id));
             Ok(id)
         },
     )

@@ -155,6 +155,10 @@ impl Repl {
             out!("{}", runbook.help());
             return Ok(());
         }
+        if let Some(help) = docs::builtin_help(&self.session.engine.rhai, name) {
+            out!("{help}");
+            return Ok(());
+        }
         Err(Failure::Usage(format!(
             "no function, module, command or runbook named `{name}`; :help lists them"
         )))

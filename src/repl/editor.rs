@@ -162,10 +162,10 @@ impl ReplHelper {
         }
     }
 
-    /// Modules, functions and variables starting with `word`; `module::prefix` completes the
-    /// module's functions. In code (`call`), a function is completed with its `(`.
-    fn word_candidates(&self, word: &str, call: bool) -> Vec<Pair> {
-        let paren = if call { "(" } else { "" };
+    /// Modules, functions and variables (in `code`) starting with `word`; `module::prefix`
+    /// completes the module's functions. A function is completed without its `(`: the `(` the
+    /// user types next would make `((`, and the hint shows the signature meanwhile.
+    fn word_candidates(&self, word: &str, code: bool) -> Vec<Pair> {
         let mut pairs: Vec<Pair> = Vec::new();
         let mut add = |display: String, replacement: String| {
             if !pairs.iter().any(|p| p.replacement == replacement) {
@@ -178,7 +178,7 @@ impl ReplHelper {
         if let Some((module, prefix)) = word.rsplit_once("::") {
             for function in &self.vocabulary.functions {
                 if function.module.as_deref() == Some(module) && function.name.starts_with(prefix) {
-                    add(function.path(), format!("{}{paren}", function.path()));
+                    add(function.path(), function.path());
                 }
             }
             return pairs;
@@ -190,10 +190,10 @@ impl ReplHelper {
         }
         for function in &self.vocabulary.functions {
             if function.module.is_none() && function.name.starts_with(word) {
-                add(function.name.clone(), format!("{}{paren}", function.name));
+                add(function.name.clone(), function.name.clone());
             }
         }
-        if call {
+        if code {
             for variable in &self.vocabulary.variables {
                 if variable.starts_with(word) {
                     add(variable.clone(), variable.clone());
@@ -424,7 +424,8 @@ mod tests {
 
     #[test]
     fn completion() {
-        assert_eq!(replacements("let x = env::g"), vec!["env::get("]);
+        assert_eq!(replacements("let x = env::g"), vec!["env::get"]);
+        assert_eq!(replacements("sle"), vec!["sleep"]);
         assert_eq!(replacements("en"), vec!["env::", "envy"]);
         assert_eq!(replacements(":run do"), vec!["doctor"]);
         assert_eq!(replacements(":ru"), vec![":runbooks", ":run "]);

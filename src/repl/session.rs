@@ -56,15 +56,32 @@ impl Session {
         session
     }
 
-    /// Makes every stdlib module callable under its own name. A module that fails to load is
+    /// Makes every stdlib module callable under its own name, and under each alias the
+    /// runbooks and stdlib modules import it as (`import "bluegreen" as bg;` makes `bg::` work
+    /// here too), so a line copied from a runbook runs as it is. A module that fails to load is
     /// left out (an explicit `import` of it shows why).
     fn import_stdlib(&mut self) {
-        let Ok(scripts) = self.engine.stdlib.list() else {
+        let Ok(modules) = self.engine.stdlib.list() else {
             return;
         };
-        for script in scripts {
-            if rhai::is_valid_identifier(&script.name) {
-                self.import(&script.name, &script.name);
+        let mut registered = BTreeSet::new();
+        for module in &modules {
+            if rhai::is_valid_identifier(&module.name) && self.import(&module.name, &module.name) {
+                registered.insert(module.name.clone());
+            }
+        }
+        let scripts = self.engine.runbooks.list().unwrap_or_default();
+        for script in scripts.iter().chain(&modules) {
+            let Ok(ast) = self.engine.rhai.compile(&*script.text) else {
+                continue;
+            };
+            for (path, alias) in imports(&ast) {
+                if registered.contains(&path)
+                    && !registered.contains(&alias)
+                    && self.import(&path, &alias)
+                {
+                    registered.insert(alias);
+                }
             }
         }
     }

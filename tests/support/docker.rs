@@ -40,7 +40,6 @@ pub fn demo_image() -> String {
                     r#"fn main(dir, tag, binary) { docker::build(dir, tag, #{files: #{"demo-service": binary}}) }"#,
                 )
                 .args(["build", "image", &tag, binary.to_str().unwrap()])
-                .stderr_contains(&format!("built {tag}"))
                 .success();
             tag
         })
