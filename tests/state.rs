@@ -250,7 +250,11 @@ fn a_dry_run_changes_nothing_and_says_what_it_would_do() {
         "INFO  exec::run touch made-by-exec",
         "INFO  audit::record deployment: deployed v2",
     ] {
-        assert!(real.stderr.contains(line), "lacks {line:?}:\n{}", real.stderr);
+        assert!(
+            real.stderr.contains(line),
+            "lacks {line:?}:\n{}",
+            real.stderr
+        );
     }
     assert!(test.path().join("made-by-exec").exists());
     assert_eq!(before(".current-environment").0, b"green\n");

@@ -330,3 +330,44 @@ fn draining_a_node_under_load_moves_its_tasks_and_fails_no_request() {
         .success();
     assert_eq!(stack.version(), "v1");
 }
+
+/// One worker's engine killed (SIGKILL) while production is served from every node: production
+/// keeps answering, and `status` names the lost node. The failed requests are counted and
+/// bounded (the README's figure); a dead engine leaves its containers serving, so none fail here.
+#[test]
+fn a_worker_engine_killed_while_serving_leaves_production_answering_and_status_names_it() {
+    let Some((_turn, mut s)) = swarm_stack("swarm-kill") else {
+        return;
+    };
+    s.stack.cutover(&["prepare", "blue", "v1"]).success();
+    s.stack
+        .cutover(&["scale", "blue-api-gateway", "3"])
+        .success();
+    s.stack.cutover(&["promote", "blue"]).success();
+    let load = s.stack.load(Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    s.swarm.kill_engine("worker-2");
+    let stack = &s.stack;
+    let status = support::wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || "the manager never saw worker-2 go down".to_string(),
+        || {
+            let ran = stack.cutover(&["status"]).run(&[]);
+            (ran.code == Some(0) && ran.stdout.contains("worker-2") && ran.stdout.contains("down"))
+                .then_some(ran.stdout)
+        },
+    );
+    assert!(status.contains("(node down)"), "{status}");
+    assert_eq!(stack.version(), "v1");
+    let report = load.stop();
+    for group in ["browser", "never-retry GET", "never-retry POST"] {
+        let seen = report.group(group);
+        assert!(seen.requests > 50, "{}", report.describe());
+        assert!(seen.failures() <= 2, "{}", report.describe());
+    }
+    eprintln!(
+        "worker-2's engine killed while serving: {}",
+        report.describe()
+    );
+}
