@@ -760,6 +760,55 @@ mod tests {
     }
 
     #[test]
+    fn swarm_settings_are_read_and_keys_swarm_ignores_are_noted_with_their_line() {
+        let tree = parse(
+            "image: demo:1\ncontainer_name: api\nports: [\"127.0.0.1:4100-4109:4000\"]\n\
+             deploy:\n  placement: {constraints: [node.role == worker]}\n\
+             \x20 update_config: {parallelism: 1, delay: 2s, order: start-first}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let mut warnings = Vec::new();
+        let lookup = |_: &str| None;
+        let mut reader = Reader {
+            dialect: Dialect::ComposeFile,
+            base_dir: Path::new("/stack"),
+            lookup: &lookup,
+            warnings: &mut warnings,
+            swarm_ignored: Vec::new(),
+        };
+        let service = service(&tree, "", &mut reader).unwrap();
+        let ignored: Vec<(usize, String)> = reader
+            .swarm_ignored
+            .iter()
+            .map(|w| (w.line, w.path.clone()))
+            .collect();
+        assert_eq!(
+            ignored,
+            [(2, "container_name".to_string()), (3, "ports".to_string())]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            service.deploy.placement.constraints,
+            ["node.role == worker"]
+        );
+        let update = &service.deploy.update_config;
+        assert_eq!(
+            (update.parallelism, update.delay, update.order.as_deref()),
+            (Some(1), Some(2000), Some("start-first"))
+        );
+        let (bad, _) = read(
+            "image: demo:1\ndeploy: {update_config: {order: sideways}}\n",
+            Dialect::ComposeFile,
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("start-first or stop-first")
+        );
+    }
+
+    #[test]
     fn short_and_long_syntax() {
         let (service, warnings) = read(
             "image: demo:1\ncommand: serve --port \"8 0\"\nenvironment: [A=1, FROM_ENV, MISSING]\n\
