@@ -55,6 +55,7 @@ pub(crate) mod journal;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub(crate) mod pg;
+pub(crate) mod swarm;
 
 use std::sync::Arc;
 

@@ -38,4 +38,5 @@ mod repl;
 mod secrets;
 mod stack;
 mod state;
+mod swarm;
 mod traffic;

@@ -49,6 +49,10 @@ pub struct Project {
     pub volumes: BTreeMap<String, Resource>,
     /// Keys that were ignored, as `file:line: path: …`.
     pub warnings: Vec<String>,
+    /// Keys Docker Swarm ignores (`container_name`, `depends_on`, host port ranges), as
+    /// `file:line: path: …`: warned about when the project is brought up on a swarm.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swarm_warnings: Vec<String>,
 }
 
 /// A network or a volume: the engine's name for it, and whether it is someone else's.
@@ -220,8 +224,10 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
         base_dir: &dir,
         lookup: &lookup,
         warnings: &mut warnings,
+        swarm_ignored: Vec::new(),
     };
     let result = read_sections(&name, &sections, &mut reader);
+    let swarm_ignored = std::mem::take(&mut reader.swarm_ignored);
     let (services, networks, volumes) = result.map_err(|e| e.in_source(&source))?;
     for service in services.values() {
         for (name, value) in &service.environment {
@@ -237,6 +243,10 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
         networks,
         volumes,
         warnings: warnings
+            .into_iter()
+            .map(|w| w.in_source(&source).to_string())
+            .collect(),
+        swarm_warnings: swarm_ignored
             .into_iter()
             .map(|w| w.in_source(&source).to_string())
             .collect(),

@@ -38,14 +38,19 @@ impl Project {
             base_dir: Path::new(&working_dir),
             lookup: &lookup,
             warnings: &mut warnings,
+            swarm_ignored: Vec::new(),
         };
         let mut services = BTreeMap::new();
+        let mut swarm_warnings = Vec::new();
         let mut networks = BTreeMap::new();
         let mut volumes = BTreeMap::new();
         for entry in node.map("")? {
             let at = entry.key.as_str();
             match at {
                 "name" | "working_dir" | "config_file" | "profiles" | "warnings" => {}
+                "swarm_warnings" => {
+                    swarm_warnings = entry.value.strings(at)?;
+                }
                 "services" => {
                     for service in entry.value.map(at)? {
                         let path = join(at, &service.key);
@@ -81,6 +86,7 @@ impl Project {
             networks,
             volumes,
             warnings: Vec::new(),
+            swarm_warnings,
         };
         project.check()?;
         Ok(project)

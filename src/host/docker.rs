@@ -287,6 +287,7 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
         base_dir: &cwd,
         lookup: &lookup,
         warnings: &mut warnings,
+        swarm_ignored: Vec::new(),
     };
     let node = super::convert::to_tree(&Dynamic::from_map(spec));
     let service = parse::service(&node, "", &mut reader)

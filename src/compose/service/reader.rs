@@ -27,6 +27,9 @@ pub struct Reader<'a> {
     pub base_dir: &'a Path,
     pub lookup: &'a dyn Fn(&str) -> Option<String>,
     pub warnings: &'a mut Vec<SpecError>,
+    /// Keys a compose file sets that Docker Swarm ignores (`container_name`, `depends_on`, a
+    /// host port range or address), for `CUTOVER_ORCHESTRATOR=swarm` to warn about.
+    pub swarm_ignored: Vec<SpecError>,
 }
 
 impl Reader<'_> {
@@ -39,6 +42,18 @@ impl Reader<'_> {
             Ok(())
         } else {
             Err(SpecError::new(entry.line, &path, "unknown key"))
+        }
+    }
+
+    /// Notes that Swarm ignores `entry` (a compose file's key), and why.
+    pub fn swarm_ignores(&mut self, entry: &Entry, path: &str, why: &str) {
+        if self.dialect == Dialect::ComposeFile {
+            let path = join(path, &entry.key);
+            self.swarm_ignored.push(SpecError::new(
+                entry.line,
+                &path,
+                format!("Swarm ignores it: {why}"),
+            ));
         }
     }
 
