@@ -681,7 +681,7 @@ fn reads_the_corpus_as_docker_compose_v2_does() {
         })
         .collect();
     // Every environment's services, not only the shared ones.
-    let example = format!("{example}COMPOSE_PROFILES=blue,green,staging\n");
+    let example = format!("{example}COMPOSE_PROFILES=blue,green,staging,monitoring\n");
     let env_file = settings.path().join("stack.env");
     std::fs::write(&env_file, example).unwrap();
     let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker-compose.blue-green.yml");

@@ -81,8 +81,9 @@ fn a_test_swarm_has_three_nodes_reached_on_their_own_addresses_and_leaves_nothin
     }
     for pid in pids {
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "engine {pid} still runs"
+            support::swarm::wait_gone(pid, std::time::Duration::from_secs(10)),
+            "engine {pid} still runs: {}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
         );
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

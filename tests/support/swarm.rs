@@ -69,6 +69,11 @@ impl Node {
     }
 }
 
+/// One swarm at a time in this process: three engines each (and their containerd) are what a
+/// 2-core machine can start, heartbeat and stop within the tests' timeouts alongside the other
+/// tests; two or three swarms at once made engines miss heartbeats and outlive their SIGKILL.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 pub struct Swarm {
     pub nodes: Vec<Node>,
     /// The machine's own address on the swarm's switch.
@@ -77,12 +82,16 @@ pub struct Swarm {
     host_link: String,
     subnet: u8,
     dir: tempfile::TempDir,
+    /// Held until the swarm is gone (dropped last, after `Drop::drop` stopped everything).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Swarm {
     /// A swarm of one manager and `workers` workers, every node Ready, with `images` (from the
     /// machine's engine) on every node.
     pub fn start(workers: usize, images: &[&str]) -> Swarm {
+        // A test that failed holding the turn poisoned it; the swarm it had is gone all the same.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let subnet = pick_subnet();
         let id = format!("{}{}", std::process::id() % 100_000, subnet);
         let dir = tempfile::Builder::new()
@@ -96,6 +105,7 @@ impl Swarm {
             host_link: format!("cs{id}h"),
             subnet,
             dir,
+            _turn: turn,
         };
         swarm.build_switch();
         for n in 0..=workers {
@@ -406,7 +416,7 @@ impl Drop for Swarm {
                 if !wait_gone(pid, Duration::from_secs(20)) {
                     // SAFETY: as above.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                    wait_gone(pid, Duration::from_secs(5));
+                    wait_gone(pid, Duration::from_secs(30));
                 }
             }
         }
@@ -477,8 +487,9 @@ fn in_netns(netns: &str, args: &[&str]) {
         .args(args));
 }
 
-/// Waits until process `pid` is gone (reaping it when it is a child); true when it went.
-fn wait_gone(pid: u32, limit: Duration) -> bool {
+/// Waits until process `pid` is gone (reaping it when it is a child; a zombie has ended too);
+/// true when it went.
+pub fn wait_gone(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         // SAFETY: reaps only `pid`; harmless when it is no child of ours.
