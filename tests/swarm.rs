@@ -95,26 +95,9 @@ fn a_test_swarm_has_three_nodes_reached_on_their_own_addresses_and_leaves_nothin
     assert!(!dir.exists(), "{} is still there", dir.display());
 }
 
-/// `GET path` on `addr`, the body (empty on any failure).
+/// `GET path` on `addr` (`IP:PORT`), the body (empty on any failure).
 pub fn get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
-        return String::new();
-    };
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
+    support::stack::get_from(addr, addr, path)
 }
 
 /// A demo stack whose environments run on a swarm of its own (one manager, two workers):

@@ -271,11 +271,19 @@ impl Drop for Stack {
 
 /// `GET path` on 127.0.0.1:`port`, the body (empty on any failure).
 pub fn get(port: u16, path: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+    get_from(&format!("127.0.0.1:{port}"), "127.0.0.1", path)
+}
+
+/// `GET path` on `addr` (`IP:PORT`) with `Host: host`, the body (empty on any failure).
+pub fn get_from(addr: &str, host: &str, path: &str) -> String {
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+        return String::new();
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return String::new();
     }
