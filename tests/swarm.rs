@@ -147,6 +147,20 @@ impl SwarmStack {
         nodes.sort();
         nodes
     }
+
+    /// Node `name`'s availability as Swarm says it: `active`, `pause` or `drain`.
+    fn node_availability(&self, name: &str) -> String {
+        self.swarm.docker(
+            0,
+            &[
+                "node",
+                "inspect",
+                name,
+                "--format",
+                "{{.Spec.Availability}}",
+            ],
+        )
+    }
 }
 
 fn assert_no_failures(report: &crate::support::load::Report) {
@@ -282,11 +296,12 @@ fn an_unplaceable_colour_is_refused_naming_why_and_traffic_stays() {
     );
 }
 
-/// Draining the only node an environment's gateway runs on is refused before anything moves:
-/// the error names the node, the environment and the way out, the node stays active and
-/// production is untouched.
+/// Draining a node: refused, changing nothing, while it holds an environment's only gateway
+/// task; with a second replica elsewhere, drained under load: its tasks move to the other
+/// nodes, healthy and routed, no request fails (browser-like or never-retry), and no task of
+/// the stack is left on it.
 #[test]
-fn draining_the_last_node_of_a_gateway_is_refused_and_changes_nothing() {
+fn draining_a_node_under_load_moves_its_tasks_and_fails_no_request() {
     let Some((_turn, s)) = swarm_stack("swarm-drain") else {
         return;
     };
@@ -309,22 +324,52 @@ fn draining_the_last_node_of_a_gateway_is_refused_and_changes_nothing() {
             "no node no-such-node in the swarm: its nodes are manager, worker-1, worker-2",
         )
         .status(1);
-    let availability = s.swarm.docker(
+    assert_eq!(s.node_availability(&nodes[0]), "active");
+    assert_eq!(s.gateway_nodes("blue"), nodes);
+
+    // Scaled and drained under load: the new replica joins the routes once healthy, the first
+    // keeps running (scaling replaces no task), and the drained node's tasks move.
+    let load = stack.load(Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    stack.cutover(&["scale", "blue-api-gateway", "2"]).success();
+    let before = s.gateway_nodes("blue");
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(before.contains(&nodes[0]), "{before:?}");
+    let gateway = format!("{}_blue-api-gateway", stack.name);
+    let ever = s
+        .swarm
+        .docker(0, &["service", "ps", &gateway, "--format", "{{.ID}}"]);
+    assert_eq!(ever.lines().count(), 2, "a task was replaced:\n{ever}");
+    let drained = before.iter().find(|n| **n != nodes[0]).unwrap().clone();
+    stack
+        .cutover(&["swarm", "drain", &drained])
+        .stdout_contains(&format!("node {drained} is drained"))
+        .success();
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    eprintln!("scaled and drained under load: {}", report.describe());
+    assert_no_failures(&report);
+    assert_eq!(s.node_availability(&drained), "drain");
+    let after = s.gateway_nodes("blue");
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(!after.contains(&drained), "{after:?}");
+    let left = s.swarm.docker(
         0,
         &[
             "node",
-            "inspect",
-            &nodes[0],
+            "ps",
+            &drained,
+            "--filter",
+            "desired-state=running",
             "--format",
-            "{{.Spec.Availability}}",
+            "{{.Name}}",
         ],
     );
-    assert_eq!(availability, "active");
-    assert_eq!(s.gateway_nodes("blue"), nodes);
+    assert_eq!(left, "", "tasks left on {drained}");
     assert_eq!(stack.version(), "v1");
     stack
         .cutover(&["swarm", "nodes"])
-        .stdout_contains("manager (leader)")
+        .stdout_contains("drain")
         .stdout_contains("blue-api-gateway#1")
         .success();
 }

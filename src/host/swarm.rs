@@ -145,23 +145,26 @@ pub fn module(context: &Arc<Context>) -> Module {
     );
     function!(&mut module,
         /// Sets the replicas of the project's compose service `service` (its swarm service
-        /// `<project>_<service>`); Swarm places the new tasks or stops the surplus ones.
+        /// `<project>_<service>`); Swarm places the new tasks or stops the surplus ones and
+        /// leaves the others running. The service is written as `up` writes it, from the
+        /// project (a change of the file since it was brought up goes with it, as compose
+        /// scales).
         ///
         /// ```rhai
         /// swarm::scale(compose::load("deploy/docker-compose.yml"), "api", 3);
         /// ```
         fn scale[context](call, project: Map, service: &str, replicas: i64) -> () {
-            let name = project_name(&project)?;
             let replicas = u32::try_from(replicas)
                 .map_err(|_| fail(format!("swarm::scale: {replicas} is not a count of replicas")))?;
-            let swarm_name = swarm::spec::service_name(&name, service);
+            let project = project_of(project)?;
+            let swarm_name = swarm::spec::service_name(&project.name, service);
             let docker = connect(&context)?;
             context.change(
                 "swarm::scale",
                 &format!("{swarm_name} to {replicas}"),
                 || tracing::info!("would scale {swarm_name} to {replicas}"),
                 || {
-                    wait(&context, swarm::scale(&docker, &swarm_name, replicas))?;
+                    wait(&context, swarm::scale(&docker, &project, service, replicas))?;
                     tracing::info!("{swarm_name}: {replicas} replicas");
                     Ok(())
                 },

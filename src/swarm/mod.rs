@@ -460,16 +460,21 @@ async fn update_service(
     Ok(())
 }
 
-/// Sets the replicas of swarm service `name`.
-pub async fn scale(docker: &Docker, name: &str, replicas: u32) -> Result<(), SwarmError> {
-    let service = docker
-        .inspect_service(name, None)
-        .await
-        .doing(format!("inspect service {name}"))?;
-    let version = service.version.and_then(|v| v.index).unwrap_or_default() as i32;
-    let mut spec = service.spec.unwrap_or_default();
-    set_replicas(&mut spec, i64::from(replicas));
-    update_service(docker, name, version, spec).await
+/// Sets the replicas of compose service `service` of `project` (its swarm service
+/// `<project>_<service>`), leaving its tasks as they are: the spec written is the one [`up`]
+/// makes from the project with `replicas` instead of `deploy.replicas`, as compose scales from
+/// the file. Never the engine's spec read back and written again: bollard reads a service's
+/// healthcheck under `HealthCheck` where the engine writes `Healthcheck`, so a spec read back
+/// has lost its healthcheck, and writing it back makes Swarm replace every task of the service
+/// (one replica with `stop-first`: an outage) and run the new ones unchecked.
+pub async fn scale(
+    docker: &Docker,
+    project: &Project,
+    service: &str,
+    replicas: u32,
+) -> Result<UpReport, SwarmError> {
+    let replicas = BTreeMap::from([(service.to_string(), replicas)]);
+    up(docker, project, &[service.to_string()], &replicas).await
 }
 
 /// Removes `names` (swarm services) of `project`, or all of them, and (when all go) its
