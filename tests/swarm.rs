@@ -4,7 +4,10 @@
 
 use std::{process::Command, time::Duration};
 
-use crate::support::{self, Service, stack::Stack, swarm::Swarm};
+use crate::{
+    support::{self, Service, stack::Stack, swarm::Swarm},
+    test::Ran,
+};
 
 /// The fixture itself: three engines, one swarm, distinct hostnames, and a `dnsrr` service
 /// publishing its port in `mode: host` answers on every node's own address from this machine
@@ -374,12 +377,32 @@ fn draining_a_node_under_load_moves_its_tasks_and_fails_no_request() {
         .success();
 }
 
-/// One worker's engine killed (SIGKILL) while production is served from every node: production
-/// keeps answering, and `status` names the lost node (`down (heartbeat failure)`). The failed
-/// requests are counted and bounded (the README's figure): a dead engine leaves its containers
-/// serving, so the node's gateway keeps answering the proxy.
+/// Waits until `cutover status` shows node `name` down with Swarm's reason in its row of the
+/// nodes table, and returns what the status printed (stdout, then stderr).
+fn wait_until_lost(stack: &Stack, name: &str) -> String {
+    support::wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || format!("the manager never saw {name} go down"),
+        || {
+            let ran = stack.cutover(&["status"]).run(&[]);
+            let row = ran
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(name) && l.contains("down (heartbeat failure)"));
+            (ran.code == Some(0) && row.is_some()).then(|| format!("{}{}", ran.stdout, ran.stderr))
+        },
+    )
+}
+
+/// One worker's engine killed (SIGKILL) while production is served from every node, then the
+/// other worker's during a promote to the two nodes left: the promote either completes or
+/// stops with production where it was (the proxy and the record agreeing), production keeps
+/// answering throughout, and `status` names each lost node (`down (heartbeat failure)`). The
+/// failed requests are counted and bounded (the README's figure): a dead engine leaves its
+/// containers serving, so the node's gateway keeps answering the proxy.
 #[test]
-fn a_worker_engine_killed_while_serving_leaves_production_answering_and_status_names_it() {
+fn worker_engines_killed_while_serving_and_during_a_promote_leave_production_answering() {
     let Some((_turn, mut s)) = swarm_stack("swarm-kill") else {
         return;
     };
@@ -391,27 +414,76 @@ fn a_worker_engine_killed_while_serving_leaves_production_answering_and_status_n
     let load = s.stack.load(Duration::from_secs(300));
     std::thread::sleep(Duration::from_millis(500));
     s.swarm.kill_engine("worker-2");
-    let stack = &s.stack;
-    let status = support::wait_for(
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || "the manager never saw worker-2 go down".to_string(),
-        || {
-            let ran = stack.cutover(&["status"]).run(&[]);
-            (ran.code == Some(0) && ran.stdout.contains("down (heartbeat failure)"))
-                .then_some(ran.stdout)
-        },
+    let status = wait_until_lost(&s.stack, "worker-2");
+    assert!(status.contains("worker-2"), "{status}");
+    assert_eq!(s.stack.version(), "v1");
+    let served = load.now();
+
+    // Green on the two nodes left, and worker-1's engine killed once its promote has begun.
+    s.stack.cutover(&["prepare", "green", "v2"]).success();
+    s.stack
+        .cutover(&["scale", "green-api-gateway", "2"])
+        .success();
+    assert_eq!(s.gateway_nodes("green"), ["manager", "worker-1"]);
+    // A promote waiting for a replica that has no node left gives up sooner.
+    s.stack.set("TIMEOUT", "20");
+    let mut promote = s.stack.cutover(&["promote", "green"]).start(&[]);
+    let stderr = promote.stderr.take().unwrap();
+    let (began, first) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if text.is_empty() {
+                let _ = began.send(line.clone());
+            }
+            text += &line;
+            text.push('\n');
+        }
+        text
+    });
+    let began = first.recv_timeout(Duration::from_secs(30));
+    s.swarm.kill_engine("worker-1");
+    let promoted = Ran::of(promote);
+    let stderr = reader.join().unwrap();
+    eprintln!(
+        "worker-1's engine killed at {:?}; the promote ended with {:?}:\n{}{stderr}",
+        began.unwrap_or_default(),
+        promoted.code,
+        promoted.stdout
     );
-    assert!(status.contains("down (heartbeat failure)"), "{status}");
-    assert_eq!(stack.version(), "v1");
+    let stack = &s.stack;
+    if promoted.code == Some(0) {
+        assert!(
+            promoted.stdout.contains("production: blue -> green (v2)"),
+            "{}",
+            promoted.stdout
+        );
+        assert_eq!(
+            (stack.active(), stack.version()),
+            ("green".into(), "v2".into())
+        );
+    } else {
+        assert_eq!(promoted.code, Some(1), "{stderr}");
+        assert_eq!(
+            (stack.active(), stack.version()),
+            ("blue".into(), "v1".into())
+        );
+    }
+    let status = wait_until_lost(stack, "worker-1");
+    assert!(!status.contains("DISAGREE"), "{status}");
     let report = load.stop();
+    eprintln!(
+        "worker-2's engine killed while serving, worker-1's during a promote ({} s of serving before it): {}",
+        served.as_secs(),
+        report.describe()
+    );
     for group in ["browser", "never-retry GET", "never-retry POST"] {
         let seen = report.group(group);
         assert!(seen.requests > 50, "{}", report.describe());
         assert!(seen.failures() <= 2, "{}", report.describe());
     }
-    eprintln!(
-        "worker-2's engine killed while serving: {}",
-        report.describe()
-    );
 }
