@@ -120,13 +120,7 @@ fn swarm_stack(prefix: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Swar
     support::stack::images();
     let swarm = Swarm::start(2, &["cutover-demo:v1", "cutover-demo:v2"]);
     let stack = Stack::new(prefix);
-    let settings = stack.path().join("deploy/.env.blue-green");
-    let mut text = std::fs::read_to_string(&settings).unwrap();
-    text.push_str(&format!(
-        "CUTOVER_ORCHESTRATOR=swarm\nCUTOVER_SWARM_HOST={}\n",
-        swarm.manager().host()
-    ));
-    std::fs::write(&settings, text).unwrap();
+    swarm.drive(&stack);
     Some((turn, SwarmStack { stack, swarm }))
 }
 

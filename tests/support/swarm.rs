@@ -178,6 +178,13 @@ impl Swarm {
         &self.nodes[0]
     }
 
+    /// Makes `stack`'s environments run on this swarm (`CUTOVER_ORCHESTRATOR=swarm`, the
+    /// manager as `CUTOVER_SWARM_HOST`); its proxy and database stay on this machine.
+    pub fn drive(&self, stack: &super::stack::Stack) {
+        stack.set("CUTOVER_ORCHESTRATOR", "swarm");
+        stack.set("CUTOVER_SWARM_HOST", &self.manager().host());
+    }
+
     /// The directory holding every node's engine.
     pub fn path(&self) -> &Path {
         self.dir.path()
