@@ -11,7 +11,7 @@ use rhai::{Array, Dynamic, Map, Module};
 
 use bollard::models::NetworkCreateRequest;
 
-use super::{HostResult, convert::to_dynamic, fail, fail_masked, function, options::Options, wait};
+use super::{HostResult, convert::to_dynamic, fail, fail_masked, function, options::{OptionKeys, Options}, wait};
 use crate::{
     compose::service::Placement,
     compose::service::parse,
@@ -22,6 +22,10 @@ use crate::{
     docker::image::{self, BuildRequest},
     docker::io::{ExecRequest, LogsRequest, LogsResult},
 };
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] =
+    &[&STOP, &REMOVE, &EXEC, &LOGS, &BUILD, &NETWORK];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -334,8 +338,10 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
     )
 }
 
+const STOP: OptionKeys = OptionKeys::new("docker::stop", &[&["timeout"]]);
+
 fn stop(context: &Context, name: &str, options: Map) -> HostResult<()> {
-    let options = Options::new("docker::stop", options, &["timeout"])?;
+    let options = Options::new(&STOP, options)?;
     let timeout = options.millis("timeout")?;
     let docker = context.docker()?;
     context.change(
@@ -346,8 +352,10 @@ fn stop(context: &Context, name: &str, options: Map) -> HostResult<()> {
     )
 }
 
+const REMOVE: OptionKeys = OptionKeys::new("docker::remove", &[&["force", "volumes"]]);
+
 fn remove(context: &Context, name: &str, options: Map) -> HostResult<()> {
-    let options = Options::new("docker::remove", options, &["force", "volumes"])?;
+    let options = Options::new(&REMOVE, options)?;
     let force = options.bool("force")?.unwrap_or(false);
     let volumes = options.bool("volumes")?.unwrap_or(false);
     let docker = context.docker()?;
@@ -366,12 +374,13 @@ fn remove(context: &Context, name: &str, options: Map) -> HostResult<()> {
     )
 }
 
+const EXEC: OptionKeys = OptionKeys::new(
+    "docker::exec",
+    &[&["stdout_to", "env", "user", "working_dir"]],
+);
+
 fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResult<Map> {
-    let options = Options::new(
-        "docker::exec",
-        options,
-        &["stdout_to", "env", "user", "working_dir"],
-    )?;
+    let options = Options::new(&EXEC, options)?;
     let command = command
         .iter()
         .map(|word| match word.is_string() {
@@ -421,21 +430,22 @@ fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResu
     Ok(map)
 }
 
+const LOGS: OptionKeys = OptionKeys::new(
+    "docker::logs",
+    &[&[
+        "tail",
+        "since",
+        "follow",
+        "timeout",
+        "timestamps",
+        "to",
+        "append",
+        "prefix",
+    ]],
+);
+
 fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
-    let options = Options::new(
-        "docker::logs",
-        options,
-        &[
-            "tail",
-            "since",
-            "follow",
-            "timeout",
-            "timestamps",
-            "to",
-            "append",
-            "prefix",
-        ],
-    )?;
+    let options = Options::new(&LOGS, options)?;
     let request = LogsRequest {
         container: name.to_string(),
         tail: options.count("tail")?,
@@ -585,12 +595,13 @@ fn pairs_map(pairs: Option<Vec<(String, String)>>) -> HashMap<String, String> {
     pairs.unwrap_or_default().into_iter().collect()
 }
 
+const BUILD: OptionKeys = OptionKeys::new(
+    "docker::build",
+    &[&["dockerfile", "target", "args", "labels", "files", "rebuild"]],
+);
+
 fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<String> {
-    let options = Options::new(
-        "docker::build",
-        options,
-        &["dockerfile", "target", "args", "labels", "files", "rebuild"],
-    )?;
+    let options = Options::new(&BUILD, options)?;
     let rebuild = options.bool("rebuild")?.unwrap_or(false);
     let request = BuildRequest {
         dir: PathBuf::from(dir),
@@ -646,8 +657,10 @@ fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<St
     )
 }
 
+const NETWORK: OptionKeys = OptionKeys::new("docker::network", &[&["labels", "internal"]]);
+
 fn network(context: &Context, name: &str, options: Map) -> HostResult<String> {
-    let options = Options::new("docker::network", options, &["labels", "internal"])?;
+    let options = Options::new(&NETWORK, options)?;
     let labels = pairs_map(options.pairs("labels")?);
     let internal = options.bool("internal")?.unwrap_or(false);
     let docker = context.docker()?;

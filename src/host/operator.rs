@@ -21,7 +21,7 @@ use std::{
 
 use rhai::{FnPtr, GlobalRuntimeState, Map, Module, NativeCallContext};
 
-use super::{HostResult, fail, function, options::Options};
+use super::{HostResult, fail, function, options::{OptionKeys, Options}};
 use crate::context::Context;
 
 /// How long a cleanup may run unless its `timeout` says otherwise.
@@ -43,6 +43,9 @@ pub(crate) struct Cleanup {
 /// The cleanups of the run in progress, in the order they were deferred. Script values are not
 /// `Send`, so they live with the engine on the script thread, not in the shared [`Context`].
 pub(crate) type Cleanups = Rc<RefCell<Vec<Cleanup>>>;
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&DEFER];
 
 pub fn globals(module: &mut Module, context: &Arc<Context>, cleanups: &Cleanups) {
     function!(module,
@@ -184,13 +187,15 @@ fn read_line_unless(abandoned: &AtomicBool) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
+const DEFER: OptionKeys = OptionKeys::new("defer", &[&["name", "timeout"]]);
+
 fn defer(
     call: &NativeCallContext,
     cleanups: &Cleanups,
     closure: FnPtr,
     options: Map,
 ) -> HostResult<()> {
-    let options = Options::new("defer", options, &["name", "timeout"])?;
+    let options = Options::new(&DEFER, options)?;
     let timeout = options
         .positive_millis("timeout")?
         .unwrap_or(DEFAULT_CLEANUP_TIMEOUT);
