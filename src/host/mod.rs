@@ -135,12 +135,17 @@ pub const OPTION_KEYS: &[&[&options::OptionKeys]] = &[
     operator::OPTION_KEYS,
 ];
 
-/// The option keys of `function`'s map given as `given`, if it takes one there.
-pub fn option_keys(function: &str, given: options::Given) -> Option<&'static options::OptionKeys> {
+/// The option keys of the map `function` takes as parameter `param` (`in_list`: as each item
+/// of the list given there), if it takes one there.
+pub fn option_keys(
+    function: &str,
+    param: &str,
+    in_list: bool,
+) -> Option<&'static options::OptionKeys> {
     OPTION_KEYS
         .iter()
         .flat_map(|module| module.iter().copied())
-        .find(|keys| keys.function == function && keys.given == given)
+        .find(|keys| keys.function == function && keys.given.is(param, in_list))
 }
 
 /// Registers every host module under its namespace, and the global functions.

@@ -46,6 +46,16 @@ pub enum Given {
     ItemOf(&'static str),
 }
 
+impl Given {
+    /// This is parameter `param` (`in_list`: each item of the list given as `param`).
+    pub fn is(self, param: &str, in_list: bool) -> bool {
+        match self {
+            Given::Argument(name) => !in_list && name == param,
+            Given::ItemOf(name) => in_list && name == param,
+        }
+    }
+}
+
 impl OptionKeys {
     /// The keys of `function`'s `options` parameter, in `groups`: `&[&["timeout"]]`.
     pub const fn new(
