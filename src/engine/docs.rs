@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use crate::{
     context::Context,
-    host::options::{Given, OptionKeys},
     engine::{ScriptEngine, error::Failure, hints::script_type},
     exit,
+    host::options::{Given, OptionKeys},
 };
 
 /// One function as the engine knows it: a host function, a stdlib function the REPL imported,
@@ -572,9 +572,10 @@ mod tests {
             .find(|f| f.path() == "docker::logs" && f.params.len() == 2)
             .unwrap();
         assert!(
-            logs.describe()
-                .ends_with("\n\nKeys of `options`: `tail`, `since`, `follow`, `timeout`, \
-                            `timestamps`, `to`, `append`, `prefix`.\n"),
+            logs.describe().ends_with(
+                "\n\nKeys of `options`: `tail`, `since`, `follow`, `timeout`, \
+                            `timestamps`, `to`, `append`, `prefix`.\n"
+            ),
             "{}",
             logs.describe()
         );

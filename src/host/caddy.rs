@@ -13,7 +13,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
-use super::{HostResult, fail, fail_masked, function, options::{OptionKeys, Options}};
+use super::{
+    HostResult, fail, fail_masked, function,
+    options::{OptionKeys, Options},
+};
 use crate::{
     caddy::address,
     caddy::plan::{self, Mode, SwitchPlan},
@@ -277,8 +280,10 @@ struct Checked {
 
 /// The options every traffic change takes.
 const CHECK_KEYS: [&str; 2] = ["check", "check_timeout"];
-const SWITCH: OptionKeys =
-    OptionKeys::new("caddy::switch", &[&["mode", "file", "per_slot"], &CHECK_KEYS]);
+const SWITCH: OptionKeys = OptionKeys::new(
+    "caddy::switch",
+    &[&["mode", "file", "per_slot"], &CHECK_KEYS],
+);
 const WEIGHTS: OptionKeys = OptionKeys::new("caddy::weights", &[&CHECK_KEYS]);
 
 fn read_check(options: &Options) -> HostResult<Checked> {

@@ -8,7 +8,13 @@ use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail, fail_masked, function, options::{OptionKeys, Options}, wait};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail, fail_masked, function,
+    options::{OptionKeys, Options},
+    wait,
+};
 use crate::{
     compose::down,
     compose::plan::{self, UpOptions},

@@ -11,7 +11,13 @@ use rhai::{Array, Dynamic, Map, Module};
 
 use bollard::models::NetworkCreateRequest;
 
-use super::{HostResult, convert::to_dynamic, fail, fail_masked, function, options::{OptionKeys, Options}, wait};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail, fail_masked, function,
+    options::{OptionKeys, Options},
+    wait,
+};
 use crate::{
     compose::service::Placement,
     compose::service::parse,
@@ -24,8 +30,7 @@ use crate::{
 };
 
 /// The option keys of the host functions of this module.
-pub(super) const OPTION_KEYS: &[&OptionKeys] =
-    &[&STOP, &REMOVE, &EXEC, &LOGS, &BUILD, &NETWORK];
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&STOP, &REMOVE, &EXEC, &LOGS, &BUILD, &NETWORK];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();

@@ -8,7 +8,10 @@ use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, function, options::{OptionKeys, Options}};
+use super::{
+    HostResult, fail, function,
+    options::{OptionKeys, Options},
+};
 use crate::{
     context::{Context, stopped},
     exec::{self, ExecError, Output, Spec},

@@ -9,7 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
 
-use super::{HostResult, fail, fail_masked, function, options::{Given, OptionKeys, Options}};
+use super::{
+    HostResult, fail, fail_masked, function,
+    options::{Given, OptionKeys, Options},
+};
 use crate::{
     context::Context,
     context::progress::Progress,

@@ -6,7 +6,12 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail_masked, function, options::{OptionKeys, Options}};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail_masked, function,
+    options::{OptionKeys, Options},
+};
 use crate::{
     context::Context,
     metrics::{access_log, prometheus},

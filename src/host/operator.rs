@@ -21,7 +21,10 @@ use std::{
 
 use rhai::{FnPtr, GlobalRuntimeState, Map, Module, NativeCallContext};
 
-use super::{HostResult, fail, function, options::{OptionKeys, Options}};
+use super::{
+    HostResult, fail, function,
+    options::{OptionKeys, Options},
+};
 use crate::context::Context;
 
 /// How long a cleanup may run unless its `timeout` says otherwise.

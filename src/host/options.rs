@@ -100,11 +100,7 @@ impl Options {
 
     /// [`Options::new`] whose errors start with `label` rather than the function's name: a map
     /// that is one item of a list (`health::all: check #2 of the list`).
-    pub fn labelled(
-        label: impl Into<String>,
-        known: &OptionKeys,
-        map: Map,
-    ) -> HostResult<Options> {
+    pub fn labelled(label: impl Into<String>, known: &OptionKeys, map: Map) -> HostResult<Options> {
         let options = Options {
             function: label.into(),
             map,
@@ -324,10 +320,14 @@ mod tests {
             KEYS.keys().collect::<Vec<_>>(),
             ["mode", "check", "check_timeout"]
         );
-        let map: Map = [("check_timeout".into(), 5_i64.into())].into_iter().collect();
+        let map: Map = [("check_timeout".into(), 5_i64.into())]
+            .into_iter()
+            .collect();
         assert!(Options::new(&KEYS, map).is_ok());
         let map: Map = [("chek".into(), true.into())].into_iter().collect();
-        let error = Options::labelled("f::g: item #2", &KEYS, map).err().unwrap();
+        let error = Options::labelled("f::g: item #2", &KEYS, map)
+            .err()
+            .unwrap();
         assert_eq!(
             message(&error),
             "f::g: item #2: unknown option `chek` (known: mode, check, check_timeout)"

@@ -14,7 +14,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, fail_masked, function, options::{Given, OptionKeys, Options}};
+use super::{
+    HostResult, fail, fail_masked, function,
+    options::{Given, OptionKeys, Options},
+};
 use crate::{
     context::Context,
     context::progress::Progress,
@@ -627,8 +630,10 @@ const ISREADY: OptionKeys =
     OptionKeys::new("pg::isready", &[&TARGET_KEYS]).given(Given::Argument("target"));
 const QUERY: OptionKeys =
     OptionKeys::new("pg::query", &[&TARGET_KEYS]).given(Given::Argument("target"));
-const DUMP: OptionKeys =
-    OptionKeys::new("pg::dump", &[&TARGET_KEYS, &["to", "format", "gzip", "args"]]);
+const DUMP: OptionKeys = OptionKeys::new(
+    "pg::dump",
+    &[&TARGET_KEYS, &["to", "format", "gzip", "args"]],
+);
 const RESTORE: OptionKeys = OptionKeys::new(
     "pg::restore",
     &[

@@ -8,7 +8,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail, function, options::{OptionKeys, Options}, wait};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail, function,
+    options::{OptionKeys, Options},
+    wait,
+};
 use crate::{compose::Project, context::Context, swarm};
 
 /// Where the manager is: `$CUTOVER_SWARM_HOST`, or the engine `DOCKER_HOST` names.

@@ -9,7 +9,10 @@ use std::{
 
 use rhai::{Dynamic, FnPtr, Map, Module, NativeCallContext};
 
-use super::{HostResult, fail, function, options::{OptionKeys, Options}};
+use super::{
+    HostResult, fail, function,
+    options::{OptionKeys, Options},
+};
 use crate::context::Context;
 
 /// The option keys of the host functions of this module.

@@ -136,15 +136,30 @@ fn scan(before: &str) -> Scan {
         match bytes[i] {
             quote @ (b'"' | b'`' | b'\'') => match closing_quote(bytes, i + 1, quote) {
                 Some(end) => i = end,
-                None => return Scan { open, in_text: true },
+                None => {
+                    return Scan {
+                        open,
+                        in_text: true,
+                    };
+                }
             },
             b'/' if next == Some(b'/') => match before[i..].find('\n') {
                 Some(newline) => i += newline,
-                None => return Scan { open, in_text: true },
+                None => {
+                    return Scan {
+                        open,
+                        in_text: true,
+                    };
+                }
             },
             b'/' if next == Some(b'*') => match before[i + 2..].find("*/") {
                 Some(end) => i += 2 + end + 1,
-                None => return Scan { open, in_text: true },
+                None => {
+                    return Scan {
+                        open,
+                        in_text: true,
+                    };
+                }
             },
             b'#' if next == Some(b'{') => {
                 push(&mut open, Bracket::Map, i, i + 2);
@@ -213,7 +228,10 @@ mod tests {
 
     #[test]
     fn the_enclosing_call_and_argument() {
-        assert_eq!(enclosing_call("env::get(\"X\", "), Some(call("env::get", 1)));
+        assert_eq!(
+            enclosing_call("env::get(\"X\", "),
+            Some(call("env::get", 1))
+        );
         assert_eq!(enclosing_call("let x = sleep("), Some(call("sleep", 0)));
         assert_eq!(enclosing_call("f(g(1), [2, 3], "), Some(call("f", 2)));
         // Brackets and commas inside strings and comments count for nothing.

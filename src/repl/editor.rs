@@ -405,7 +405,11 @@ mod tests {
                 function(Some("env"), "get", &["name", "default"]),
                 function(Some("docker"), "logs", &["name"]),
                 function(Some("docker"), "logs", &["name", "options"]),
-                function(Some("caddy"), "weights", &["route_id", "weights", "options"]),
+                function(
+                    Some("caddy"),
+                    "weights",
+                    &["route_id", "weights", "options"],
+                ),
                 function(Some("health"), "all", &["checks"]),
                 function(Some("stack"), "up", &["cfg", "options"]),
             ],
@@ -442,7 +446,16 @@ mod tests {
         assert_eq!(replacements("docker::logs(\"api\", #{fo"), vec!["follow"]);
         assert_eq!(
             replacements("docker::logs(\"api\", #{"),
-            vec!["tail", "since", "follow", "timeout", "timestamps", "to", "append", "prefix"]
+            vec![
+                "tail",
+                "since",
+                "follow",
+                "timeout",
+                "timestamps",
+                "to",
+                "append",
+                "prefix"
+            ]
         );
         // A key the map has is not offered again.
         assert_eq!(
@@ -452,7 +465,10 @@ mod tests {
         let (start, _) = helper().candidates("docker::logs(\"api\", #{follow: true, ta");
         assert_eq!(start, "docker::logs(\"api\", #{follow: true, ".len());
         // Only the argument that is the option map: caddy::weights' first map is the split.
-        assert_eq!(replacements("caddy::weights(\"p\", #{"), Vec::<String>::new());
+        assert_eq!(
+            replacements("caddy::weights(\"p\", #{"),
+            Vec::<String>::new()
+        );
         assert_eq!(
             replacements("caddy::weights(\"p\", #{\"a:1\": 5}, #{"),
             vec!["check", "check_timeout"]
@@ -463,7 +479,10 @@ mod tests {
             vec!["status"]
         );
         // At a value, ordinary completion; a function without a table offers no keys.
-        assert_eq!(replacements("docker::logs(\"api\", #{follow: en"), vec!["env::", "envy"]);
+        assert_eq!(
+            replacements("docker::logs(\"api\", #{follow: en"),
+            vec!["env::", "envy"]
+        );
         assert_eq!(replacements("stack::up(cfg, #{en"), vec!["env::", "envy"]);
     }
 
