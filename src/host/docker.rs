@@ -490,19 +490,17 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
 async fn usage_of(docker: &bollard::Docker, names: Vec<String>) -> HostResult<Map> {
     let infos =
         futures_util::future::join_all(names.iter().map(|n| containers::inspect(docker, n))).await;
+    let mut inspected = Vec::with_capacity(names.len());
     for (name, info) in names.iter().zip(infos) {
-        if !info
-            .map_err(fail)?
-            .state
-            .and_then(|s| s.running)
-            .unwrap_or(false)
-        {
+        let info = info.map_err(fail)?;
+        if !info.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
             return Err(fail(format!(
                 "docker::stats: container {name} is not running"
             )));
         }
+        inspected.push(info);
     }
-    let measured = containers::usage_of_all(docker, &names, containers::CPU_WINDOW).await;
+    let measured = containers::usage_of_all(docker, &inspected, containers::CPU_WINDOW).await;
     let mut all = Map::new();
     for (name, usage) in names.into_iter().zip(measured) {
         all.insert(name.into(), to_dynamic(usage.map_err(fail)?)?);
