@@ -526,6 +526,21 @@ fn register_images(module: &mut Module, context: &Arc<Context>) {
         }
     );
     function!(module,
+        /// The id of image `reference` (`name:tag`, `name@digest` or an id) in the engine's
+        /// store, `sha256:…`, or `()` when it is not here: what tells a tag rebuilt since (the
+        /// same `name:tag`, another id) from the build a release ran.
+        ///
+        /// ```rhai
+        /// let now = docker::image_id("app:v1");
+        /// if now != () && now != recorded { log::warn(`app:v1 is another build now (${now})`); }
+        /// ```
+        fn image_id[context](call, reference: &str) -> Dynamic {
+            let docker = context.docker()?;
+            let id = wait(&context, image::id(&docker, reference))?;
+            Ok(id.map_or(Dynamic::UNIT, Dynamic::from))
+        }
+    );
+    function!(module,
         /// Pulls an image from its registry, showing progress; returns its id. A reference
         /// without a tag means `:latest`.
         ///
