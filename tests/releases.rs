@@ -339,8 +339,9 @@ fn a_rollback_across_a_schema_change_is_a_decision_and_releases_tell_the_story()
     );
     assert!(
         stack.journal().iter().any(|e| e["event"] == "change"
-            && e["message"].as_str().is_some_and(|m| m
-                .starts_with("file::remove deploy/backups/flappyjournal-before-blue-v1-"))),
+            && e["message"].as_str().is_some_and(
+                |m| m.starts_with("file::remove deploy/backups/flappyjournal-before-blue-v1-")
+            )),
         "the pruned backup is not in the journal"
     );
     stack.cutover(&["promote", "green"]).success();
