@@ -104,6 +104,12 @@ fn a_deploy_migrates_after_a_verified_backup_and_a_failing_migration_moves_nothi
         assert_eq!(seen.failures(), 0, "{}", report.describe());
     }
     assert_eq!(stack.version(), "v2", "{}", deployed.stderr);
+    // Its migration container removed and its tests passed, it has no cleanup left to run.
+    assert!(
+        !deployed.stderr.contains("running cleanup"),
+        "{}",
+        deployed.stderr
+    );
     assert_eq!(
         stack.psql("SELECT max(version) FROM schema_migrations"),
         "2"
