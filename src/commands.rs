@@ -53,6 +53,7 @@ pub fn dispatch(command: Option<Command>, context: &Arc<Context>) -> Result<i32,
 
 /// `cutover run NAME ARGS...`
 pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, Failure> {
+    context.warm_up();
     let engine = ScriptEngine::new(Arc::clone(context));
     let script = engine
         .runbooks

@@ -61,13 +61,19 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
 
     let load = load_on(&stack);
     std::thread::sleep(Duration::from_millis(500));
-    canary(&stack, &["green"])
+    let walked = canary(&stack, &["green"])
         .stderr_contains("canary step 1/3: 10 % of production on green")
         .stderr_contains("step 1 (10 %) passed")
         .stderr_contains("canary step 2/3: 50 % of production on green")
         .stderr_contains("canary step 3/3: 100 % of production on green")
         .stdout_contains("production: blue -> green (v2) after a canary")
         .success();
+    // It settled everything itself: its cleanup (and its release phase's) was dismissed.
+    assert!(
+        !walked.stderr.contains("running cleanup"),
+        "{}",
+        walked.stderr
+    );
     let report = load.stop();
     for group in ["browser", "never-retry GET", "never-retry POST"] {
         let seen = report.group(group);
@@ -99,7 +105,8 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
     let elapsed = load.now() - started;
     let report = load.stop();
     assert!(
-        aborted.stderr.contains("baseline 5xx 0.0 % (0 of "),
+        aborted.stderr.contains("baseline 5xx 0.0 % (0 of ")
+            && !aborted.stderr.contains("running cleanup"),
         "{}",
         aborted.stderr
     );

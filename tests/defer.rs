@@ -235,3 +235,52 @@ fn main(baseline, canary) {
         "{changes:?}"
     );
 }
+
+const DISMISSED: &str = r#"
+fn main(outcome) {
+    let undo = defer(|| state::set("undone", true), #{name: "undo the step"});
+    print(`armed ${undo}`);
+    state::set("step", outcome);
+    if outcome == "fails" { throw "the step failed"; }
+    print(`dismissed: ${dismiss(undo)}, again: ${dismiss(undo)}`);
+}"#;
+
+/// A cleanup dismissed once the normal path has done its job neither runs nor is journaled
+/// (it changed nothing); the same run failing before the dismissal still runs it.
+#[test]
+fn a_dismissed_cleanup_does_not_run_and_one_left_armed_still_does() {
+    let test = Test::new().runbook("r", DISMISSED);
+    let changes = |test: &Test| -> Vec<String> {
+        journal(test)
+            .iter()
+            .filter(|e| e["event"] == "change")
+            .map(|e| format!("{} {}", e["message"].as_str().unwrap(), e["outcome"]))
+            .collect()
+    };
+    let done = test.run(&["r", "works"]).success();
+    assert_eq!(
+        done.stdout,
+        "armed `undo the step` (deferred at runbooks/r.rhai:3:16)\ndismissed: true, again: false\n"
+    );
+    assert!(!done.stderr.contains("running cleanup"), "{}", done.stderr);
+    assert_eq!(changes(&test), ["state::set step = \"works\" \"ok\""]);
+    let state = std::fs::read_to_string(test.path().join("deploy/cutover-state.json")).unwrap();
+    assert!(!state.contains("undone"), "{state}");
+
+    let failed = test.run(&["r", "fails"]).status(1);
+    assert!(
+        failed
+            .stderr
+            .contains("running cleanup `undo the step` (deferred at runbooks/r.rhai:3:16)"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        changes(&test)[1..],
+        [
+            "state::set step = \"fails\" \"ok\"",
+            "state::set undone = true \"ok\"",
+            "cleanup `undo the step` (deferred at runbooks/r.rhai:3:16) \"ok\"",
+        ]
+    );
+}

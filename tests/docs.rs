@@ -74,6 +74,10 @@ fn docs_prints_the_markdown_reference() {
         "### `env::get(name: String, default: String) -> String`\n",
         "## Global functions\n",
         "### `sleep(ms: int)`\n",
+        // From the table exec::run checks its options with.
+        "```\n\nKeys of `options`: `timeout`, `cwd`, `env`.\n\n",
+        "Keys of each map in `checks`: `http`, `tcp`, `postgres`, `container`, `timeout`, `name`, \
+         `status`, `contains`, `body`, `json`.\n",
     ] {
         assert!(
             reference.stdout.contains(text),

@@ -23,21 +23,31 @@ fn require() -> bool {
         .all(support::require)
 }
 
-/// A stack on [`REPO`]'s images whose release phase is the demo's migration tool.
-fn stack(prefix: &str) -> Stack {
+/// A stack on [`REPO`]'s images whose release phase is the demo's migration tool, with
+/// `settings` besides.
+fn stack(prefix: &str, settings: &[(&str, &str)]) -> Stack {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| stack::images_named(REPO, &["v1", "v2", "v3", "v1-gone"]));
-    Stack::with(
-        prefix,
-        &[
-            ("API_GATEWAY_IMAGE", REPO),
-            ("AUTH_SERVICE_IMAGE", REPO),
-            ("CHAT_ORCHESTRATOR_IMAGE", REPO),
-            ("CONSCIOUSNESS_BACKEND_IMAGE", REPO),
-            ("MIGRATE_COMMAND", "migrate"),
-            ("MIGRATE_TIMEOUT", "60"),
-        ],
-    )
+    let mut all = vec![
+        ("API_GATEWAY_IMAGE", REPO),
+        ("AUTH_SERVICE_IMAGE", REPO),
+        ("CHAT_ORCHESTRATOR_IMAGE", REPO),
+        ("CONSCIOUSNESS_BACKEND_IMAGE", REPO),
+        ("MIGRATE_COMMAND", "migrate"),
+        ("MIGRATE_TIMEOUT", "60"),
+    ];
+    all.extend_from_slice(settings);
+    Stack::with(prefix, &all)
+}
+
+/// The names of the files in the stack's backup directory, sorted.
+fn backups(stack: &Stack) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(stack.path().join("deploy/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The journal's entries of `kind` that are records, oldest first.
@@ -69,7 +79,7 @@ fn a_deploy_migrates_after_a_verified_backup_and_a_failing_migration_moves_nothi
     if !require() {
         return;
     }
-    let stack = stack("rel-migrate");
+    let stack = stack("rel-migrate", &[]);
     stack.cutover(&["prepare", "blue", "v1-gone"]).success();
     stack.cutover(&["promote", "blue"]).success();
     assert_eq!(
@@ -94,6 +104,12 @@ fn a_deploy_migrates_after_a_verified_backup_and_a_failing_migration_moves_nothi
         assert_eq!(seen.failures(), 0, "{}", report.describe());
     }
     assert_eq!(stack.version(), "v2", "{}", deployed.stderr);
+    // Its migration container removed and its tests passed, it has no cleanup left to run.
+    assert!(
+        !deployed.stderr.contains("running cleanup"),
+        "{}",
+        deployed.stderr
+    );
     assert_eq!(
         stack.psql("SELECT max(version) FROM schema_migrations"),
         "2"
@@ -181,6 +197,56 @@ fn a_deploy_migrates_after_a_verified_backup_and_a_failing_migration_moves_nothi
         .is_ok()
     );
 
+    // v1-gone's tag is moved to another build (v3's, as a rebuild would): the tag is here but
+    // not the build the release ran. `releases` and `rollback --to` say so, and how to get it
+    // back, changing nothing; the way back they name works.
+    let tagged = format!("{REPO}:v1-gone");
+    let ran = image_id(&stack, &tagged);
+    let other = image_id(&stack, &format!("{REPO}:v3"));
+    let short = |id: &str| id.trim_start_matches("sha256:")[..12].to_string();
+    stack.docker(&["tag", &format!("{REPO}:v3"), &tagged]);
+    let releases = stack.cutover(&["releases"]).success();
+    assert!(
+        releases.stdout.lines().any(|l| l.contains(" v1-gone ")
+            && l.ends_with(&format!(
+                "rebuilt: {tagged} is {} now, not the release's {} (still here)",
+                short(&other),
+                short(&ran)
+            ))),
+        "{}",
+        releases.stdout
+    );
+    let before = stack.journal().len();
+    stack
+        .cutover(&["rollback", "--to", "v1-gone", "--yes"])
+        .stderr_contains(&format!(
+            "v1-gone cannot be brought back: {tagged} names another build now: \
+             blue-api-gateway, blue-auth-service, blue-chat-orchestrator, \
+             blue-consciousness-backend ran {ran}, the tag names {now} (rebuilt or moved since); \
+             the build it ran is still here: 'docker tag {ran} {tagged}' gives the tag back to it",
+            ran = short(&ran),
+            now = short(&other),
+        ))
+        .stderr_contains("Nothing was changed.")
+        .status(1);
+    assert!(
+        stack.journal()[before..]
+            .iter()
+            .all(|e| e["event"] != "change"),
+        "the refused rollback changed something"
+    );
+    assert_eq!(stack.version(), "v2");
+    stack.docker(&["tag", &short(&ran), &tagged]);
+    let releases = stack.cutover(&["releases"]).success();
+    assert!(
+        releases
+            .stdout
+            .lines()
+            .any(|l| l.contains(" v1-gone ") && l.ends_with("can come back")),
+        "{}",
+        releases.stdout
+    );
+
     // v1-gone's image leaves this host: it can no longer be brought back, and says so.
     stack.docker(&["rmi", "-f", &format!("{REPO}:v1-gone")]);
     let releases = stack.cutover(&["releases"]).success();
@@ -213,7 +279,9 @@ fn a_rollback_across_a_schema_change_is_a_decision_and_releases_tell_the_story()
     if !require() {
         return;
     }
-    let stack = stack("rel-schema");
+    // BACKUP_KEEP=1: the release phases' backups are pruned to the newest, but never one a
+    // `rollback --restore-db` to a release still here needs.
+    let stack = stack("rel-schema", &[("BACKUP_KEEP", "1")]);
     stack.cutover(&["prepare", "blue", "v1"]).success();
     stack.cutover(&["promote", "blue"]).success();
     stack.psql("INSERT INTO notes (body) VALUES ('written by v1')");
@@ -265,6 +333,23 @@ fn a_rollback_across_a_schema_change_is_a_decision_and_releases_tell_the_story()
 
     // v3 renames a column (incompatible with v1 and v2); a row is written after its backup.
     stack.cutover(&["prepare", "green", "v3"]).success();
+    // Three release phases so far (blue v1, green v2, green v3): v1's backup (taken before any
+    // schema) is gone, v2's (schema 1, which blue v1's first release ran at) and v3's (schema
+    // 2, v2's and the keep-schema v1's) stay; the deletion is journaled.
+    let kept = backups(&stack);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept[0].starts_with("flappyjournal-before-green-v2-")
+            && kept[1].starts_with("flappyjournal-before-green-v3-"),
+        "{kept:?}"
+    );
+    assert!(
+        stack.journal().iter().any(|e| e["event"] == "change"
+            && e["message"].as_str().is_some_and(
+                |m| m.starts_with("file::remove deploy/backups/flappyjournal-before-blue-v1-")
+            )),
+        "the pruned backup is not in the journal"
+    );
     stack.cutover(&["promote", "green"]).success();
     stack.psql("INSERT INTO notes (content) VALUES ('written by v3')");
     assert_eq!(stack.psql("SELECT count(*) FROM notes"), "2");

@@ -76,6 +76,29 @@ fn tab_completes_a_module_function() {
 }
 
 #[test]
+fn tab_completes_option_keys_inside_a_map() {
+    let test = Test::new();
+    let mut repl = terminal(&test);
+    ready(&mut repl, "cutover> ");
+    // Inside `#{`, Tab twice lists the keys docker::logs knows.
+    repl.send("docker::logs(\"api\", #{").unwrap();
+    repl.send("\t\t").unwrap();
+    expect(&mut repl, "timestamps");
+    repl.send("fo").unwrap();
+    repl.send("\t").unwrap();
+    // A wrong key is refused naming the keys of the same table. Had Tab left `fo`, the error
+    // would name `fo`, which comes first.
+    repl.send(": true, tial: 5})\r").unwrap();
+    expect(
+        &mut repl,
+        "docker::logs: unknown option `tial` (known: tail, since, follow, timeout, timestamps, \
+         to, append, prefix)",
+    );
+    ready(&mut repl, "cutover> ");
+    quit(repl);
+}
+
+#[test]
 fn hint_shows_the_signature() {
     let test = Test::new();
     let mut repl = terminal(&test);

@@ -2,7 +2,10 @@
 //! networks, stop (idempotent), remove, waiting for a container to be running, healthy or done,
 //! and resource usage computed as `docker stats` shows it. All async on one bollard client.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use bollard::{
     Docker,
@@ -20,7 +23,11 @@ use bollard::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::docker::{Doing, EngineError, is_status};
+use crate::docker::{
+    Doing, EngineError,
+    cgroup::{self, Cgroup, Counters},
+    is_status,
+};
 
 /// How often a wait looks at the container again.
 const POLL: Duration = Duration::from_millis(100);
@@ -323,31 +330,96 @@ pub struct Usage {
     pub pids: u64,
 }
 
-/// How long CPU use is measured over: two one-shot samples of every container, this far apart.
+/// How long CPU use is measured over: two readings of every container, this far apart.
 pub const CPU_WINDOW: Duration = Duration::from_millis(250);
 
-/// The usage of each of `names`, measured together: a one-shot sample of every container at
-/// once (the engine answers from the cgroup at once), a pause of `window`, and a second one.
-/// CPU is the share used between the two; memory and pids are the second's. The engine's own
-/// two-sample stats (`docker stats`) spend a second on every call instead.
+/// The usage of each of `containers` (as inspected), measured together: a reading of every
+/// container at once, a pause of `window`, and a second one. CPU is the share used between the
+/// two; memory and pids are the second's. A container whose cgroup this machine can read is
+/// read there ([`cgroup`](super::cgroup): at once); the others are asked of the engine, whose
+/// one-shot samples wait for its once-a-second collector (its own two-sample stats, as `docker
+/// stats` uses them, spend a second or two on every call).
 pub async fn usage_of_all(
     docker: &Docker,
-    names: &[String],
+    containers: &[ContainerInspectResponse],
     window: Duration,
 ) -> Vec<Result<Usage, EngineError>> {
-    let first = futures_util::future::join_all(names.iter().map(|n| sample(docker, n))).await;
+    let located: Vec<(String, Option<Cgroup>)> = containers
+        .iter()
+        .map(|c| {
+            let id = c.id.clone().unwrap_or_default();
+            let pid = c.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
+            let cgroup = Cgroup::of(pid, &id);
+            (id, cgroup)
+        })
+        .collect();
+    let read_all = || {
+        futures_util::future::join_all(
+            located
+                .iter()
+                .map(|(id, cgroup)| reading(docker, id, cgroup.as_ref())),
+        )
+    };
+    let first = read_all().await;
     tokio::time::sleep(window).await;
-    let second = futures_util::future::join_all(names.iter().map(|n| sample(docker, n))).await;
+    let second = read_all().await;
     first
         .into_iter()
         .zip(second)
-        .map(|(before, after)| {
-            let before = before?;
-            let mut after = after?;
-            after.precpu_stats = before.cpu_stats;
-            Ok(compute_usage(&after))
-        })
+        .map(|(before, after)| Ok(between(before?, after?)))
         .collect()
+}
+
+/// One reading of a container's counters: from its cgroup, or a one-shot engine sample.
+enum Reading {
+    Cgroup(Counters, Instant),
+    Engine(Box<ContainerStatsResponse>),
+}
+
+async fn reading(
+    docker: &Docker,
+    id: &str,
+    cgroup: Option<&Cgroup>,
+) -> Result<Reading, EngineError> {
+    if let Some(counters) = cgroup.and_then(|c| c.read().ok()) {
+        return Ok(Reading::Cgroup(counters, Instant::now()));
+    }
+    Ok(Reading::Engine(Box::new(sample(docker, id).await?)))
+}
+
+/// The usage between two readings of one container. A container that stopped being readable
+/// in its cgroup between them (it stopped) gets no CPU figure, the rest from the later one.
+fn between(before: Reading, after: Reading) -> Usage {
+    match (before, after) {
+        (Reading::Cgroup(a, at), Reading::Cgroup(b, bt)) => {
+            let elapsed = bt.duration_since(at).as_nanos() as u64;
+            usage_from_counters(&b, cgroup::cpu_percent(&a, &b, elapsed))
+        }
+        (Reading::Engine(a), Reading::Engine(mut b)) => {
+            b.precpu_stats = a.cpu_stats;
+            compute_usage(&b)
+        }
+        (_, Reading::Engine(b)) => compute_usage(&b),
+        (_, Reading::Cgroup(b, _)) => usage_from_counters(&b, 0.0),
+    }
+}
+
+fn usage_from_counters(c: &Counters, cpu_percent: f64) -> Usage {
+    Usage {
+        cpu_percent: (cpu_percent * 100.0).round() / 100.0,
+        memory_used: c.memory_used,
+        memory_limit: c.memory_limit,
+        memory_percent: memory_percent(c.memory_used, c.memory_limit),
+        pids: c.pids,
+    }
+}
+
+fn memory_percent(used: u64, limit: u64) -> f64 {
+    if limit > 0 {
+        (used as f64 / limit as f64 * 10000.0).round() / 100.0
+    } else {
+        0.0
+    }
 }
 
 /// One one-shot stats sample of `name` (no CPU baseline: the engine does not wait for one).
@@ -403,11 +475,7 @@ fn compute_usage(sample: &ContainerStatsResponse) -> Usage {
         cpu_percent: (cpu_percent * 100.0).round() / 100.0,
         memory_used,
         memory_limit,
-        memory_percent: if memory_limit > 0 {
-            (memory_used as f64 / memory_limit as f64 * 10000.0).round() / 100.0
-        } else {
-            0.0
-        },
+        memory_percent: memory_percent(memory_used, memory_limit),
         pids: sample
             .pids_stats
             .as_ref()

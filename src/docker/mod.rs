@@ -3,6 +3,7 @@
 //! tcp), the API version is negotiated (the engine may be older than bollard's default), and an
 //! unreachable engine fails within two seconds with an error naming where it looked.
 
+mod cgroup;
 pub(crate) mod containers;
 pub(crate) mod ignore;
 pub(crate) mod image;

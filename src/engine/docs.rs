@@ -13,6 +13,7 @@ use crate::{
     context::Context,
     engine::{ScriptEngine, error::Failure, hints::script_type},
     exit,
+    host::options::{Given, OptionKeys},
 };
 
 /// One function as the engine knows it: a host function, a stdlib function the REPL imported,
@@ -64,12 +65,39 @@ impl FunctionDoc {
         format!("{}{}", self.path(), self.params_text())
     }
 
-    /// Plain text for `:help NAME`: the signature, then the doc with its example.
+    /// Plain text for `:help NAME`: the signature, then the doc with its example and the keys
+    /// of its option maps.
     pub fn describe(&self) -> String {
-        match self.doc.as_str() {
-            "" => format!("{}\n", self.signature()),
-            doc => format!("{}\n\n{doc}\n", self.signature()),
+        let mut text = format!("{}\n", self.signature());
+        for part in [self.doc.clone()].into_iter().chain(self.keys_lines()) {
+            if !part.is_empty() {
+                text.push_str(&format!("\n{part}\n"));
+            }
         }
+        text
+    }
+
+    /// The option keys of the map this host function takes as parameter number `index`, or
+    /// (`in_list`) as each item of the list given there: the table the function checks it with.
+    pub fn option_keys(&self, index: usize, in_list: bool) -> Option<&'static OptionKeys> {
+        let (param, _) = self.params.get(index).filter(|_| self.native)?;
+        crate::host::option_keys(&self.path(), param, in_list)
+    }
+
+    /// "Keys of `options`: `tail`, `since`…", one line for each option map the function takes.
+    fn keys_lines(&self) -> Vec<String> {
+        (0..self.params.len())
+            .flat_map(|index| [false, true].map(|in_list| self.option_keys(index, in_list)))
+            .flatten()
+            .map(|known| {
+                let keys: Vec<String> = known.keys().map(|k| format!("`{k}`")).collect();
+                let keys = keys.join(", ");
+                match known.given {
+                    Given::Argument(param) => format!("Keys of `{param}`: {keys}."),
+                    Given::ItemOf(param) => format!("Keys of each map in `{param}`: {keys}."),
+                }
+            })
+            .collect()
     }
 
     /// The first sentence-line of the doc, for one-line listings.
@@ -334,6 +362,9 @@ fn function_section(out: &mut String, function: &FunctionDoc) {
     } else {
         let _ = writeln!(out, "{}\n", function.doc);
     }
+    for line in function.keys_lines() {
+        let _ = writeln!(out, "{line}\n");
+    }
 }
 
 /// What a runbook author needs of Rhai itself, with the traps newcomers meet.
@@ -492,9 +523,7 @@ mod tests {
         assert_eq!(missing_docs(&function), None);
     }
 
-    /// Every stdlib function the runbooks call is in the reference, with its doc.
-    #[test]
-    fn the_stdlib_is_documented_from_its_doc_comments() {
+    fn engine() -> (tokio::runtime::Runtime, ScriptEngine) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -506,7 +535,56 @@ mod tests {
             runtime.handle().clone(),
             Arc::default(),
         ));
-        let engine = ScriptEngine::new(context);
+        (runtime, ScriptEngine::new(context))
+    }
+
+    /// The key tables and the registered functions agree: every `options: Map` parameter of a
+    /// host function has its table (the REPL and the docs find it), and every table belongs to
+    /// a parameter some registered function has (a renamed function or parameter shows here).
+    #[test]
+    fn every_option_map_has_its_key_table() {
+        let (_runtime, engine) = engine();
+        let functions = functions(&engine.rhai);
+        for function in &functions {
+            for (index, (param, ty)) in function.params.iter().enumerate() {
+                if param == "options" {
+                    assert_eq!(ty.as_deref(), Some("Map"), "{}", function.signature());
+                    assert!(
+                        function.option_keys(index, false).is_some(),
+                        "{} takes an option map without an OptionKeys table in host::OPTION_KEYS",
+                        function.signature()
+                    );
+                }
+            }
+        }
+        for known in crate::host::OPTION_KEYS.iter().flat_map(|m| m.iter()) {
+            let taken = functions.iter().any(|function| {
+                (0..function.params.len()).any(|index| {
+                    [false, true]
+                        .into_iter()
+                        .any(|in_list| function.option_keys(index, in_list) == Some(known))
+                })
+            });
+            assert!(taken, "no registered function takes the map of {known:?}");
+        }
+        let logs = functions
+            .iter()
+            .find(|f| f.path() == "docker::logs" && f.params.len() == 2)
+            .unwrap();
+        assert!(
+            logs.describe().ends_with(
+                "\n\nKeys of `options`: `tail`, `since`, `follow`, `timeout`, \
+                            `timestamps`, `to`, `append`, `prefix`.\n"
+            ),
+            "{}",
+            logs.describe()
+        );
+    }
+
+    /// Every stdlib function the runbooks call is in the reference, with its doc.
+    #[test]
+    fn the_stdlib_is_documented_from_its_doc_comments() {
+        let (_runtime, engine) = engine();
         let stdlib = stdlib_functions(&engine);
         let promote = stdlib
             .iter()

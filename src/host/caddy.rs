@@ -13,7 +13,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
-use super::{HostResult, fail, fail_masked, function, options::Options};
+use super::{
+    HostResult, fail, fail_masked, function,
+    options::{OptionKeys, Options},
+};
 use crate::{
     caddy::address,
     caddy::plan::{self, Mode, SwitchPlan},
@@ -24,6 +27,9 @@ use crate::{
 
 /// How long a target gets to accept the connection that proves it is there.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&SWITCH, &WEIGHTS];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -274,6 +280,11 @@ struct Checked {
 
 /// The options every traffic change takes.
 const CHECK_KEYS: [&str; 2] = ["check", "check_timeout"];
+const SWITCH: OptionKeys = OptionKeys::new(
+    "caddy::switch",
+    &[&["mode", "file", "per_slot"], &CHECK_KEYS],
+);
+const WEIGHTS: OptionKeys = OptionKeys::new("caddy::weights", &[&CHECK_KEYS]);
 
 fn read_check(options: &Options) -> HostResult<Checked> {
     Ok(Checked {
@@ -300,11 +311,7 @@ fn switch(
     addrs: Array,
     options: Map,
 ) -> HostResult<Map> {
-    let options = Options::new(
-        "caddy::switch",
-        options,
-        &[&["mode", "file", "per_slot"][..], &CHECK_KEYS].concat(),
-    )?;
+    let options = Options::new(&SWITCH, options)?;
     let per_slot = options.bool("per_slot")?.unwrap_or(false);
     let mut to = Vec::new();
     for addr in addrs {
@@ -382,7 +389,7 @@ fn set_weights(
     weights: Map,
     options: Map,
 ) -> HostResult<Map> {
-    let options = Options::new("caddy::weights", options, &CHECK_KEYS)?;
+    let options = Options::new(&WEIGHTS, options)?;
     let mut split = Vec::new();
     for (addr, weight) in weights {
         let weight = weight

@@ -8,7 +8,13 @@ use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail, fail_masked, function, options::Options, wait};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail, fail_masked, function,
+    options::{OptionKeys, Options},
+    wait,
+};
 use crate::{
     compose::down,
     compose::plan::{self, UpOptions},
@@ -16,6 +22,9 @@ use crate::{
     context::Context,
     context::progress::Progress,
 };
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&LOAD, &UP, &DOWN];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -123,12 +132,13 @@ pub fn module(context: &Arc<Context>) -> Module {
     module
 }
 
+const LOAD: OptionKeys = OptionKeys::new(
+    "compose::load",
+    &[&["env_file", "profiles", "project_name"]],
+);
+
 fn load(context: &Context, path: &str, options: Map) -> HostResult<Map> {
-    let options = Options::new(
-        "compose::load",
-        options,
-        &["env_file", "profiles", "project_name"],
-    )?;
+    let options = Options::new(&LOAD, options)?;
     let env_file = options.string("env_file")?.map(PathBuf::from);
     let env_file_vars = match &env_file {
         Some(path) => Some(context.read_env_file(path).map_err(fail)?),
@@ -159,8 +169,10 @@ fn project_name(project: &Map) -> HostResult<String> {
     }
 }
 
+const UP: OptionKeys = OptionKeys::new("compose::up", &[&["services", "profiles", "scale"]]);
+
 fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
-    let options = Options::new("compose::up", options, &["services", "profiles", "scale"])?;
+    let options = Options::new(&UP, options)?;
     let mut scale = std::collections::BTreeMap::new();
     for (service, count) in options.map("scale")?.unwrap_or_default() {
         let count = count
@@ -199,8 +211,10 @@ fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     )
 }
 
+const DOWN: OptionKeys = OptionKeys::new("compose::down", &[&["volumes", "timeout"]]);
+
 fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
-    let options = Options::new("compose::down", options, &["volumes", "timeout"])?;
+    let options = Options::new(&DOWN, options)?;
     let volumes = options.bool("volumes")?.unwrap_or(false);
     let grace = options.millis("timeout")?;
     let name = project_name(&project)?;

@@ -11,7 +11,13 @@ use rhai::{Array, Dynamic, Map, Module};
 
 use bollard::models::NetworkCreateRequest;
 
-use super::{HostResult, convert::to_dynamic, fail, fail_masked, function, options::Options, wait};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail, fail_masked, function,
+    options::{OptionKeys, Options},
+    wait,
+};
 use crate::{
     compose::service::Placement,
     compose::service::parse,
@@ -22,6 +28,9 @@ use crate::{
     docker::image::{self, BuildRequest},
     docker::io::{ExecRequest, LogsRequest, LogsResult},
 };
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&STOP, &REMOVE, &EXEC, &LOGS, &BUILD, &NETWORK];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -334,8 +343,10 @@ fn run(context: &Context, spec: Map) -> HostResult<String> {
     )
 }
 
+const STOP: OptionKeys = OptionKeys::new("docker::stop", &[&["timeout"]]);
+
 fn stop(context: &Context, name: &str, options: Map) -> HostResult<()> {
-    let options = Options::new("docker::stop", options, &["timeout"])?;
+    let options = Options::new(&STOP, options)?;
     let timeout = options.millis("timeout")?;
     let docker = context.docker()?;
     context.change(
@@ -346,8 +357,10 @@ fn stop(context: &Context, name: &str, options: Map) -> HostResult<()> {
     )
 }
 
+const REMOVE: OptionKeys = OptionKeys::new("docker::remove", &[&["force", "volumes"]]);
+
 fn remove(context: &Context, name: &str, options: Map) -> HostResult<()> {
-    let options = Options::new("docker::remove", options, &["force", "volumes"])?;
+    let options = Options::new(&REMOVE, options)?;
     let force = options.bool("force")?.unwrap_or(false);
     let volumes = options.bool("volumes")?.unwrap_or(false);
     let docker = context.docker()?;
@@ -366,12 +379,13 @@ fn remove(context: &Context, name: &str, options: Map) -> HostResult<()> {
     )
 }
 
+const EXEC: OptionKeys = OptionKeys::new(
+    "docker::exec",
+    &[&["stdout_to", "env", "user", "working_dir"]],
+);
+
 fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResult<Map> {
-    let options = Options::new(
-        "docker::exec",
-        options,
-        &["stdout_to", "env", "user", "working_dir"],
-    )?;
+    let options = Options::new(&EXEC, options)?;
     let command = command
         .iter()
         .map(|word| match word.is_string() {
@@ -421,21 +435,22 @@ fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResu
     Ok(map)
 }
 
+const LOGS: OptionKeys = OptionKeys::new(
+    "docker::logs",
+    &[&[
+        "tail",
+        "since",
+        "follow",
+        "timeout",
+        "timestamps",
+        "to",
+        "append",
+        "prefix",
+    ]],
+);
+
 fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
-    let options = Options::new(
-        "docker::logs",
-        options,
-        &[
-            "tail",
-            "since",
-            "follow",
-            "timeout",
-            "timestamps",
-            "to",
-            "append",
-            "prefix",
-        ],
-    )?;
+    let options = Options::new(&LOGS, options)?;
     let request = LogsRequest {
         container: name.to_string(),
         tail: options.count("tail")?,
@@ -475,19 +490,17 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
 async fn usage_of(docker: &bollard::Docker, names: Vec<String>) -> HostResult<Map> {
     let infos =
         futures_util::future::join_all(names.iter().map(|n| containers::inspect(docker, n))).await;
+    let mut inspected = Vec::with_capacity(names.len());
     for (name, info) in names.iter().zip(infos) {
-        if !info
-            .map_err(fail)?
-            .state
-            .and_then(|s| s.running)
-            .unwrap_or(false)
-        {
+        let info = info.map_err(fail)?;
+        if !info.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
             return Err(fail(format!(
                 "docker::stats: container {name} is not running"
             )));
         }
+        inspected.push(info);
     }
-    let measured = containers::usage_of_all(docker, &names, containers::CPU_WINDOW).await;
+    let measured = containers::usage_of_all(docker, &inspected, containers::CPU_WINDOW).await;
     let mut all = Map::new();
     for (name, usage) in names.into_iter().zip(measured) {
         all.insert(name.into(), to_dynamic(usage.map_err(fail)?)?);
@@ -510,6 +523,21 @@ fn register_images(module: &mut Module, context: &Arc<Context>) {
         fn image_exists[context](call, reference: &str) -> bool {
             let docker = context.docker()?;
             wait(&context, image::exists(&docker, reference))
+        }
+    );
+    function!(module,
+        /// The id of image `reference` (`name:tag`, `name@digest` or an id) in the engine's
+        /// store, `sha256:…`, or `()` when it is not here: what tells a tag rebuilt since (the
+        /// same `name:tag`, another id) from the build a release ran.
+        ///
+        /// ```rhai
+        /// let now = docker::image_id("app:v1");
+        /// if now != () && now != recorded { log::warn(`app:v1 is another build now (${now})`); }
+        /// ```
+        fn image_id[context](call, reference: &str) -> Dynamic {
+            let docker = context.docker()?;
+            let id = wait(&context, image::id(&docker, reference))?;
+            Ok(id.map_or(Dynamic::UNIT, Dynamic::from))
         }
     );
     function!(module,
@@ -585,12 +613,13 @@ fn pairs_map(pairs: Option<Vec<(String, String)>>) -> HashMap<String, String> {
     pairs.unwrap_or_default().into_iter().collect()
 }
 
+const BUILD: OptionKeys = OptionKeys::new(
+    "docker::build",
+    &[&["dockerfile", "target", "args", "labels", "files", "rebuild"]],
+);
+
 fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<String> {
-    let options = Options::new(
-        "docker::build",
-        options,
-        &["dockerfile", "target", "args", "labels", "files", "rebuild"],
-    )?;
+    let options = Options::new(&BUILD, options)?;
     let rebuild = options.bool("rebuild")?.unwrap_or(false);
     let request = BuildRequest {
         dir: PathBuf::from(dir),
@@ -646,8 +675,10 @@ fn build(context: &Context, dir: &str, tag: &str, options: Map) -> HostResult<St
     )
 }
 
+const NETWORK: OptionKeys = OptionKeys::new("docker::network", &[&["labels", "internal"]]);
+
 fn network(context: &Context, name: &str, options: Map) -> HostResult<String> {
-    let options = Options::new("docker::network", options, &["labels", "internal"])?;
+    let options = Options::new(&NETWORK, options)?;
     let labels = pairs_map(options.pairs("labels")?);
     let internal = options.bool("internal")?.unwrap_or(false);
     let docker = context.docker()?;

@@ -8,11 +8,19 @@ use std::{path::PathBuf, sync::Arc};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, function, options::Options};
+use super::{
+    HostResult, fail, function,
+    options::{OptionKeys, Options},
+};
 use crate::{
     context::{Context, stopped},
     exec::{self, ExecError, Output, Spec},
 };
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&RUN];
+
+const RUN: OptionKeys = OptionKeys::new("exec::run", &[&["timeout", "cwd", "env"]]);
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -124,7 +132,7 @@ fn spec(context: &Context, argv: Array, options: Map) -> HostResult<Spec> {
     if spec.argv.is_empty() {
         return Err(fail(format!("exec::run: {}", ExecError::Empty)));
     }
-    let options = Options::new("exec::run", options, &["timeout", "cwd", "env"])?;
+    let options = Options::new(&RUN, options)?;
     spec.timeout = options.positive_millis("timeout")?;
     spec.cwd = options.string("cwd")?.map(PathBuf::from);
     for (name, value) in options.map("env")?.unwrap_or_default() {

@@ -1,8 +1,8 @@
 //! `file::*`: files from a runbook — a report's input, a marker's age, a switch the proxy reads
 //! (maintenance mode). Reading changes nothing, so `read`, `exists`, `stat` and `sha256` work
 //! in readonly runbooks and dry runs (where `exec::run(["cat", …])` is refused, rightly: it runs a program).
-//! `write` is a change: replaced whole and atomically, refused in a readonly runbook, only
-//! described in a dry run, journaled.
+//! `write` and `remove` are changes: `write` replaces a file whole and atomically; both are
+//! refused in a readonly runbook, only described in a dry run, journaled.
 
 use std::{io::Read, path::Path, sync::Arc};
 
@@ -35,6 +35,22 @@ pub fn module(context: &Arc<Context>) -> Module {
                 }
                 crate::journal::atomic::write(target, text.as_bytes(), 0o644)
                     .map_err(|e| fail(format!("file::write {path}: {e}")))
+            })
+        }
+    );
+    function!(&mut module,
+        /// Deletes the file at `path` (a file, never a directory): a change, refused in a
+        /// readonly runbook, described in a dry run, journaled. A missing file is an error
+        /// naming it, so a script never believes it deleted what was not there.
+        ///
+        /// ```rhai
+        /// if file::exists("deploy/backups/app-before-green-v1-20260101-000000.dump") {
+        ///     file::remove("deploy/backups/app-before-green-v1-20260101-000000.dump");
+        /// }
+        /// ```
+        fn remove[context](call, path: &str) -> () {
+            context.change("file::remove", path, || (), || {
+                std::fs::remove_file(path).map_err(|e| fail(format!("file::remove {path}: {e}")))
             })
         }
     );

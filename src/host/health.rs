@@ -9,7 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
 
-use super::{HostResult, fail, fail_masked, function, options::Options};
+use super::{
+    HostResult, fail, fail_masked, function,
+    options::{Given, OptionKeys, Options},
+};
 use crate::{
     context::Context,
     context::progress::Progress,
@@ -21,6 +24,28 @@ const KINDS: [&str; 4] = ["http", "tcp", "postgres", "container"];
 const COMMON_KEYS: [&str; 2] = ["timeout", "name"];
 /// The options of HTTP checks only.
 const HTTP_KEYS: [&str; 4] = ["status", "contains", "body", "json"];
+const HTTP: OptionKeys = OptionKeys::new("health::http", &[&COMMON_KEYS, &HTTP_KEYS]);
+const TCP: OptionKeys = OptionKeys::new("health::tcp", &[&COMMON_KEYS]);
+const POSTGRES: OptionKeys = OptionKeys::new("health::postgres", &[&COMMON_KEYS]);
+const CONTAINER: OptionKeys = OptionKeys::new("health::container", &[&COMMON_KEYS]);
+const WAIT: OptionKeys = OptionKeys::new("health::wait", &[&["timeout", "interval"]]);
+/// A check of a list: its kind, then the options of its kind.
+const CHECK_GROUPS: &[&[&str]] = &[&KINDS, &COMMON_KEYS, &HTTP_KEYS];
+const ALL_CHECKS: OptionKeys =
+    OptionKeys::new("health::all", CHECK_GROUPS).given(Given::ItemOf("checks"));
+const WAIT_CHECKS: OptionKeys =
+    OptionKeys::new("health::wait", CHECK_GROUPS).given(Given::ItemOf("checks"));
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[
+    &HTTP,
+    &TCP,
+    &POSTGRES,
+    &CONTAINER,
+    &WAIT,
+    &ALL_CHECKS,
+    &WAIT_CHECKS,
+];
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -181,7 +206,7 @@ fn all(context: &Context, checks: Array) -> HostResult<Array> {
 }
 
 fn wait(context: &Context, checks: Array, options: Map) -> HostResult<Array> {
-    let options = Options::new("health::wait", options, &["timeout", "interval"])?;
+    let options = Options::new(&WAIT, options)?;
     let timeout = options.millis("timeout")?.unwrap_or(DEFAULT_WAIT);
     let interval = options.millis("interval")?.unwrap_or(DEFAULT_INTERVAL);
     let checks = parse_list(context, "health::wait", checks)?;
@@ -325,10 +350,12 @@ fn parse_check(
         )));
     }
     let known = match kind {
-        "http" => [&COMMON_KEYS[..], &HTTP_KEYS[..]].concat(),
-        _ => COMMON_KEYS.to_vec(),
+        "http" => &HTTP,
+        "tcp" => &TCP,
+        "postgres" => &POSTGRES,
+        _ => &CONTAINER,
     };
-    let options = Options::new(label, options, &known)?;
+    let options = Options::labelled(label, known, options)?;
     let timeout = options
         .millis("timeout")?
         .unwrap_or(health::DEFAULT_TIMEOUT);

@@ -12,7 +12,7 @@ use super::{
     HostResult,
     convert::{from_json, to_json},
     fail, fail_masked, function,
-    options::Options,
+    options::{OptionKeys, Options},
 };
 use crate::{context::Context, redact::is_secret_name};
 
@@ -20,6 +20,14 @@ use crate::{context::Context, redact::is_secret_name};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body read; a bigger one is an error, not a memory spike.
 const MAX_BODY: usize = 16 << 20;
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&GET, &POST];
+
+/// The options of every request.
+const REQUEST_KEYS: [&str; 2] = ["headers", "timeout"];
+const GET: OptionKeys = OptionKeys::new("http::get", &[&REQUEST_KEYS]);
+const POST: OptionKeys = OptionKeys::new("http::post", &[&REQUEST_KEYS]);
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -95,7 +103,11 @@ impl Request {
         url: &str,
         options: Map,
     ) -> HostResult<Request> {
-        let call = format!("http::{}", method.as_str().to_ascii_lowercase());
+        let known = match method {
+            reqwest::Method::POST => &POST,
+            _ => &GET,
+        };
+        let call = known.function;
         // Before anything could show the URL, an error included.
         context.secrets.add_url(url);
         let parsed = reqwest::Url::parse(url).map_err(|e| {
@@ -110,7 +122,7 @@ impl Request {
         if let Some(password) = parsed.password() {
             context.secrets.add(password);
         }
-        let options = Options::new(call, options, &["headers", "timeout"])?;
+        let options = Options::new(known, options)?;
         let mut headers = Vec::new();
         for (name, value) in options.map("headers")?.unwrap_or_default() {
             let value = value.to_string();

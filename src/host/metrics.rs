@@ -6,7 +6,12 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail_masked, function, options::Options};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail_masked, function,
+    options::{OptionKeys, Options},
+};
 use crate::{
     context::Context,
     metrics::{access_log, prometheus},
@@ -14,6 +19,9 @@ use crate::{
 
 /// How long a Prometheus query may take when the options name no timeout.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&PROXY, &PROMETHEUS];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -89,8 +97,10 @@ pub fn module(context: &Arc<Context>) -> Module {
     module
 }
 
+const PROXY: OptionKeys = OptionKeys::new("metrics::proxy", &[&["from", "route", "groups"]]);
+
 fn proxy(context: &Context, path: &str, options: Map) -> HostResult<Map> {
-    let options = Options::new("metrics::proxy", options, &["from", "route", "groups"])?;
+    let options = Options::new(&PROXY, options)?;
     let mut groups = BTreeMap::new();
     if let Some(map) = options.map("groups")? {
         for (name, addrs) in map {
@@ -110,8 +120,10 @@ fn proxy(context: &Context, path: &str, options: Map) -> HostResult<Map> {
     Ok(to_dynamic(window)?.cast::<Map>())
 }
 
+const PROMETHEUS: OptionKeys = OptionKeys::new("metrics::prometheus", &[&["timeout"]]);
+
 fn prometheus(context: &Context, url: &str, query: &str, options: Map) -> HostResult<Array> {
-    let options = Options::new("metrics::prometheus", options, &["timeout"])?;
+    let options = Options::new(&PROMETHEUS, options)?;
     let timeout = options.positive_millis("timeout")?.unwrap_or(QUERY_TIMEOUT);
     let http = context.http();
     let samples = context

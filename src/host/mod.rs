@@ -119,6 +119,35 @@ pub fn rhai_type(rust: &str) -> String {
     .to_string()
 }
 
+/// The option keys of every host function that takes an option map, module by module: what
+/// the REPL completes inside `#{`, from the same tables the functions check their maps with.
+pub const OPTION_KEYS: &[&[&options::OptionKeys]] = &[
+    exec::OPTION_KEYS,
+    http::OPTION_KEYS,
+    health::OPTION_KEYS,
+    caddy::OPTION_KEYS,
+    docker::OPTION_KEYS,
+    compose::OPTION_KEYS,
+    pg::OPTION_KEYS,
+    metrics::OPTION_KEYS,
+    swarm::OPTION_KEYS,
+    time::OPTION_KEYS,
+    operator::OPTION_KEYS,
+];
+
+/// The option keys of the map `function` takes as parameter `param` (`in_list`: as each item
+/// of the list given there), if it takes one there.
+pub fn option_keys(
+    function: &str,
+    param: &str,
+    in_list: bool,
+) -> Option<&'static options::OptionKeys> {
+    OPTION_KEYS
+        .iter()
+        .flat_map(|module| module.iter().copied())
+        .find(|keys| keys.function == function && keys.given.is(param, in_list))
+}
+
 /// Registers every host module under its namespace, and the global functions.
 pub fn register(engine: &mut Engine, context: &Arc<Context>, cleanups: &operator::Cleanups) {
     engine.register_static_module("log", log::module().into());

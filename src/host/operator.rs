@@ -5,8 +5,11 @@
 //! `defer(closure)` registers cleanup that runs when the run ends for any reason — success, an
 //! error, Ctrl-C, SIGTERM or `--timeout` — each bounded in time. A stop cannot be caught
 //! (rightly), so this is how a runbook that moves traffic in steps puts it back when it is
-//! stopped half-way. The engine runs the list (`ScriptEngine::run_cleanups`); this file only
-//! reads the call and keeps what the closure needs.
+//! stopped half-way. `defer` returns a handle, and `dismiss(handle)` takes the cleanup off the
+//! list once the normal path has done its job, so a run that went well does not end by
+//! running (and journaling) cleanups with nothing left to do. The engine runs the list
+//! (`ScriptEngine::run_cleanups`); this file only reads the call and keeps what the closure
+//! needs.
 
 use std::{
     cell::RefCell,
@@ -14,14 +17,17 @@ use std::{
     rc::Rc,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use rhai::{FnPtr, GlobalRuntimeState, Map, Module, NativeCallContext};
 
-use super::{HostResult, fail, function, options::Options};
+use super::{
+    HostResult, fail, function,
+    options::{OptionKeys, Options},
+};
 use crate::context::Context;
 
 /// How long a cleanup may run unless its `timeout` says otherwise.
@@ -29,6 +35,8 @@ pub(crate) const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A cleanup a script registered with `defer(closure)`: run when the run ends, whatever ended it.
 pub(crate) struct Cleanup {
+    /// Which `defer` call made it, as its [`Deferred`] handle says.
+    id: u64,
     pub closure: FnPtr,
     /// What the script saw where it called `defer`: the functions the closure is one of (its
     /// runbook's, its stdlib module's) and the modules it imported.
@@ -43,6 +51,21 @@ pub(crate) struct Cleanup {
 /// The cleanups of the run in progress, in the order they were deferred. Script values are not
 /// `Send`, so they live with the engine on the script thread, not in the shared [`Context`].
 pub(crate) type Cleanups = Rc<RefCell<Vec<Cleanup>>>;
+
+/// What `defer` returns: which cleanup it registered, for `dismiss`. Shown as the cleanup's
+/// name (`deferred at runbooks/r.rhai:3:5`).
+#[derive(Clone)]
+pub(crate) struct Deferred {
+    id: u64,
+    name: String,
+}
+
+/// The next [`Deferred`] id: unique in the process, so a handle kept from an earlier REPL input
+/// never dismisses a later cleanup.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&DEFER];
 
 pub fn globals(module: &mut Module, context: &Arc<Context>, cleanups: &Cleanups) {
     function!(module,
@@ -67,24 +90,26 @@ pub fn globals(module: &mut Module, context: &Arc<Context>, cleanups: &Cleanups)
             confirm(&context, question)
         }
     );
+    module.set_custom_type::<Deferred>("Deferred");
     function!(module,
         /// Registers `cleanup` (a closure, `|| …`) to run when this run ends, whatever ends it:
         /// success, an error, Ctrl-C, SIGTERM or `--timeout` (a stop that `try`/`catch` cannot
         /// catch). Cleanups run last registered first, each for up to 30 s, with the run lock
         /// still held; each is journaled as a change (`cleanup …`, with its outcome) and its own
-        /// changes as usual. A cleanup that fails makes the run fail. A closure sees the
-        /// variables it captured as they are when it runs, so a flag set after the risky part
-        /// can tell it there is nothing left to undo. In the REPL an input's cleanups run when
-        /// the input ends.
+        /// changes as usual. A cleanup that fails makes the run fail. Returns a handle: once the
+        /// normal path has done what the cleanup guards, `dismiss(handle)` takes it off the
+        /// list, so it neither runs nor is journaled. A closure sees the variables it captured
+        /// as they are when it runs, so it may also check a flag itself. In the REPL an input's
+        /// cleanups run when the input ends.
         ///
         /// ```rhai
-        /// let done = false;
-        /// defer(|| if !done { caddy::switch("production", ["10.0.0.5:8080"]); });
+        /// let back = defer(|| caddy::switch("production", ["10.0.0.5:8080"]));
         /// caddy::weights("production", #{"10.0.0.5:8080": 90, "10.0.0.6:8080": 10});
         /// sleep(60_000);                       // a stop here still puts traffic back
-        /// done = true;
+        /// caddy::switch("production", ["10.0.0.6:8080"]);
+        /// dismiss(back);                       // promoted: nothing to put back
         /// ```
-        fn defer[cleanups](call, cleanup: FnPtr) -> () {
+        fn defer[cleanups](call, cleanup: FnPtr) -> Deferred {
             defer(&call, &cleanups, cleanup, Map::new())
         }
     );
@@ -93,11 +118,44 @@ pub fn globals(module: &mut Module, context: &Arc<Context>, cleanups: &Cleanups)
         /// was deferred, `runbooks/canary.rhai:12:5`), `timeout` (ms it may run, default 30000).
         ///
         /// ```rhai
-        /// defer(|| caddy::switch("production", ["10.0.0.5:8080"]),
+        /// let back = defer(|| caddy::switch("production", ["10.0.0.5:8080"]),
         ///       #{ name: "send production back to the baseline", timeout: 10_000 });
         /// ```
-        fn defer[cleanups](call, cleanup: FnPtr, options: Map) -> () {
+        fn defer[cleanups](call, cleanup: FnPtr, options: Map) -> Deferred {
             defer(&call, &cleanups, cleanup, options)
+        }
+    );
+    function!(module,
+        /// Takes the cleanup `defer` returned `deferred` for off the list: the normal path did
+        /// what it guards, so the run ends without running it, and nothing of it is journaled
+        /// (it changed nothing). True when it was still to run; false when it had run already
+        /// (an earlier REPL input's) or was dismissed before. The log says so at debug level.
+        ///
+        /// ```rhai
+        /// let removed = defer(|| docker::remove("migrate-1", #{force: true}));
+        /// docker::run(#{name: "migrate-1", image: "app:v2", command: ["migrate"]});
+        /// docker::remove("migrate-1", #{force: true});
+        /// dismiss(removed);
+        /// ```
+        fn dismiss[cleanups](call, deferred: Deferred) -> bool {
+            let mut pending = cleanups.borrow_mut();
+            let Some(at) = pending.iter().position(|c| c.id == deferred.id) else {
+                return Ok(false);
+            };
+            pending.remove(at);
+            tracing::debug!("cleanup {} dismissed: nothing left for it to do", deferred.name);
+            Ok(true)
+        }
+    );
+    function!(module,
+        /// What a `defer` handle names: the cleanup's name, as the log and the journal give it.
+        ///
+        /// ```rhai
+        /// let back = defer(|| print("undo"), #{name: "undo"});
+        /// log::info(`armed ${back}`);            // armed `undo` (deferred at …)
+        /// ```
+        fn to_string(call, deferred: Deferred) -> String {
+            Ok(deferred.name)
         }
     );
 }
@@ -184,13 +242,15 @@ fn read_line_unless(abandoned: &AtomicBool) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
+const DEFER: OptionKeys = OptionKeys::new("defer", &[&["name", "timeout"]]);
+
 fn defer(
     call: &NativeCallContext,
     cleanups: &Cleanups,
     closure: FnPtr,
     options: Map,
-) -> HostResult<()> {
-    let options = Options::new("defer", options, &["name", "timeout"])?;
+) -> HostResult<Deferred> {
+    let options = Options::new(&DEFER, options)?;
     let timeout = options
         .positive_millis("timeout")?
         .unwrap_or(DEFAULT_CLEANUP_TIMEOUT);
@@ -219,12 +279,14 @@ fn defer(
         Some(name) => format!("`{name}` (deferred at {at})"),
         None => format!("deferred at {at}"),
     };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     cleanups.borrow_mut().push(Cleanup {
+        id,
         closure,
         global: global.clone(),
-        name,
+        name: name.clone(),
         source,
         timeout,
     });
-    Ok(())
+    Ok(Deferred { id, name })
 }

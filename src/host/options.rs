@@ -10,6 +10,10 @@
 //! docker::stop: option `timeout` must be 0 or more milliseconds, not i64 `-5`
 //! ```
 //!
+//! The keys a function knows are declared once, as an [`OptionKeys`] table next to its binding:
+//! the same table checks the map here, and the REPL completes the keys inside `#{` from it
+//! ([`super::option_keys`]).
+//!
 //! A key set to `()` counts as absent. An error never quotes the value of a key whose name says
 //! it is secret (`password`, `token`…), nor a wrong value where a map of variables or headers
 //! was wanted: those carry credentials before they are registered for masking.
@@ -21,6 +25,65 @@ use rhai::{Array, Dynamic, EvalAltResult, Map};
 use super::{HostResult, fail};
 use crate::redact::is_secret_name;
 
+/// The option keys of one host function: the one list its map is checked against, the REPL
+/// completes and `cutover docs` shows. Keys come in groups so that functions sharing some
+/// (`caddy::switch` and `caddy::weights`, the targets of `pg::*`) share the group, not a copy.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OptionKeys {
+    /// The function, as errors and scripts name it: `docker::logs`, `defer`.
+    pub function: &'static str,
+    /// Where the function takes the map.
+    pub given: Given,
+    groups: &'static [&'static [&'static str]],
+}
+
+/// Where a function takes its option map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    /// As the parameter of this name: `options` in `docker::logs(name, options)`.
+    Argument(&'static str),
+    /// As each item of the list given as this parameter: the checks of `health::all(checks)`.
+    ItemOf(&'static str),
+}
+
+impl Given {
+    /// This is parameter `param` (`in_list`: each item of the list given as `param`).
+    pub fn is(self, param: &str, in_list: bool) -> bool {
+        match self {
+            Given::Argument(name) => !in_list && name == param,
+            Given::ItemOf(name) => in_list && name == param,
+        }
+    }
+}
+
+impl OptionKeys {
+    /// The keys of `function`'s `options` parameter, in `groups`: `&[&["timeout"]]`.
+    pub const fn new(
+        function: &'static str,
+        groups: &'static [&'static [&'static str]],
+    ) -> OptionKeys {
+        OptionKeys {
+            function,
+            given: Given::Argument("options"),
+            groups,
+        }
+    }
+
+    /// The same keys, of a map the function takes as `given`.
+    pub const fn given(self, given: Given) -> OptionKeys {
+        OptionKeys { given, ..self }
+    }
+
+    /// Every key, in the order the table gives them.
+    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.groups.iter().flat_map(|group| group.iter().copied())
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys().any(|known| known == key)
+    }
+}
+
 /// An option map being read by one function.
 pub struct Options {
     /// What errors start with: the function, and where needed which argument (`health::all:
@@ -30,22 +93,24 @@ pub struct Options {
 }
 
 impl Options {
-    /// The options `map` of `function`, which knows the keys `known`.
-    pub fn new(function: impl Into<String>, map: Map, known: &[&str]) -> HostResult<Options> {
+    /// The options `map` of the function of `known`, which must use only its keys.
+    pub fn new(known: &OptionKeys, map: Map) -> HostResult<Options> {
+        Options::labelled(known.function, known, map)
+    }
+
+    /// [`Options::new`] whose errors start with `label` rather than the function's name: a map
+    /// that is one item of a list (`health::all: check #2 of the list`).
+    pub fn labelled(label: impl Into<String>, known: &OptionKeys, map: Map) -> HostResult<Options> {
         let options = Options {
-            function: function.into(),
+            function: label.into(),
             map,
         };
-        match options
-            .map
-            .keys()
-            .find(|key| !known.contains(&key.as_str()))
-        {
+        match options.map.keys().find(|key| !known.contains(key)) {
             None => Ok(options),
             Some(key) => Err(fail(format!(
                 "{}: unknown option `{key}` (known: {})",
                 options.function,
-                known.join(", ")
+                known.keys().collect::<Vec<_>>().join(", ")
             ))),
         }
     }
@@ -218,12 +283,15 @@ fn scalar_text(value: &Dynamic) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn options(script_map: &[(&str, Dynamic)], known: &[&str]) -> HostResult<Options> {
+    fn options(
+        script_map: &[(&str, Dynamic)],
+        known: &'static [&'static [&'static str]],
+    ) -> HostResult<Options> {
         let map = script_map
             .iter()
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect();
-        Options::new("f::g", map, known)
+        Options::new(&OptionKeys::new("f::g", known), map)
     }
 
     fn message(error: &EvalAltResult) -> String {
@@ -235,7 +303,7 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_refused_naming_the_known_ones() {
-        let error = options(&[("tiemout", 5.into())], &["timeout", "cwd"])
+        let error = options(&[("tiemout", 5.into())], &[&["timeout", "cwd"]])
             .err()
             .unwrap();
         assert_eq!(
@@ -245,13 +313,35 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_shared_groups_are_checked_in_the_table_order() {
+        const SHARED: [&str; 2] = ["check", "check_timeout"];
+        const KEYS: OptionKeys = OptionKeys::new("f::g", &[&["mode"], &SHARED]);
+        assert_eq!(
+            KEYS.keys().collect::<Vec<_>>(),
+            ["mode", "check", "check_timeout"]
+        );
+        let map: Map = [("check_timeout".into(), 5_i64.into())]
+            .into_iter()
+            .collect();
+        assert!(Options::new(&KEYS, map).is_ok());
+        let map: Map = [("chek".into(), true.into())].into_iter().collect();
+        let error = Options::labelled("f::g: item #2", &KEYS, map)
+            .err()
+            .unwrap();
+        assert_eq!(
+            message(&error),
+            "f::g: item #2: unknown option `chek` (known: mode, check, check_timeout)"
+        );
+    }
+
+    #[test]
     fn a_wrong_type_names_key_wanted_type_and_value() {
-        let o = options(&[("timeout", "soon".into())], &["timeout"]).unwrap();
+        let o = options(&[("timeout", "soon".into())], &[&["timeout"]]).unwrap();
         assert_eq!(
             message(&o.millis("timeout").unwrap_err()),
             "f::g: option `timeout` must be 0 or more milliseconds, not string `soon`"
         );
-        let o = options(&[("timeout", (-5_i64).into())], &["timeout"]).unwrap();
+        let o = options(&[("timeout", (-5_i64).into())], &[&["timeout"]]).unwrap();
         assert_eq!(
             message(&o.positive_millis("timeout").unwrap_err()),
             "f::g: option `timeout` must be a positive number of milliseconds, not i64 `-5`"
@@ -260,14 +350,14 @@ mod tests {
 
     #[test]
     fn a_secret_value_is_not_quoted() {
-        let o = options(&[("password", 1234_i64.into())], &["password"]).unwrap();
+        let o = options(&[("password", 1234_i64.into())], &[&["password"]]).unwrap();
         let text = message(&o.string("password").unwrap_err());
         assert_eq!(text, "f::g: option `password` must be a string, not i64");
     }
 
     #[test]
     fn unit_is_absent_and_reads_do_not_consume() {
-        let o = options(&[("a", Dynamic::UNIT), ("b", true.into())], &["a", "b"]).unwrap();
+        let o = options(&[("a", Dynamic::UNIT), ("b", true.into())], &[&["a", "b"]]).unwrap();
         assert!(!o.has("a"));
         assert_eq!(o.bool("b").unwrap(), Some(true));
         assert_eq!(o.bool("b").unwrap(), Some(true));
@@ -288,7 +378,7 @@ mod tests {
                 ("list", list.into()),
                 ("env", pairs.into()),
             ],
-            &["one", "list", "env"],
+            &[&["one", "list", "env"]],
         )
         .unwrap();
         assert_eq!(o.strings("one").unwrap(), Some(vec!["x".to_string()]));
@@ -301,7 +391,7 @@ mod tests {
             Some(vec![("A".into(), "1".into()), ("B".into(), String::new())])
         );
         let nested: Array = vec![Array::new().into()];
-        let o = options(&[("list", nested.into())], &["list"]).unwrap();
+        let o = options(&[("list", nested.into())], &[&["list"]]).unwrap();
         assert_eq!(
             message(&o.strings("list").unwrap_err()),
             "f::g: option `list` must be a string or a list of strings, not array `[[]]`"

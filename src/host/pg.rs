@@ -14,7 +14,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, fail, fail_masked, function, options::Options};
+use super::{
+    HostResult, fail, fail_masked, function,
+    options::{Given, OptionKeys, Options},
+};
 use crate::{
     context::Context,
     context::progress::Progress,
@@ -28,6 +31,9 @@ use crate::{
 
 /// How long cleaning up after an interrupted restore may take.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&ISREADY, &QUERY, &DUMP, &RESTORE, &PRUNE];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -44,7 +50,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// }
         /// ```
         fn isready[context](call, target: Dynamic) -> bool {
-            let target = target_of(&context, "pg::isready", target)?;
+            let target = target_of(&context, &ISREADY, target)?;
             isready(&context, &target)
         }
     );
@@ -66,7 +72,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// print(pg::query(db, "SELECT version()")[0].version);
         /// ```
         fn query[context](call, target: Dynamic, sql: &str) -> Array {
-            let target = target_of(&context, "pg::query", target)?;
+            let target = target_of(&context, &QUERY, target)?;
             query(&context, &target, sql, &[])
         }
     );
@@ -78,7 +84,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// let rows = pg::query(db_url, "SELECT * FROM orders WHERE id = $1", [42]);
         /// ```
         fn query[context](call, target: Dynamic, sql: &str, params: Array) -> Array {
-            let target = target_of(&context, "pg::query", target)?;
+            let target = target_of(&context, &QUERY, target)?;
             query(&context, &target, sql, &params)
         }
     );
@@ -537,8 +543,10 @@ fn cleanup(context: &Context, request: &RestoreRequest, docker: Option<&bollard:
     }
 }
 
+const PRUNE: OptionKeys = OptionKeys::new("pg::prune", &[&["dir", "db", "keep"]]);
+
 fn prune(context: &Context, options: Map) -> HostResult<Map> {
-    let options = Options::new("pg::prune", options, &["dir", "db", "keep"])?;
+    let options = Options::new(&PRUNE, options)?;
     let dir = PathBuf::from(options.required("dir", "the backup directory")?);
     let db = options.required("db", "whose backups to prune")?;
     let keep = match options.int("keep")? {
@@ -618,10 +626,27 @@ const TARGET_KEYS: [&str; 6] = [
     "connect_timeout",
 ];
 
-/// The keys of a function that reaches a database: the target's and its own.
-fn keys(own: &[&'static str]) -> Vec<&'static str> {
-    [&TARGET_KEYS[..], own].concat()
-}
+const ISREADY: OptionKeys =
+    OptionKeys::new("pg::isready", &[&TARGET_KEYS]).given(Given::Argument("target"));
+const QUERY: OptionKeys =
+    OptionKeys::new("pg::query", &[&TARGET_KEYS]).given(Given::Argument("target"));
+const DUMP: OptionKeys = OptionKeys::new(
+    "pg::dump",
+    &[&TARGET_KEYS, &["to", "format", "gzip", "args"]],
+);
+const RESTORE: OptionKeys = OptionKeys::new(
+    "pg::restore",
+    &[
+        &TARGET_KEYS,
+        &[
+            "from",
+            "sha256",
+            "terminate_sessions",
+            "maintenance_db",
+            "stop",
+        ],
+    ],
+);
 
 /// The database these options name: `url` (with an optional `password`), or `container` with
 /// `db` and `user` (default `postgres`). Its password is registered for masking.
@@ -673,7 +698,7 @@ fn target(options: &Options, context: &Context) -> HostResult<Target> {
 /// A dump request from `pg::dump`'s options. `to` may name a directory: the file is then named by
 /// the backup convention (see [`crate::pg::backups`]).
 pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
-    let options = Options::new("pg::dump", map, &keys(&["to", "format", "gzip", "args"]))?;
+    let options = Options::new(&DUMP, map)?;
     let target = target(&options, context)?;
     let format = match options.string("format")? {
         None => Format::Plain,
@@ -720,14 +745,7 @@ pub fn dump_request(context: &Context, map: Map) -> HostResult<DumpRequest> {
 
 /// A restore request from `pg::restore`'s options, and the containers to stop for its swap.
 pub fn restore_request(context: &Context, map: Map) -> HostResult<(RestoreRequest, Vec<String>)> {
-    let own = [
-        "from",
-        "sha256",
-        "terminate_sessions",
-        "maintenance_db",
-        "stop",
-    ];
-    let options = Options::new("pg::restore", map, &keys(&own))?;
+    let options = Options::new(&RESTORE, map)?;
     let target = target(&options, context)?;
     let scratch = scratch_name(&target.database());
     let stop = options.strings("stop")?.unwrap_or_default();
@@ -745,7 +763,7 @@ pub fn restore_request(context: &Context, map: Map) -> HostResult<(RestoreReques
 }
 
 /// A target from `pg::isready`/`pg::query`'s first argument: a URL, or a map of target options.
-pub fn target_of(context: &Context, function: &'static str, value: Dynamic) -> HostResult<Target> {
+fn target_of(context: &Context, known: &OptionKeys, value: Dynamic) -> HostResult<Target> {
     let map = if value.is_string() {
         let mut map = Map::new();
         map.insert("url".into(), value);
@@ -753,12 +771,13 @@ pub fn target_of(context: &Context, function: &'static str, value: Dynamic) -> H
     } else {
         value.try_cast::<Map>().ok_or_else(|| {
             fail(format!(
-                "{function}: the target is a URL string or a map such as #{{url: …}} or \
-                 #{{container: …, db: …}}"
+                "{}: the target is a URL string or a map such as #{{url: …}} or \
+                 #{{container: …, db: …}}",
+                known.function
             ))
         })?
     };
-    target(&Options::new(function, map, &TARGET_KEYS)?, context)
+    target(&Options::new(known, map)?, context)
 }
 
 #[cfg(test)]

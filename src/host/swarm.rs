@@ -8,7 +8,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use rhai::{Array, Dynamic, Map, Module};
 
-use super::{HostResult, convert::to_dynamic, fail, function, options::Options, wait};
+use super::{
+    HostResult,
+    convert::to_dynamic,
+    fail, function,
+    options::{OptionKeys, Options},
+    wait,
+};
 use crate::{compose::Project, context::Context, swarm};
 
 /// Where the manager is: `$CUTOVER_SWARM_HOST`, or the engine `DOCKER_HOST` names.
@@ -30,6 +36,11 @@ fn project_of(project: Map) -> HostResult<Project> {
 fn array<T: serde::Serialize>(items: Vec<T>) -> HostResult<Array> {
     items.into_iter().map(to_dynamic).collect()
 }
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&UP, &WAIT, &DOWN];
+
+const WAIT: OptionKeys = OptionKeys::new("swarm::wait", &[&["services", "timeout"]]);
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -113,7 +124,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// swarm::wait(project, #{services: ["api"], timeout: 30_000});
         /// ```
         fn wait[context](call, project: Map, options: Map) -> Array {
-            let options = Options::new("swarm::wait", options, &["services", "timeout"])?;
+            let options = Options::new(&WAIT, options)?;
             let services = options.strings("services")?.unwrap_or_default();
             let timeout = options.millis("timeout")?.unwrap_or(Duration::from_secs(60));
             let name = project_name(&project)?;
@@ -269,8 +280,10 @@ fn task_map(task: swarm::TaskInfo) -> HostResult<Dynamic> {
     Ok(map.into())
 }
 
+const UP: OptionKeys = OptionKeys::new("swarm::up", &[&["services", "replicas"]]);
+
 fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
-    let options = Options::new("swarm::up", options, &["services", "replicas"])?;
+    let options = Options::new(&UP, options)?;
     let mut replicas = BTreeMap::new();
     for (service, count) in options.map("replicas")?.unwrap_or_default() {
         let count = count
@@ -316,8 +329,10 @@ fn up(context: &Context, project: Map, options: Map) -> HostResult<Map> {
     Ok(to_dynamic(done)?.cast::<Map>())
 }
 
+const DOWN: OptionKeys = OptionKeys::new("swarm::down", &[&["services"]]);
+
 fn down(context: &Context, project: Map, options: Map) -> HostResult<Map> {
-    let options = Options::new("swarm::down", options, &["services"])?;
+    let options = Options::new(&DOWN, options)?;
     let name = project_name(&project)?;
     let only: Option<Vec<String>> = options.strings("services")?.map(|s| {
         s.iter()

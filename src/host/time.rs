@@ -9,8 +9,16 @@ use std::{
 
 use rhai::{Dynamic, FnPtr, Map, Module, NativeCallContext};
 
-use super::{HostResult, fail, function, options::Options};
+use super::{
+    HostResult, fail, function,
+    options::{OptionKeys, Options},
+};
 use crate::context::Context;
+
+/// The option keys of the host functions of this module.
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&WAIT_UNTIL];
+
+const WAIT_UNTIL: OptionKeys = OptionKeys::new("wait_until", &[&["timeout", "interval", "name"]]);
 
 pub fn module() -> Module {
     let mut module = Module::new();
@@ -129,7 +137,7 @@ fn wait_until(
     check: &FnPtr,
     options: Map,
 ) -> HostResult<Dynamic> {
-    let options = Options::new("wait_until", options, &["timeout", "interval", "name"])?;
+    let options = Options::new(&WAIT_UNTIL, options)?;
     let timeout = options
         .millis("timeout")?
         .unwrap_or(Duration::from_secs(60));

@@ -1,7 +1,8 @@
 //! What the REPL's line editor knows about Rhai and about cutover: when Enter runs the input
 //! and when it continues on the next line ([`is_complete`]), what Tab completes (REPL
 //! commands, runbook names after `:run`, stdlib modules in `import "…"`, module names,
-//! functions, variables), and the signature hint shown as you type.
+//! functions, variables, and inside `#{` the option keys of the function the map is given to),
+//! and the signature hint shown as you type.
 //! The words come from a [`Vocabulary`] the REPL refreshes from the engine's metadata before each
 //! prompt, so functions of new modules, imports and `:load`ed files are offered at once.
 
@@ -15,7 +16,12 @@ use rustyline::{
     validate::{ValidationContext, ValidationResult, Validator},
 };
 
-use crate::{engine::docs::FunctionDoc, repl::input::is_complete};
+use crate::{
+    engine::docs::FunctionDoc,
+    host::options::OptionKeys,
+    repl::cursor::{MapKey, enclosing_call, map_key, word_start},
+    repl::input::is_complete,
+};
 
 /// The REPL commands with their arguments, as `:help` lists them and Tab completes them.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -67,6 +73,14 @@ impl Vocabulary {
     pub fn overloads(&self, path: &str) -> Vec<&FunctionDoc> {
         self.functions.iter().filter(|f| f.path() == path).collect()
     }
+
+    /// The option keys of the map at `key`: those of the function it is given to, when an
+    /// overload of it takes that argument as an option map.
+    fn option_keys(&self, key: &MapKey) -> Option<&'static OptionKeys> {
+        self.overloads(key.call.function)
+            .into_iter()
+            .find_map(|function| function.option_keys(key.call.argument, key.in_list))
+    }
 }
 
 /// The rustyline helper: completion, hints and multi-line validation.
@@ -102,6 +116,18 @@ impl ReplHelper {
                 .map(|name| pair(name, name))
                 .collect();
             return (start, pairs);
+        }
+        if let Some(key) = map_key(before)
+            && let Some(known) = self.vocabulary.option_keys(&key)
+        {
+            // The key alone: the `:` the user types next would make `::`.
+            let typed = &before[key.start..];
+            let pairs = known
+                .keys()
+                .filter(|k| k.starts_with(typed) && !key.used.iter().any(|used| used == k))
+                .map(|k| pair(k, k))
+                .collect();
+            return (key.start, pairs);
         }
         let start = word_start(before);
         let word = &before[start..];
@@ -250,7 +276,7 @@ impl ReplHelper {
                 _ => return None,
             }
         }
-        let callee = enclosing_call(line)?;
+        let callee = enclosing_call(line)?.function;
         if self.vocabulary.overloads(callee).is_empty() {
             return None;
         }
@@ -278,40 +304,12 @@ fn pair(display: &str, replacement: &str) -> Pair {
     }
 }
 
-/// Where the identifier path (`env::ge`, `sle`) ending at the end of `before` starts.
-fn word_start(before: &str) -> usize {
-    before
-        .char_indices()
-        .rev()
-        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':'))
-        .map_or(0, |(i, c)| i + c.len_utf8())
-}
-
 /// When the cursor is inside the string of `import "…`, where that string's text starts.
 fn import_path_start(before: &str) -> Option<usize> {
     let quote = before.rfind('"')?;
     let head = before[..quote].trim_end();
     let head_word = &head[word_start(head)..];
     (head_word == "import" && !before[quote + 1..].contains('"')).then_some(quote + 1)
-}
-
-/// The function whose argument list the end of `line` is in: `env::get("X", ` gives `env::get`.
-fn enclosing_call(line: &str) -> Option<&str> {
-    let mut depth = 0usize;
-    for (i, c) in line.char_indices().rev() {
-        match c {
-            ')' | ']' | '}' => depth += 1,
-            '(' | '[' | '{' if depth > 0 => depth -= 1,
-            '(' => {
-                let head = &line[..i];
-                let name = &head[word_start(head)..];
-                return (!name.is_empty()).then_some(name);
-            }
-            '[' | '{' => return None,
-            _ => {}
-        }
-    }
-    None
 }
 
 /// A hint shown after the cursor: `display` dimmed; `completion` is what → inserts, if anything.
@@ -405,6 +403,15 @@ mod tests {
                 function(Some("env"), "flag", &["name"]),
                 function(Some("env"), "get", &["name"]),
                 function(Some("env"), "get", &["name", "default"]),
+                function(Some("docker"), "logs", &["name"]),
+                function(Some("docker"), "logs", &["name", "options"]),
+                function(
+                    Some("caddy"),
+                    "weights",
+                    &["route_id", "weights", "options"],
+                ),
+                function(Some("health"), "all", &["checks"]),
+                function(Some("stack"), "up", &["cfg", "options"]),
             ],
             runbooks: vec!["doctor".into(), "deploy".into()],
             stdlib: vec!["table".into()],
@@ -431,6 +438,52 @@ mod tests {
         assert_eq!(replacements(":ru"), vec![":runbooks", ":run "]);
         assert_eq!(replacements("import \"ta"), vec!["table"]);
         assert_eq!(replacements(":help env::f"), vec!["env::flag"]);
+    }
+
+    #[test]
+    fn option_keys_inside_the_map_of_a_call() {
+        // From the table docker::logs checks its map with, in its order.
+        assert_eq!(replacements("docker::logs(\"api\", #{fo"), vec!["follow"]);
+        assert_eq!(
+            replacements("docker::logs(\"api\", #{"),
+            vec![
+                "tail",
+                "since",
+                "follow",
+                "timeout",
+                "timestamps",
+                "to",
+                "append",
+                "prefix"
+            ]
+        );
+        // A key the map has is not offered again.
+        assert_eq!(
+            replacements("docker::logs(\"api\", #{timeout: 5, \"to\": \"f\", t"),
+            vec!["tail", "timestamps"]
+        );
+        let (start, _) = helper().candidates("docker::logs(\"api\", #{follow: true, ta");
+        assert_eq!(start, "docker::logs(\"api\", #{follow: true, ".len());
+        // Only the argument that is the option map: caddy::weights' first map is the split.
+        assert_eq!(
+            replacements("caddy::weights(\"p\", #{"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            replacements("caddy::weights(\"p\", #{\"a:1\": 5}, #{"),
+            vec!["check", "check_timeout"]
+        );
+        // The checks of a list.
+        assert_eq!(
+            replacements("health::all([#{http: \"http://a\", st"),
+            vec!["status"]
+        );
+        // At a value, ordinary completion; a function without a table offers no keys.
+        assert_eq!(
+            replacements("docker::logs(\"api\", #{follow: en"),
+            vec!["env::", "envy"]
+        );
+        assert_eq!(replacements("stack::up(cfg, #{en"), vec!["env::", "envy"]);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! so a transcript can be replayed as a script.
 
 pub(crate) mod commands;
+pub(crate) mod cursor;
 pub(crate) mod editor;
 pub(crate) mod input;
 pub(crate) mod session;
