@@ -51,10 +51,8 @@ fn canary_entries(stack: &Stack) -> Vec<String> {
 
 #[test]
 fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return;
     }
     let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::running("canary-good");
@@ -172,10 +170,8 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
 
 #[test]
 fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() {
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return;
     }
     let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::running("canary-slow");
@@ -252,15 +248,13 @@ fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() 
 /// step, a good build is promoted.
 #[test]
 fn the_prometheus_source_decides_as_the_proxy_does() {
-    for service in [
+    if !support::require_all(&[
         Service::Docker,
         Service::Caddy,
         Service::Postgres,
         Service::Prometheus,
-    ] {
-        if !support::require(service) {
-            return;
-        }
+    ]) {
+        return;
     }
     let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::running("canary-prometheus");
@@ -299,10 +293,8 @@ fn the_prometheus_source_decides_as_the_proxy_does() {
 #[test]
 fn a_canary_stopped_mid_step_sends_production_back_to_the_baseline() {
     use std::io::{BufRead, BufReader, Read};
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return;
     }
     let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::running("canary-stop");

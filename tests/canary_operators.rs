@@ -60,10 +60,8 @@ fn read_until(stderr: &mut BufReader<ChildStderr>, seen: &mut String, text: &str
 
 #[test]
 fn promote_continues_a_paused_canary_and_rollback_aborts_one_from_another_terminal() {
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return;
     }
     let stack = Stack::running("canary-ops");
 

@@ -52,10 +52,8 @@ struct Seen {
 
 #[test]
 fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2_load() {
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return;
     }
     let stack = Stack::new("https");
     let (https_port, http_port) = (support::free_port(), support::free_port());

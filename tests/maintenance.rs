@@ -31,10 +31,8 @@ fn raw(stack: &Stack, path: &str) -> String {
 
 #[test]
 fn maintenance_serves_the_page_lets_health_and_allowed_addresses_through_and_reloads_nothing() {
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return;
     }
     let stack = Stack::running("maintenance");
     let config = support::stack::get(stack.ports.admin, "/config/");

@@ -106,16 +106,14 @@ fn prometheus_for(stack: &Stack, pushgateway: &PushgatewayProcess) -> Prometheus
 
 #[test]
 fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcomes() {
-    for service in [
+    if !support::require_all(&[
         Service::Docker,
         Service::Caddy,
         Service::Postgres,
         Service::Prometheus,
         Service::Pushgateway,
-    ] {
-        if !support::require(service) {
-            return;
-        }
+    ]) {
+        return;
     }
     let pushgateway = PushgatewayProcess::start();
     let stack = Stack::new("monitoring");
@@ -252,16 +250,14 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[test]
 fn with_monitoring_on_the_stack_runs_its_own_prometheus_and_pushgateway_and_teardown_removes_them()
 {
-    for service in [
+    if !support::require_all(&[
         Service::Docker,
         Service::Caddy,
         Service::Postgres,
         Service::Prometheus,
         Service::Pushgateway,
-    ] {
-        if !support::require(service) {
-            return;
-        }
+    ]) {
+        return;
     }
     let stack = Stack::new("promstack");
     let (prometheus_port, pushgateway_port) = (support::free_port(), support::free_port());

@@ -23,10 +23,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// The services a stack needs, or `None` (the test returns) when one is missing; then the
 /// turn of this test among the stack tests.
 pub(crate) fn turn() -> Option<MutexGuard<'static, ()>> {
-    for service in [Service::Docker, Service::Caddy, Service::Postgres] {
-        if !support::require(service) {
-            return None;
-        }
+    if !support::require_all(&[Service::Docker, Service::Caddy, Service::Postgres]) {
+        return None;
     }
     Some(
         SERIAL

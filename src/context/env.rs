@@ -3,7 +3,7 @@
 //! run's plan reads the settings a real run would. Values of secret-looking names are registered
 //! for masking as they are loaded.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use super::Context;
 use crate::compose::dotenv::{DotenvError, EnvFile};
@@ -14,6 +14,16 @@ impl Context {
         std::env::var(name)
             .ok()
             .or_else(|| self.env_files.lock().unwrap().get(name).map(str::to_string))
+    }
+
+    /// Setting `name` as a duration in seconds (`2.5`); `default` when it is unset, zero or not
+    /// a number of seconds.
+    pub(crate) fn seconds_setting(&self, name: &str, default: Duration) -> Duration {
+        self.env_var(name)
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .filter(|t| !t.is_zero())
+            .unwrap_or(default)
     }
 
     /// Parses `path` and makes its variables visible to `env::get`.

@@ -49,12 +49,7 @@ impl Context {
         for url in &urls {
             self.secrets.add(url);
         }
-        let timeout = self
-            .env_var("NOTIFY_TIMEOUT")
-            .and_then(|t| t.trim().parse::<f64>().ok())
-            .and_then(|t| Duration::try_from_secs_f64(t).ok())
-            .filter(|t| !t.is_zero())
-            .unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = self.seconds_setting("NOTIFY_TIMEOUT", DEFAULT_TIMEOUT);
         let actor = crate::journal::identity::Actor::me(run.runbook.clone(), run.args.clone());
         let changes = self.changes_made.lock().unwrap().clone();
         let mut text = format!(

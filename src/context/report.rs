@@ -52,12 +52,7 @@ impl Context {
                 .map(|a| (a.env, a.since)),
             canary,
         };
-        let timeout = self
-            .env_var("PUSHGATEWAY_TIMEOUT")
-            .and_then(|t| t.trim().parse::<f64>().ok())
-            .and_then(|t| Duration::try_from_secs_f64(t).ok())
-            .filter(|t| !t.is_zero())
-            .unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = self.seconds_setting("PUSHGATEWAY_TIMEOUT", DEFAULT_TIMEOUT);
         let (run_group, stack_group) = push::group_paths(&kind);
         let http = self.http();
         for (group, text) in [

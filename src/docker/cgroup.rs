@@ -53,13 +53,13 @@ impl Cgroup {
             return None;
         }
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let cgroup = locate(&text, id, Path::new(ROOT))?;
-        cgroup.read().ok().map(|_| cgroup)
+        // Not read here: a reading that fails falls back to the engine where it is taken.
+        locate(&text, id, Path::new(ROOT))
     }
 
     /// The counters now.
     pub fn read(&self) -> std::io::Result<Counters> {
-        let host_memory = host_memory().unwrap_or(u64::MAX);
+        let host_memory = host_memory();
         match self {
             Cgroup::V1 {
                 cpuacct,
@@ -172,12 +172,17 @@ fn without_inactive(usage: u64, inactive: Option<u64>) -> u64 {
     usage - inactive.filter(|v| *v < usage).unwrap_or(0)
 }
 
-/// The host's memory in bytes (`MemTotal` of `/proc/meminfo`).
-fn host_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+/// The host's memory in bytes (`MemTotal` of `/proc/meminfo`, read once), or `u64::MAX` when it
+/// cannot be read (no cap).
+fn host_memory() -> u64 {
+    static MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(u64::MAX, |kib| kib * 1024)
+    })
 }
 
 #[cfg(test)]

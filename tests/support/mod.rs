@@ -88,6 +88,11 @@ static SUMMARY: Once = Once::new();
 
 /// True when `service` is here. Otherwise the calling test should return at once: it is
 /// recorded as skipped, or this panics when the service is required.
+/// `require` of each of `services`, in order, stopping at the first missing one.
+pub fn require_all(services: &[Service]) -> bool {
+    services.iter().all(|service| require(*service))
+}
+
 pub fn require(service: Service) -> bool {
     if service.is_available() {
         return true;

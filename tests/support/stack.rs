@@ -26,36 +26,29 @@ fn workspace() -> PathBuf {
 /// there are kept), with a state directory of its own so the workspace's stays untouched.
 pub fn images() {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let state = tempfile::tempdir().unwrap();
-        let output = Command::new(BIN)
-            .args(["--state-dir"])
-            .arg(state.path())
-            .args(["-q", "images", "v1,v2,v2-errors,v2-slow"])
-            .current_dir(workspace())
-            .output()
-            .expect("cannot run cutover images");
-        assert!(
-            output.status.success(),
-            "cutover images failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    });
+    BUILT.get_or_init(|| build_images(&["v1", "v2", "v2-errors", "v2-slow"], None));
 }
 
 /// Builds the demo service's image as `repo:TAG` for each of `tags` (`cutover images` with
 /// `DEMO_IMAGE`), and Caddy's and PostgreSQL's: tests that need the demo as this checkout
 /// builds it, under a name no other checkout's test run retags.
 pub fn images_named(repo: &str, tags: &[&str]) {
+    build_images(tags, Some(repo));
+}
+
+/// `cutover images TAGS` (as `DEMO_IMAGE=repo` when given), with a state directory of its own.
+fn build_images(tags: &[&str], repo: Option<&str>) {
     let state = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["--state-dir"])
         .arg(state.path())
         .args(["-q", "images", &tags.join(",")])
-        .env("DEMO_IMAGE", repo)
-        .current_dir(workspace())
-        .output()
-        .expect("cannot run cutover images");
+        .current_dir(workspace());
+    if let Some(repo) = repo {
+        command.env("DEMO_IMAGE", repo);
+    }
+    let output = command.output().expect("cannot run cutover images");
     assert!(
         output.status.success(),
         "cutover images failed:\n{}",
