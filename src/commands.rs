@@ -59,8 +59,11 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
         .runbooks
         .find(name)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    let compiling = std::time::Instant::now();
     let runbook = Runbook::compile(&engine, script)
         .map_err(|d| Failure::Compile(engine.redact(&d.render(&engine.sources))))?;
+    tracing::trace!(target: "cutover::calls", "runbook {} compiled in {:.2} ms",
+        runbook.script.display, compiling.elapsed().as_secs_f64() * 1e3);
     if matches!(args, [flag] if flag == "--help" || flag == "-h") {
         out!("{}", runbook.help());
         return Ok(exit::OK);

@@ -241,6 +241,37 @@ fn a_slow_build_fails_the_latency_gate_and_too_little_traffic_is_inconclusive() 
         .stderr_contains("CANARY_STEPS must end with 100")
         .status(1);
     assert_eq!(stack.active(), "blue");
+    // So are a watch's, before the promote moves anything.
+    stack.cutover(&["prepare", "green", "v2"]).success();
+    for (name, value, says) in [
+        (
+            "WATCH_SECONDS",
+            "soon",
+            "WATCH_SECONDS must be a number, not \"soon\"",
+        ),
+        (
+            "CANARY_INTERVAL",
+            "1m",
+            "CANARY_INTERVAL must be a number, not \"1m\"",
+        ),
+    ] {
+        let journal = stack.journal().len();
+        stack
+            .cutover(&["promote", "green"])
+            .env("WATCH_SECONDS", "3")
+            .env(name, value)
+            .stderr_contains(says)
+            .status(1);
+        assert_eq!(stack.active(), "blue");
+        assert_eq!(versions(&stack, 10), [("v1".to_string(), 10)].into());
+        assert!(
+            stack.journal()[journal..]
+                .iter()
+                .all(|e| e["event"] != "change"),
+            "{:?}",
+            &stack.journal()[journal..]
+        );
+    }
 }
 
 /// The same builds judged from Prometheus (scraping each gateway's `/metrics`, labelled with its

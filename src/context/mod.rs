@@ -27,6 +27,7 @@ use crate::{
     cancel::{Cancel, StopReason},
     compose::dotenv::EnvFile,
     config::Settings,
+    pg::target::Target,
     redact::Redactor,
 };
 
@@ -53,6 +54,9 @@ pub struct Context {
     docker_warming: Mutex<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>>,
     /// One HTTP client (connection pool) for the whole process.
     http: Arc<OnceLock<reqwest::Client>>,
+    /// Database connections being opened ahead of the query that will use each (`pg::
+    /// connect_ahead`), by target: a query takes the one for its target, or opens its own.
+    pg_ahead: Mutex<Vec<(Target, PgOpening)>>,
     /// The run lock while this process holds it (see [`crate::journal::lock`]).
     pub(crate) run_lock: Mutex<Weak<crate::journal::lock::Held>>,
     /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
@@ -61,6 +65,10 @@ pub struct Context {
     /// Take the lock around each change instead of for a whole run (the REPL).
     pub(crate) lock_each_change: AtomicBool,
 }
+
+/// A connection being opened by `pg::connect_ahead`.
+type PgOpening =
+    tokio::task::JoinHandle<Result<crate::pg::query::Connection, crate::pg::query::QueryError>>;
 
 /// The runbook being run, as the journal and the readonly guard need to know it.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +101,7 @@ impl Context {
             docker: Arc::default(),
             docker_warming: Mutex::default(),
             http: Arc::default(),
+            pg_ahead: Mutex::default(),
             run_lock: Mutex::new(Weak::new()),
             change_lock: Mutex::new(None),
             lock_each_change: AtomicBool::new(false),
@@ -152,6 +161,41 @@ impl Context {
         std::thread::spawn(move || {
             http.get_or_init(http_client);
         });
+    }
+
+    /// Starts opening a connection to `target` in the background, for the next query of the
+    /// same target ([`Context::take_pg_connection`]). A failure is that query's to report (it
+    /// then connects itself and says why it cannot), so none is reported here.
+    pub fn connect_pg_ahead(&self, target: Target) -> Result<(), Box<EvalAltResult>> {
+        let docker = match target.container_name() {
+            Some(_) => Some(self.docker()?),
+            None => None,
+        };
+        let opening = {
+            let target = target.clone();
+            self.runtime
+                .spawn(async move { crate::pg::query::open(&target, docker.as_ref()).await })
+        };
+        let mut ahead = self.pg_ahead.lock().unwrap();
+        ahead.retain(|(pending, _)| *pending != target);
+        ahead.push((target, opening));
+        Ok(())
+    }
+
+    /// The connection opened ahead for `target`, once open, or `None` (none was, or opening it
+    /// failed: the caller connects itself). Each is used once.
+    pub fn take_pg_connection(
+        &self,
+        target: &Target,
+    ) -> Result<Option<crate::pg::query::Connection>, Box<EvalAltResult>> {
+        let opening = {
+            let mut ahead = self.pg_ahead.lock().unwrap();
+            match ahead.iter().position(|(pending, _)| pending == target) {
+                Some(i) => ahead.swap_remove(i).1,
+                None => return Ok(None),
+            }
+        };
+        Ok(self.block_on(opening)?.ok().and_then(Result::ok))
     }
 
     /// The one gate for every call that changes the world (docker run/stop/remove, compose

@@ -417,6 +417,7 @@ impl ModuleResolver for StdlibResolver {
                 position,
             ))
         };
+        let started = std::time::Instant::now();
         let mut ast = engine.compile(&*script.text).map_err(|error| {
             in_module(Box::new(EvalAltResult::ErrorParsing(
                 error.0.as_ref().clone(),
@@ -426,6 +427,8 @@ impl ModuleResolver for StdlibResolver {
         ast.set_source(script.display.as_str());
         let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;
         module.build_index();
+        tracing::trace!(target: "cutover::calls", "module {} compiled and evaluated in {:.2} ms",
+            script.display, started.elapsed().as_secs_f64() * 1e3);
         let module: Shared<Module> = module.into();
         self.cache
             .lock()

@@ -69,8 +69,10 @@ macro_rules! function {
             .set_into_module(
                 $module,
                 move |$call: rhai::NativeCallContext $(, $arg: $ty)*| -> $crate::host::HostResult<$ret> {
+                    let started = ::std::time::Instant::now();
                     #[allow(clippy::redundant_closure_call)]
                     let result: $crate::host::HostResult<$ret> = (|| $body)();
+                    $crate::host::timed(module_path!(), stringify!($name), &$call, started);
                     result.map_err(|error| $crate::host::at(error, &$call))
                 },
             );
@@ -101,6 +103,19 @@ pub fn at(mut error: Box<EvalAltResult>, call: &NativeCallContext) -> Box<EvalAl
         error.set_position(call.call_position());
     }
     error
+}
+
+/// Says how long a host call took, at trace level (`-vvv`): where a run's time goes, call by
+/// call, with the line that made it (`host call caddy::switch at promote.rhai:27 took 3.1 ms`).
+pub fn timed(module: &str, name: &str, call: &NativeCallContext, started: std::time::Instant) {
+    if tracing::enabled!(target: "cutover::calls", tracing::Level::TRACE) {
+        let module = module.rsplit("::").next().unwrap_or(module);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let position = call.call_position();
+        let source = call.call_source().unwrap_or("?");
+        tracing::trace!(target: "cutover::calls", "host call {module}::{name} at {source}:{} took {ms:.2} ms",
+            position.line().unwrap_or(0));
+    }
 }
 
 /// The Rhai name of a Rust parameter or return type, for signatures in the docs.

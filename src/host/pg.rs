@@ -19,8 +19,8 @@ use super::{
     options::{Given, OptionKeys, Options},
 };
 use crate::{
-    context::Context,
     context::progress::Progress,
+    context::{Context, RunInfo},
     pg::backups,
     pg::dump::{self, DEFAULT_GZIP_LEVEL, DumpRequest, Format},
     pg::query::{self, Access, QueryError, Readiness},
@@ -33,7 +33,8 @@ use crate::{
 const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// The option keys of the host functions of this module.
-pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&ISREADY, &QUERY, &DUMP, &RESTORE, &PRUNE];
+pub(super) const OPTION_KEYS: &[&OptionKeys] =
+    &[&ISREADY, &QUERY, &CONNECT_AHEAD, &DUMP, &RESTORE, &PRUNE];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
@@ -74,6 +75,25 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn query[context](call, target: Dynamic, sql: &str) -> Array {
             let target = target_of(&context, &QUERY, target)?;
             query(&context, &target, sql, &[])
+        }
+    );
+    function!(&mut module,
+        /// Starts connecting to `target` (as `pg::query` takes it) in the background and returns
+        /// at once: the next `pg::query` of the same target uses that connection, so its setup
+        /// (a TCP handshake and the password exchange, several milliseconds) overlaps whatever
+        /// the script does meanwhile. A connection that cannot be opened is not an error here:
+        /// that query then connects itself and says why it cannot. Each connection serves one
+        /// query, as `pg::query`'s own does.
+        ///
+        /// ```rhai
+        /// let db = #{container: "deploy-postgres-1", db: "app", password: secret::get("POSTGRES_PASSWORD")};
+        /// pg::connect_ahead(db);
+        /// caddy::switch("production", ["127.0.0.1:4200"]);
+        /// let version = pg::query(db, "SELECT max(version) AS v FROM schema_migrations")[0].v;
+        /// ```
+        fn connect_ahead[context](call, target: Dynamic) -> () {
+            let target = target_of(&context, &CONNECT_AHEAD, target)?;
+            context.connect_pg_ahead(target)
         }
     );
     function!(&mut module,
@@ -180,6 +200,12 @@ fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> H
     } else {
         Access::ReadWrite
     };
+    let params: Vec<Option<String>> = params.iter().map(text_param).collect();
+    if let Some(connection) = context.take_pg_connection(target)? {
+        let server = connection.server().clone();
+        let rows = context.block_on(query::query_on(connection, sql, params, access))?;
+        return rows_of(context, target, &server, sql, rows, &run);
+    }
     // In a container: its server, reached at the container's own address (no port published).
     let server = match target.container_name() {
         None => target.clone(),
@@ -190,8 +216,20 @@ fn query(context: &Context, target: &Target, sql: &str, params: &[Dynamic]) -> H
                 .map_err(|e| fail_masked(context, format!("pg::query {target}: {e}")))?
         }
     };
-    let params = params.iter().map(text_param).collect();
-    let rows = match context.block_on(query::query(&server, sql, params, access))? {
+    let rows = context.block_on(query::query(&server, sql, params, access))?;
+    rows_of(context, target, &server, sql, rows, &run)
+}
+
+/// What a query's outcome gives the script: its rows, or the error said for it.
+fn rows_of(
+    context: &Context,
+    target: &Target,
+    server: &Target,
+    sql: &str,
+    rows: Result<Vec<query::Row>, QueryError>,
+    run: &RunInfo,
+) -> HostResult<Array> {
+    let rows = match rows {
         Ok(rows) => rows,
         Err(QueryError::Writes(reason)) if run.readonly => {
             return Err(fail_masked(
@@ -630,6 +668,8 @@ const ISREADY: OptionKeys =
     OptionKeys::new("pg::isready", &[&TARGET_KEYS]).given(Given::Argument("target"));
 const QUERY: OptionKeys =
     OptionKeys::new("pg::query", &[&TARGET_KEYS]).given(Given::Argument("target"));
+const CONNECT_AHEAD: OptionKeys =
+    OptionKeys::new("pg::connect_ahead", &[&TARGET_KEYS]).given(Given::Argument("target"));
 const DUMP: OptionKeys = OptionKeys::new(
     "pg::dump",
     &[&TARGET_KEYS, &["to", "format", "gzip", "args"]],

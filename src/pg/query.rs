@@ -164,10 +164,53 @@ pub async fn query(
     params: Vec<Option<String>>,
     access: Access,
 ) -> Result<Vec<Row>, QueryError> {
-    let client = connect(target).await.map_err(|e| match e {
-        ConnectError::Refused(reason) => QueryError::Postgres(reason),
-        ConnectError::Fatal(error) => error,
-    })?;
+    let client = connect(target).await.map_err(ConnectError::into_query)?;
+    run(client, sql, params, access).await
+}
+
+/// A connection to a server, opened before the query that uses it (see [`open`]): its setup
+/// (a TCP handshake and SCRAM's key derivation, several milliseconds) then overlaps other work.
+pub struct Connection {
+    server: Target,
+    client: Client,
+}
+
+impl Connection {
+    /// The server connected to (a container target's, at the container's address).
+    pub fn server(&self) -> &Target {
+        &self.server
+    }
+}
+
+/// Opens a connection to `target`'s server; a container target is first resolved to its server
+/// at the container's own address (see [`in_container`]), which needs `docker`.
+pub async fn open(target: &Target, docker: Option<&Docker>) -> Result<Connection, QueryError> {
+    let server = match (target.container_name(), docker) {
+        (None, _) => target.clone(),
+        (Some(_), Some(docker)) => in_container(target, docker).await?,
+        (Some(_), None) => return Err(QueryError::Container(target.to_string())),
+    };
+    let client = connect(&server).await.map_err(ConnectError::into_query)?;
+    Ok(Connection { server, client })
+}
+
+/// [`query`] on a connection [`open`]ed before; it is closed afterwards, as [`query`]'s own is.
+pub async fn query_on(
+    connection: Connection,
+    sql: &str,
+    params: Vec<Option<String>>,
+    access: Access,
+) -> Result<Vec<Row>, QueryError> {
+    run(connection.client, sql, params, access).await
+}
+
+/// Runs `sql` on `client`, which it closes when done.
+async fn run(
+    client: Client,
+    sql: &str,
+    params: Vec<Option<String>>,
+    access: Access,
+) -> Result<Vec<Row>, QueryError> {
     let params: Vec<TextParam> = params.into_iter().map(TextParam).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
     if access == Access::ReadOnly {
@@ -208,6 +251,16 @@ enum ConnectError {
     Refused(String),
     /// Waiting will not help: bad credentials, a bad URL, a container target.
     Fatal(QueryError),
+}
+
+impl ConnectError {
+    /// As a query reports it: no difference between the two.
+    fn into_query(self) -> QueryError {
+        match self {
+            ConnectError::Refused(reason) => QueryError::Postgres(reason),
+            ConnectError::Fatal(error) => error,
+        }
+    }
 }
 
 async fn connect(target: &Target) -> Result<Client, ConnectError> {

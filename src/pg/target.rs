@@ -25,7 +25,7 @@ pub enum TargetError {
 }
 
 /// A database and the way to reach it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Target {
     pub place: Place,
     /// The password for `PGPASSWORD`, if any (from the URL or a `password` option).
@@ -33,7 +33,7 @@ pub struct Target {
     pub connect_timeout: Duration,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum Place {
     /// A server reached from this host; the URL holds no password.
     Server { url: Url },
