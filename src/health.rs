@@ -47,6 +47,41 @@ pub struct HttpProbe {
     /// Fields of a JSON body and the values they must have; a field is a dotted path
     /// (`checks.db`) or a JSON pointer (`/checks/db`).
     pub json: Vec<(String, Value)>,
+    /// Connect to this address instead of what the URL's host resolves to, keeping the host
+    /// for TLS and the `Host` header (curl's `--resolve`): a public name checked on this host.
+    pub resolve: Option<std::net::IpAddr>,
+    /// A root certificate (PEM) to trust besides the system's, e.g. Caddy's internal CA.
+    pub ca: Option<String>,
+}
+
+/// The HTTP client every check shares, as the host builds it: ring as the TLS crypto provider
+/// (reqwest is built without one; installing it twice is harmless), cutover's user agent, and a
+/// connect timeout.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+}
+
+/// A client of its own for a check that pins its address or trusts another root.
+fn pinned_client(check: &HttpProbe) -> Result<reqwest::Client, String> {
+    let mut builder = client_builder();
+    if let Some(ip) = check.resolve {
+        let url = reqwest::Url::parse(&check.url).map_err(|e| format!("{}: {e}", check.url))?;
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Err(format!("{}: no host to resolve", check.url));
+        };
+        builder = builder.resolve(host, std::net::SocketAddr::new(ip, port));
+    }
+    if let Some(pem) = &check.ca {
+        let root = reqwest::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| format!("the root certificate given (`ca`) is not PEM: {e}"))?;
+        builder = builder.add_root_certificate(root);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build its HTTP client: {e}"))
 }
 
 /// What a check found.
@@ -187,6 +222,10 @@ pub async fn wait(
 
 async fn probe(probe: &Probe, clients: &Clients, limit: Duration) -> Result<String, String> {
     match probe {
+        Probe::Http(http) if http.resolve.is_some() || http.ca.is_some() => {
+            let client = pinned_client(http)?;
+            probe_http(http, &client, limit, clients.secrets.as_deref()).await
+        }
         Probe::Http(http) => match &clients.http {
             Some(client) => probe_http(http, client, limit, clients.secrets.as_deref()).await,
             None => Err("no HTTP client".to_string()),

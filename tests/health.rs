@@ -234,7 +234,11 @@ fn malformed_checks_are_errors_naming_the_check() {
         ),
         (
             r#"[#{http: "http://x", stauts: 200}]"#,
-            "health::all: check #1 of the list: unknown option `stauts` (known: timeout, name, status, contains, body, json)",
+            "health::all: check #1 of the list: unknown option `stauts` (known: timeout, name, status, contains, body, json, resolve, ca)",
+        ),
+        (
+            r#"[#{http: "https://app.example.com/", resolve: "localhost"}]"#,
+            "option `resolve` must be an IP address like \"127.0.0.1\"",
         ),
         (
             r#"[#{tcp: "a:1", status: 200}]"#,

@@ -156,12 +156,18 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
         })
     };
     std::thread::sleep(Duration::from_millis(700));
+    // Each switch is proven through the public address as well, over the HTTPS listener.
+    let public = format!("https://app.{DOMAIN}:{https_port}/version answers");
     stack
         .cutover(&["promote", "green"])
         .stdout_contains("green")
+        .stderr_contains(&format!("{public} v2 (production's public address"))
         .success();
     std::thread::sleep(Duration::from_millis(700));
-    stack.cutover(&["rollback", "--yes"]).success();
+    stack
+        .cutover(&["rollback", "--yes"])
+        .stderr_contains(&format!("{public} v1 (production's public address"))
+        .success();
     std::thread::sleep(Duration::from_millis(700));
     stack.cutover(&["promote", "green"]).success();
     std::thread::sleep(Duration::from_millis(700));
@@ -187,6 +193,19 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
             "v2"
         );
     });
+
+    // A public address that does not answer (here: HTTPS_PORT names a port the running Caddy
+    // does not listen on) is said loudly; the switch, proven on the loopback port, stands.
+    let elsewhere = support::free_port();
+    stack
+        .cutover(&["rollback", "--yes"])
+        .env("HTTPS_PORT", elsewhere.to_string())
+        .stderr_contains(&format!(
+            "production's public address https://app.{DOMAIN}:{elsewhere}/version does not answer v1 through this host's HTTPS listener: "
+        ))
+        .stderr_contains("Production was switched to blue")
+        .success();
+    assert_eq!(stack.version(), "v1");
 }
 
 #[test]

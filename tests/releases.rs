@@ -308,6 +308,8 @@ fn a_rollback_across_a_schema_change_is_a_decision_and_releases_tell_the_story()
         .stdout_contains("plan: production green (v2) -> blue (v1)")
         .stdout_contains("migration: none (a rollback runs no release phase)")
         .stdout_contains("schema: v1 was released at 1, the database is at 2: restore-db: restore deploy/backups/flappyjournal-before-green-v2-")
+        .stdout_contains("would roll back: production green -> blue (v1); nothing was changed (dry run)")
+        .stdout_lacks("rolled back:")
         .success();
     assert_eq!(stack.journal().len(), journal);
     assert_eq!(stack.version(), "v2");

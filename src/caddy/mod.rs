@@ -167,6 +167,21 @@ impl Admin {
         Ok(Read { value, etag })
     }
 
+    /// The root certificate (PEM) of Caddy's certificate authority `id` (`local` is the one
+    /// `tls internal` issues from), for clients that must trust the sites it certifies.
+    pub async fn root_certificate(&self, id: &str) -> Result<String> {
+        check_id(id)?;
+        let path = format!("/pki/ca/{id}");
+        let read = self.get(&path).await?;
+        match read.value["root_certificate"].as_str() {
+            Some(pem) => Ok(pem.to_string()),
+            None => Err(CaddyError::Protocol {
+                admin: self.base.clone(),
+                detail: format!("GET {path} names no root_certificate"),
+            }),
+        }
+    }
+
     /// The whole running config (`null` when Caddy runs none).
     pub async fn config(&self) -> Result<Read> {
         self.get("/config/").await

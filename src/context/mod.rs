@@ -337,13 +337,7 @@ pub fn stopped(reason: StopReason) -> Box<EvalAltResult> {
     ))
 }
 
-/// A new HTTP client, as [`Context::http`] shares one. reqwest is built without a crypto
-/// provider; ring is installed here (a second install, as tests may do, is harmless).
+/// A new HTTP client, as [`Context::http`] shares one (see [`crate::health::client_builder`]).
 pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default()
+    crate::health::client_builder().build().unwrap_or_default()
 }

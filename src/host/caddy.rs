@@ -112,6 +112,20 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
+        /// The root certificate (PEM) of the CA Caddy's `tls internal` issues from (its admin
+        /// API's `/pki/ca/local`): what a client must trust to reach a site Caddy certifies
+        /// itself, e.g. as `health::http`'s `ca`.
+        ///
+        /// ```rhai
+        /// let root = caddy::root_certificate();
+        /// let r = health::http("https://app.example.com/version",
+        ///     #{resolve: "127.0.0.1", ca: root, body: "v2"});
+        /// ```
+        fn root_certificate[context](call) -> String {
+            run(&context, admin(&context)?.root_certificate("local"))
+        }
+    );
+    function!(&mut module,
         /// The addresses route `route_id` (an `@id` in Caddy's config) sends traffic to now,
         /// each once; for a route that dials files (slots), the addresses they hold, in slot
         /// order. A later `caddy::switch` or `caddy::weights` of this route is refused if it

@@ -23,7 +23,7 @@ const KINDS: [&str; 4] = ["http", "tcp", "postgres", "container"];
 /// The options of every kind of check.
 const COMMON_KEYS: [&str; 2] = ["timeout", "name"];
 /// The options of HTTP checks only.
-const HTTP_KEYS: [&str; 4] = ["status", "contains", "body", "json"];
+const HTTP_KEYS: [&str; 6] = ["status", "contains", "body", "json", "resolve", "ca"];
 const HTTP: OptionKeys = OptionKeys::new("health::http", &[&COMMON_KEYS, &HTTP_KEYS]);
 const TCP: OptionKeys = OptionKeys::new("health::tcp", &[&COMMON_KEYS]);
 const POSTGRES: OptionKeys = OptionKeys::new("health::postgres", &[&COMMON_KEYS]);
@@ -67,11 +67,15 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// GETs `url` and checks the answer: `status` (exact code, default any 2xx), `contains`
         /// (text in the body), `body` (the whole body, whitespace trimmed), `json` (a map of
         /// fields, dotted or as JSON pointers, to the values they must have), `timeout` (ms),
-        /// `name` (for reports).
+        /// `name` (for reports), `resolve` (an IP address to connect to instead of what the
+        /// URL's host resolves to, the host kept for TLS and `Host`: curl's `--resolve`), `ca`
+        /// (a root certificate, PEM, to trust besides the system's).
         ///
         /// ```rhai
         /// let r = health::http("http://127.0.0.1:8081/api/health",
         ///     #{status: 200, json: #{status: "ok"}, timeout: 1000, name: "api"});
+        /// let public = health::http("https://app.example.com/version",
+        ///     #{body: "v2", resolve: "127.0.0.1", ca: caddy::root_certificate()});
         /// ```
         fn http[context](call, url: &str, options: Map) -> Map {
             check_one(&context, "http", url, options)
@@ -398,12 +402,24 @@ fn http_probe(options: &Options, url: String) -> HostResult<HttpProbe> {
             .map_err(|e| options.error(format!("`json.{field}`: {e}")))?;
         json.push((field.to_string(), want));
     }
+    let resolve = match options.string("resolve")? {
+        None => None,
+        Some(ip) => Some(ip.parse().map_err(|_| {
+            options.invalid(
+                "resolve",
+                "an IP address like \"127.0.0.1\"",
+                &Dynamic::from(ip),
+            )
+        })?),
+    };
     Ok(HttpProbe {
         url,
         status,
         contains: options.string("contains")?,
         body: options.string("body")?,
         json,
+        resolve,
+        ca: options.string("ca")?,
     })
 }
 
