@@ -395,6 +395,41 @@ fn main(url) {
     assert_eq!(results[2], 3);
 }
 
+/// A connection opened ahead (`pg::connect_ahead`) serves the next query of its target: the
+/// server started its session before the script paused, so the setup overlapped the pause. The
+/// query after it connects itself. One that cannot be opened (a wrong password) fails the query
+/// that would have used it with the server's reason, the password masked, as any query does.
+#[test]
+fn a_connection_opened_ahead_serves_the_next_query_of_its_target() {
+    if !support::require(Service::Postgres) {
+        return;
+    }
+    let cluster = shared();
+    let runbook = r#"
+fn main(url) {
+    let db = #{url: url, password: env::get("DB_PASSWORD")};
+    let age = "SELECT (extract(epoch FROM now() - backend_start) * 1000)::int8 AS ms FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+    pg::connect_ahead(db);
+    sleep(400);
+    let ahead = pg::query(db, age)[0].ms;
+    let own = pg::query(db, age)[0].ms;
+    print(#{ahead: ahead, own: own}.to_json());
+    let wrong = #{url: url, password: "not-the-password"};
+    pg::connect_ahead(wrong);
+    pg::query(wrong, "SELECT 1");
+}"#;
+    let run = pg_test(cluster)
+        .runbook("ahead", runbook)
+        .args(["ahead", &cluster.bare_url("postgres")])
+        .stderr_contains("runbooks/ahead.rhai:12:9: pg::query")
+        .stderr_contains("password authentication failed")
+        .stderr_lacks("not-the-password")
+        .status(1);
+    let ages = &printed(&run.stdout)[0];
+    assert!(ages["ahead"].as_i64().unwrap() >= 350, "{ages}");
+    assert!(ages["own"].as_i64().unwrap() < 350, "{ages}");
+}
+
 /// `pg::query` changes nothing where nothing may change: a readonly runbook still reads, and an
 /// `INSERT` there is refused with the server's reason; a dry run reads and only describes the
 /// `INSERT`; a real run writes. The row count says so after each.
