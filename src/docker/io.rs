@@ -223,10 +223,20 @@ pub async fn exec(docker: &Docker, request: &ExecRequest) -> Result<ExecResult, 
     })
 }
 
+/// Whose logs: a container's, or a swarm service's (every task's, gathered by the manager).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogSource {
+    #[default]
+    Container,
+    Service,
+}
+
 /// Which logs, and where to.
 #[derive(Debug, Clone, Default)]
 pub struct LogsRequest {
+    /// The container's name, or the swarm service's with [`LogSource::Service`].
     pub container: String,
+    pub source: LogSource,
     /// Lines from the end (`"all"` when `None`).
     pub tail: Option<u64>,
     /// Only lines since this time, in seconds since the epoch.
@@ -254,7 +264,8 @@ pub enum LogsResult {
     Streamed(u64),
 }
 
-/// Reads a container's logs (stdout and stderr interleaved as written).
+/// Reads a container's logs (stdout and stderr interleaved as written), or a swarm service's
+/// through its manager.
 pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, OutputError> {
     let name = &request.container;
     let mut options = LogsOptionsBuilder::default()
@@ -266,7 +277,11 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
     if let Some(since) = request.since {
         options = options.since(since as i32);
     }
-    let stream = docker.logs(name, Some(options.build()));
+    let options = options.build();
+    let stream: std::pin::Pin<Box<dyn Stream<Item = _> + Send>> = match request.source {
+        LogSource::Container => Box::pin(docker.logs(name, Some(options))),
+        LogSource::Service => Box::pin(docker.service_logs(name, Some(options))),
+    };
     let deadline = request
         .follow_for
         .map(|limit| tokio::time::Instant::now() + limit);
