@@ -541,10 +541,22 @@ fn wait_until_lost(stack: &Stack, name: &str) -> String {
     )
 }
 
+/// The line of `cutover status` that says where production traffic goes.
+fn production_line(stack: &Stack) -> String {
+    let status = stack.cutover(&["status"]).success();
+    status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("production traffic"))
+        .unwrap_or_else(|| panic!("{}", status.stdout))
+        .to_string()
+}
+
 /// Machines lost, as a user meets them, load running throughout:
 /// - a worker's engine killed (SIGKILL) while production is served from every node: production
-///   keeps answering (a dead engine leaves its containers serving), and `status` names the node
-///   `down (heartbeat failure)`;
+///   keeps answering (a dead engine leaves its containers serving), `status` names the node
+///   `down (heartbeat failure)` and warns that production still dials it, and
+///   `emergency-failover` points production at its colour's tasks on the nodes left;
 /// - a promote once Swarm has marked that node down: it says so, waits for Swarm to run the
 ///   standby's lost replica on a node left, and routes to the tasks on ready nodes only;
 /// - the other worker's engine killed once a promote has begun: the promote either completes or
@@ -587,9 +599,28 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
     std::thread::sleep(Duration::from_millis(500));
     s.swarm.kill_engine(&first);
     let status = wait_until_lost(&s.stack, &first);
-    assert!(status.contains(&first), "{status}");
+    assert!(
+        status.contains(&format!(
+            "WARNING: production dials node {first}, which is down ({lost_addr}:{}",
+            s.stack.ports.blue
+        )),
+        "{status}"
+    );
     assert_eq!(s.stack.version(), "v1");
     let served = load.now();
+    // The incident's runbook: production keeps its colour, on its tasks on the nodes left.
+    s.stack
+        .cutover(&["emergency-failover"])
+        .stdout_contains(&format!(
+            "production (blue, v1) dialled node {first}, which is down: pointed production at blue's tasks on the nodes left"
+        ))
+        .success();
+    assert_eq!(
+        (s.stack.active().as_str(), s.stack.version().as_str()),
+        ("blue", "v1")
+    );
+    let line = production_line(&s.stack);
+    assert!(!line.contains(&format!("{lost_addr}:")), "{line}");
 
     // Swarm has marked it down: the promote names it, waits for green's lost replica to run on
     // a node left, and routes to green's tasks on ready nodes.
@@ -607,13 +638,7 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
     let now = s.gateway_nodes("green");
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(!now.contains(&first), "{now:?}");
-    let routed = s.stack.cutover(&["status"]).success();
-    let line = routed
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("production traffic"))
-        .unwrap_or_else(|| panic!("{}", routed.stdout))
-        .to_string();
+    let line = production_line(&s.stack);
     assert!(!line.contains(&format!("{lost_addr}:")), "{line}");
     for node in &now {
         let addr = &s.swarm.node(node).addr;
