@@ -187,7 +187,7 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// The logs of the project's compose service `service` (its swarm service
         /// `<project>_<service>`): every task's, wherever it runs, gathered by the manager
-        /// (stdout and stderr; a node that is down gives none). The options of `docker::logs`:
+        /// (stdout and stderr as written). The options of `docker::logs`:
         /// `tail`, `since` (ms since the epoch), `timestamps`, `to` (a file; returns the byte
         /// count; writing it is a change), `append`, `prefix` (each line written to `to`
         /// starts with `<project>_<service> | `), `follow`, `timeout`.
