@@ -562,7 +562,8 @@ fn production_line(stack: &Stack) -> String {
 /// - the other worker's engine killed once a promote has begun: the promote either completes or
 ///   stops with production where it was (the proxy and the record agreeing);
 /// - a promote with both workers down, the standby's replica having no node left to run on: it
-///   waits out `TIMEOUT`, then stops naming the lost nodes, production untouched.
+///   waits out `TIMEOUT`, then stops naming the lost nodes, production untouched; and
+///   `archive-logs` archives what the manager reaches, naming the nodes it cannot, and ends.
 ///
 /// The failed requests across all of it are counted and bounded (the README's figure).
 #[test]
@@ -722,6 +723,29 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
         (serving, version)
     );
 
+    // The logs with both workers down: archived from what the manager reaches (its own tasks'),
+    // the nodes it cannot reach named in a warning (not written as lines of the archive), and
+    // the run ends (`--timeout` only turns a hang into a failure).
+    let archived = stack
+        .cutover(&["--timeout", "120", "archive-logs"])
+        .stdout_contains("swarm services into deploy/logs/archive-")
+        .stderr_contains("some logs could not be retrieved")
+        .stderr_contains(&format!("node {second} is not available"))
+        .success();
+    let file = archived
+        .stdout
+        .split(" into ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{}", archived.stdout));
+    let text = std::fs::read_to_string(stack.path().join(file)).unwrap();
+    assert!(!text.contains("Error grabbing logs"), "{file}:\n{text}");
+    let wanted = format!("{}_blue-api-gateway | ", stack.name);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&wanted) && l.contains("v1 listening on")),
+        "no line of blue-api-gateway in {file}"
+    );
     let report = load.stop();
     eprintln!(
         "{first}'s engine killed while serving ({} s of serving before it), {second}'s during a promote: {}",

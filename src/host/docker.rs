@@ -451,24 +451,33 @@ pub(super) const LOGS_KEYS: [&[&str]; 1] = [&[
 
 fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
     let docker = context.docker()?;
-    read_logs(context, &docker, &LOGS, name, LogSource::Container, options)
+    read_logs(
+        context,
+        &docker,
+        &LOGS,
+        name,
+        (LogSource::Container, Vec::new()),
+        options,
+    )
 }
 
 /// The logs of container `name` (or swarm service, by `source`) on `docker`, with the options
 /// of `docker::logs` (`keys` names the function for its errors): the text, or the bytes
-/// written or followed.
+/// written or followed. `source` also gives the ids the engine's messages may name, with their
+/// names (`LogsRequest::names`).
 pub(super) fn read_logs(
     context: &Context,
     docker: &bollard::Docker,
     keys: &'static OptionKeys,
     name: &str,
-    source: LogSource,
+    (source, names): (LogSource, Vec<(String, String)>),
     options: Map,
 ) -> HostResult<Dynamic> {
     let options = Options::new(keys, options)?;
     let request = LogsRequest {
         container: name.to_string(),
         source,
+        names,
         tail: options.count("tail")?,
         since: options.count("since")?.map(|ms| (ms / 1000) as i64),
         follow: options.bool("follow")?.unwrap_or(false),

@@ -187,7 +187,8 @@ pub fn module(context: &Arc<Context>) -> Module {
     function!(&mut module,
         /// The logs of the project's compose service `service` (its swarm service
         /// `<project>_<service>`): every task's, wherever it runs, gathered by the manager
-        /// (stdout and stderr as written). The options of `docker::logs`:
+        /// (stdout and stderr as written; nodes the manager cannot reach are warned about, by
+        /// name, and the rest is read). The options of `docker::logs`:
         /// `tail`, `since` (ms since the epoch), `timestamps`, `to` (a file; returns the byte
         /// count; writing it is a change), `append`, `prefix` (each line written to `to`
         /// starts with `<project>_<service> | `), `follow`, `timeout`.
@@ -200,8 +201,13 @@ pub fn module(context: &Arc<Context>) -> Module {
         fn logs[context](call, project: Map, service: &str, options: Map) -> Dynamic {
             let name = swarm::spec::service_name(&project_name(&project)?, service);
             let docker = connect(&context)?;
+            // A node the manager cannot reach is said by name, not by id.
+            let names = wait(&context, swarm::nodes(&docker))?
+                .into_iter()
+                .map(|n| (n.id, n.name))
+                .collect();
             super::docker::read_logs(&context, &docker, &LOGS, &name,
-                crate::docker::io::LogSource::Service, options)
+                (crate::docker::io::LogSource::Service, names), options)
         }
     );
     function!(&mut module,
