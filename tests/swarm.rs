@@ -1,6 +1,8 @@
 //! Beyond one host (issue 16): the runbooks drive a Docker Swarm of several machines. Each test
 //! builds a real swarm of its own (`support::swarm`: a network namespace and a Docker Engine per
-//! node, one manager and two workers) and tears it down when it ends, pass or fail.
+//! node, one manager and two workers) and tears it down when it ends, pass or fail. A swarm
+//! takes a while to build and the swarms are made one at a time, so each test walks a user
+//! through several runbooks on one swarm rather than one runbook a swarm.
 
 use std::{process::Command, time::Duration};
 
@@ -8,100 +10,6 @@ use crate::{
     support::{self, Service, stack::Stack, swarm::Swarm},
     test::Ran,
 };
-
-/// The fixture itself: three engines, one swarm, distinct hostnames, and a `dnsrr` service
-/// publishing its port in `mode: host` answers on every node's own address from this machine
-/// (what the proxy dials); dropped, it leaves no namespace, process, mount or directory.
-#[test]
-fn a_test_swarm_has_three_nodes_reached_on_their_own_addresses_and_leaves_nothing() {
-    if !support::require(Service::Swarm) || !support::require(Service::Docker) {
-        return;
-    }
-    let image = support::docker::demo_image();
-    let swarm = Swarm::start(2, &[&image]);
-    let names = swarm.docker(0, &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
-    let mut lines: Vec<&str> = names.lines().collect();
-    lines.sort();
-    assert_eq!(lines, ["manager Ready", "worker-1 Ready", "worker-2 Ready"]);
-    swarm.docker(
-        0,
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "probe",
-            "--mode",
-            "global",
-            "--endpoint-mode",
-            "dnsrr",
-            "--publish",
-            "mode=host,target=4000,published=4999",
-            "-e",
-            "PORT=4000",
-            "-e",
-            "VERSION=probe-1",
-            "--no-resolve-image",
-            &image,
-        ],
-    );
-    for node in &swarm.nodes {
-        let addr = format!("{}:4999", node.addr);
-        support::wait_for(
-            Duration::from_secs(60),
-            Duration::from_millis(200),
-            || {
-                format!(
-                    "nothing answered on {addr} ({})\n{}",
-                    node.name,
-                    swarm.describe()
-                )
-            },
-            || (get(&addr, "/version") == "probe-1").then_some(()),
-        );
-    }
-    let netns: Vec<String> = swarm
-        .nodes
-        .iter()
-        .map(|n| n.netns_name().to_string())
-        .collect();
-    let pids: Vec<u32> = swarm.nodes.iter().filter_map(|n| n.pid()).collect();
-    let dir = swarm.path().to_path_buf();
-    drop(swarm);
-    let listed = String::from_utf8_lossy(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
-    for name in &netns {
-        assert!(
-            !listed.contains(name.as_str()),
-            "{name} is still there:\n{listed}"
-        );
-    }
-    for pid in pids {
-        assert!(
-            support::swarm::wait_gone(pid, std::time::Duration::from_secs(10)),
-            "engine {pid} still runs: {}",
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
-        );
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(dir.to_str().unwrap()),
-        "mounts left under {}",
-        dir.display()
-    );
-    assert!(!dir.exists(), "{} is still there", dir.display());
-}
-
-/// `GET path` on `addr` (`IP:PORT`), the body (empty on any failure).
-pub fn get(addr: &str, path: &str) -> String {
-    support::stack::get_from(addr, addr, path)
-}
 
 /// A demo stack whose environments run on a swarm of its own (one manager, two workers):
 /// `CUTOVER_ORCHESTRATOR=swarm`, the manager as `CUTOVER_SWARM_HOST`; the proxy and the
@@ -168,12 +76,15 @@ fn assert_no_failures(report: &crate::support::load::Report) {
     }
 }
 
-/// Deploy, promote and roll back with the gateway's replicas on every node, load running
-/// through every switch: no request fails, whether the client retries like a browser or never;
-/// `status` shows each task's node and the nodes table; keys Swarm ignores are warned about
-/// with their line.
+/// Deploy, promote, roll back and then a canary with the gateway's replicas on every node, load
+/// running through every switch: no request fails, whether the client retries like a browser or
+/// never; each switch is said once. `status` shows each task's node and the nodes table, and
+/// `status --json` has the same rows as on one host, with each task's node. Then the runbooks
+/// of the database and the logs: `backup` and `restore-db` bring the data back with production
+/// serving throughout, and `archive-logs` archives the swarm services' logs (through the
+/// manager) beside this host's containers'. Keys Swarm ignores are warned about with their line.
 #[test]
-fn deploy_promote_and_rollback_on_a_three_node_swarm_fail_no_request() {
+fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() {
     let Some((_turn, s)) = swarm_stack("swarm-life") else {
         return;
     };
@@ -205,10 +116,16 @@ fn deploy_promote_and_rollback_on_a_three_node_swarm_fail_no_request() {
         s.gateway_nodes("green"),
         ["manager", "worker-1", "worker-2"]
     );
-    stack
+    let promoted = stack
         .cutover(&["promote", "green"])
         .stdout_contains("production: blue -> green (v2)")
         .success();
+    assert_eq!(
+        promoted.stderr.matches("caddy::switch production").count(),
+        1,
+        "{}",
+        promoted.stderr
+    );
     assert_eq!(
         (stack.active().as_str(), stack.version().as_str()),
         ("green", "v2")
@@ -221,19 +138,39 @@ fn deploy_promote_and_rollback_on_a_three_node_swarm_fail_no_request() {
         (stack.active().as_str(), stack.version().as_str()),
         ("blue", "v1")
     );
+    // A canary of green across the three nodes: short steps, judged from the proxy's log.
+    stack
+        .cutover(&["canary", "green"])
+        .env("CANARY_INTERVAL", "2")
+        .env("CANARY_MIN_REQUESTS", "20")
+        .env("CANARY_STEPS", "10,50,100")
+        .stderr_contains("canary step 1/3: 10 % of production on green")
+        .stderr_contains("step 1 (10 %) passed")
+        .stderr_contains("canary step 3/3: 100 % of production on green")
+        .stdout_contains("production: blue -> green (v2) after a canary")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
     std::thread::sleep(Duration::from_millis(500));
     let report = load.stop();
+    eprintln!(
+        "promote, rollback and a canary under load: {}",
+        report.describe()
+    );
     assert_no_failures(&report);
 
     let status = stack.cutover(&["status"]).success();
     for expected in [
         "NODE",
-        "blue-api-gateway#3",
+        "green-api-gateway#3",
         "ACTIVE since",
         "standby",
         "AVAILABILITY",
         "manager (leader)",
         "worker-2",
+        "this host",
     ] {
         assert!(
             status.stdout.contains(expected),
@@ -241,40 +178,199 @@ fn deploy_promote_and_rollback_on_a_three_node_swarm_fail_no_request() {
             status.stdout
         );
     }
+    assert_eq!(
+        status.stdout.matches("AVAILABILITY").count(),
+        1,
+        "{}",
+        status.stdout
+    );
     // Production dials every node the active colour runs on, on the node's own address.
     for node in &s.swarm.nodes {
         assert!(
             status
                 .stdout
-                .contains(&format!("{}:{}", node.addr, stack.ports.blue)),
+                .contains(&format!("{}:{}", node.addr, stack.ports.green)),
             "production does not dial {}:\n{}",
             node.name,
             status.stdout
         );
     }
+    // For scripts: the rows of one host's `status --json`, each task with its node.
+    let json = stack.cutover(&["status", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(report["production"]["serving"], "green", "{report:#}");
+    let rows = report["containers"].as_array().unwrap();
+    let gateways: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| {
+            r["env"] == "green"
+                && r["service"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("green-api-gateway#"))
+        })
+        .collect();
+    assert_eq!(gateways.len(), 3, "{report:#}");
+    let mut nodes: Vec<&str> = gateways
+        .iter()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["manager", "worker-1", "worker-2"], "{report:#}");
+    for row in &gateways {
+        for key in ["name", "tag", "state", "health", "traffic", "node_state"] {
+            assert!(row.get(key).is_some(), "no {key} in {row:#}");
+        }
+        assert_eq!(row["state"], "running", "{row:#}");
+        assert!(
+            row["traffic"].as_str().unwrap().starts_with("ACTIVE since"),
+            "{row:#}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["env"] == "shared" && r["service"] == "postgres"),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{report:#}"
+    );
+
+    // The database stays on this host: backed up, damaged, restored, with production served
+    // throughout (the environments' tasks keep running on the swarm).
+    stack.psql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'kept')",
+    );
+    let backup = stack.cutover(&["backup"]).success();
+    let line = backup
+        .stdout
+        .lines()
+        .find(|l| l.contains("backed up flappyjournal: "))
+        .unwrap_or_else(|| panic!("no backup line:\n{}", backup.stdout));
+    let path = line
+        .split("backed up flappyjournal: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap()
+        .to_string();
+    stack.psql("UPDATE notes SET body = 'corrupted'; INSERT INTO notes VALUES (2, 'junk')");
+    let ever = s.swarm.docker(
+        0,
+        &[
+            "service",
+            "ps",
+            &format!("{}_green-api-gateway", stack.name),
+            "--format",
+            "{{.ID}}",
+        ],
+    );
+    let load = stack.load(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(500));
+    stack
+        .cutover(&["restore-db", &path, "--yes"])
+        .stderr_contains("they keep running, and their database sessions end for the swap")
+        .stdout_contains("restored flappyjournal")
+        .success();
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    eprintln!("restore-db under load: {}", report.describe());
+    assert_no_failures(&report);
+    assert_eq!(
+        stack.psql("SELECT string_agg(id || ':' || body, ',') FROM notes"),
+        "1:kept"
+    );
+    assert_eq!(stack.version(), "v2");
+    let after = s.swarm.docker(
+        0,
+        &[
+            "service",
+            "ps",
+            &format!("{}_green-api-gateway", stack.name),
+            "--format",
+            "{{.ID}}",
+        ],
+    );
+    assert_eq!(after, ever, "a task of production was replaced");
+
+    // The logs: every swarm service's, through the manager, and this host's containers'.
+    let archived = stack
+        .cutover(&["archive-logs"])
+        .stdout_contains("swarm services into deploy/logs/archive-")
+        .success();
+    let file = archived
+        .stdout
+        .split(" into ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{}", archived.stdout));
+    let text = std::fs::read_to_string(stack.path().join(file)).unwrap();
+    for (service, version) in [("green-api-gateway", "v2"), ("blue-auth-service", "v1")] {
+        let wanted = format!("{}_{service} | ", stack.name);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&wanted) && l.contains(&format!("{version} listening on")));
+        assert!(line.is_some(), "no line of {service} in {file}:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&stack.container("postgres"))),
+        "no line of postgres in {file}:\n{text}"
+    );
 }
 
-/// A colour whose tasks no node can take (a placement constraint none meets) is refused as
-/// unhealthy, with Swarm's reason, and production stays where it was.
+/// The swarm's nodes, then an incident's runbooks on them, each as a user meets it:
+/// - `swarm nodes` lists the three machines by hostname, the manager leading;
+/// - a colour whose tasks no node can take (a placement constraint none meets) is refused as
+///   unhealthy, with Swarm's reason, and production stays where it was;
+/// - draining a node is refused, changing nothing, while it holds an environment's only
+///   gateway task; with a second replica elsewhere, drained under load: its tasks move to the
+///   other nodes, healthy and routed, no request fails (browser-like or never-retry), and no
+///   task of the stack is left on it;
+/// - `emergency-failover` finds production healthy and leaves it, then, once production's
+///   gateway service has no task left, moves production to the standby on the swarm.
+///
+/// Dropped, the swarm leaves no namespace, engine, mount or directory behind.
 #[test]
-fn an_unplaceable_colour_is_refused_naming_why_and_traffic_stays() {
-    let Some((_turn, s)) = swarm_stack("swarm-place") else {
+fn a_swarm_incident_placement_drain_and_failover_leave_production_served() {
+    let Some((turn, s)) = swarm_stack("swarm-nodes") else {
         return;
     };
     let stack = &s.stack;
+    let listed = stack.cutover(&["swarm", "nodes"]).success();
+    let mut rows: Vec<String> = listed
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        ["manager manager", "worker-1 worker", "worker-2 worker"],
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("manager (leader)"),
+        "{}",
+        listed.stdout
+    );
     stack.cutover(&["prepare", "blue", "v1"]).success();
     stack.cutover(&["promote", "blue"]).success();
+
+    // Green pinned to a zone no node is in: refused by prepare and promote, blue serving on.
     let compose = stack.path().join("deploy/docker-compose.blue-green.yml");
-    let text = std::fs::read_to_string(&compose).unwrap();
-    let green = text.find("  green-api-gateway:").unwrap();
+    let shipped = std::fs::read_to_string(&compose).unwrap();
+    let green = shipped.find("  green-api-gateway:").unwrap();
     let at = green
-        + text[green..]
+        + shipped[green..]
             .find("    deploy: *api-gateway-limits")
             .unwrap();
     let constrained = format!(
         "{}    deploy:\n      resources: {{ limits: {{ memory: 512M }} }}\n      placement: {{ constraints: [\"node.labels.zone == mars\"] }}{}",
-        &text[..at],
-        &text[at + "    deploy: *api-gateway-limits".len()..]
+        &shipped[..at],
+        &shipped[at + "    deploy: *api-gateway-limits".len()..]
     );
     std::fs::write(&compose, constrained).unwrap();
     stack
@@ -291,20 +387,8 @@ fn an_unplaceable_colour_is_refused_naming_why_and_traffic_stays() {
         (stack.active().as_str(), stack.version().as_str()),
         ("blue", "v1")
     );
-}
+    std::fs::write(&compose, &shipped).unwrap();
 
-/// Draining a node: refused, changing nothing, while it holds an environment's only gateway
-/// task; with a second replica elsewhere, drained under load: its tasks move to the other
-/// nodes, healthy and routed, no request fails (browser-like or never-retry), and no task of
-/// the stack is left on it.
-#[test]
-fn draining_a_node_under_load_moves_its_tasks_and_fails_no_request() {
-    let Some((_turn, s)) = swarm_stack("swarm-drain") else {
-        return;
-    };
-    let stack = &s.stack;
-    stack.cutover(&["prepare", "blue", "v1"]).success();
-    stack.cutover(&["promote", "blue"]).success();
     let nodes = s.gateway_nodes("blue");
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     stack
@@ -369,6 +453,74 @@ fn draining_a_node_under_load_moves_its_tasks_and_fails_no_request() {
         .stdout_contains("drain")
         .stdout_contains("blue-api-gateway#1")
         .success();
+
+    // Emergency failover: nothing to do while production is healthy; once production's
+    // gateway has no task left (scaled to 0 behind cutover's back), production goes to the
+    // standby, green, on the two nodes left.
+    stack.cutover(&["prepare", "green", "v2"]).success();
+    stack
+        .cutover(&["emergency-failover"])
+        .stdout_contains("production (blue, v1) is healthy: no failover needed")
+        .success();
+    s.swarm
+        .docker(0, &["service", "scale", "-d", &format!("{gateway}=0")]);
+    support::wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || "production still answers with blue's gateway scaled to 0".to_string(),
+        || (stack.version() != "v1").then_some(()),
+    );
+    stack
+        .cutover(&["emergency-failover"])
+        .stderr_contains("production (blue) is down")
+        .stdout_contains("failed over: production blue -> green (v2)")
+        .success();
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
+    assert!(!s.gateway_nodes("green").contains(&drained));
+
+    // Torn down (the stack first, then the swarm), nothing of the swarm is left.
+    let SwarmStack { stack, swarm } = s;
+    drop(stack);
+    let netns: Vec<String> = swarm
+        .nodes
+        .iter()
+        .map(|n| n.netns_name().to_string())
+        .collect();
+    let pids: Vec<u32> = swarm.nodes.iter().filter_map(|n| n.pid()).collect();
+    let dir = swarm.path().to_path_buf();
+    drop(swarm);
+    drop(turn);
+    let listed = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for name in &netns {
+        assert!(
+            !listed.contains(name.as_str()),
+            "{name} is still there:\n{listed}"
+        );
+    }
+    for pid in pids {
+        assert!(
+            support::swarm::wait_gone(pid, Duration::from_secs(10)),
+            "engine {pid} still runs: {}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(dir.to_str().unwrap()),
+        "mounts left under {}",
+        dir.display()
+    );
+    assert!(!dir.exists(), "{} is still there", dir.display());
 }
 
 /// Waits until `cutover status` shows node `name` down with Swarm's reason in its row of the
@@ -389,14 +541,33 @@ fn wait_until_lost(stack: &Stack, name: &str) -> String {
     )
 }
 
-/// One worker's engine killed (SIGKILL) while production is served from every node, then the
-/// other worker's during a promote to the two nodes left: the promote either completes or
-/// stops with production where it was (the proxy and the record agreeing), production keeps
-/// answering throughout, and `status` names each lost node (`down (heartbeat failure)`). The
-/// failed requests are counted and bounded (the README's figure): a dead engine leaves its
-/// containers serving, so the node's gateway keeps answering the proxy.
+/// The line of `cutover status` that says where production traffic goes.
+fn production_line(stack: &Stack) -> String {
+    let status = stack.cutover(&["status"]).success();
+    status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("production traffic"))
+        .unwrap_or_else(|| panic!("{}", status.stdout))
+        .to_string()
+}
+
+/// Machines lost, as a user meets them, load running throughout:
+/// - a worker's engine killed (SIGKILL) while production is served from every node: production
+///   keeps answering (a dead engine leaves its containers serving), `status` names the node
+///   `down (heartbeat failure)` and warns that production still dials it, and
+///   `emergency-failover` points production at its colour's tasks on the nodes left;
+/// - a promote once Swarm has marked that node down: it says so, waits for Swarm to run the
+///   standby's lost replica on a node left, and routes to the tasks on ready nodes only;
+/// - the other worker's engine killed once a promote has begun: the promote either completes or
+///   stops with production where it was (the proxy and the record agreeing);
+/// - a promote with both workers down, the standby's replica having no node left to run on: it
+///   waits out `TIMEOUT`, then stops naming the lost nodes, production untouched; and
+///   `archive-logs` archives what the manager reaches, naming the nodes it cannot, and ends.
+///
+/// The failed requests across all of it are counted and bounded (the README's figure).
 #[test]
-fn worker_engines_killed_while_serving_and_during_a_promote_leave_production_answering() {
+fn lost_machines_before_and_during_promotes_leave_production_answering() {
     let Some((_turn, mut s)) = swarm_stack("swarm-kill") else {
         return;
     };
@@ -405,25 +576,88 @@ fn worker_engines_killed_while_serving_and_during_a_promote_leave_production_ans
         .cutover(&["scale", "blue-api-gateway", "3"])
         .success();
     s.stack.cutover(&["promote", "blue"]).success();
-    let load = s.stack.load(Duration::from_secs(300));
-    std::thread::sleep(Duration::from_millis(500));
-    s.swarm.kill_engine("worker-2");
-    let status = wait_until_lost(&s.stack, "worker-2");
-    assert!(status.contains("worker-2"), "{status}");
-    assert_eq!(s.stack.version(), "v1");
-    let served = load.now();
-
-    // Green on the two nodes left, and worker-1's engine killed once its promote has begun.
     s.stack.cutover(&["prepare", "green", "v2"]).success();
     s.stack
         .cutover(&["scale", "green-api-gateway", "2"])
         .success();
-    assert_eq!(s.gateway_nodes("green"), ["manager", "worker-1"]);
-    // A promote waiting for a replica that has no node left gives up sooner.
-    s.stack.set("TIMEOUT", "20");
-    let mut promote = s.stack.cutover(&["promote", "green"]).start(&[]);
+    let green = s.gateway_nodes("green");
+    assert_eq!(green.len(), 2, "{green:?}");
+    // The worker whose engine goes first runs one of green's two gateway tasks.
+    let first = green
+        .iter()
+        .rev()
+        .find(|n| n.starts_with("worker-"))
+        .unwrap()
+        .clone();
+    let second = if first == "worker-1" {
+        "worker-2"
+    } else {
+        "worker-1"
+    }
+    .to_string();
+    let lost_addr = s.swarm.node(&first).addr.clone();
+    let load = s.stack.load(Duration::from_secs(400));
+    std::thread::sleep(Duration::from_millis(500));
+    s.swarm.kill_engine(&first);
+    let status = wait_until_lost(&s.stack, &first);
+    assert!(
+        status.contains(&format!(
+            "WARNING: production dials node {first}, which is down ({lost_addr}:{}",
+            s.stack.ports.blue
+        )),
+        "{status}"
+    );
+    assert_eq!(s.stack.version(), "v1");
+    let served = load.now();
+    // The incident's runbook: production keeps its colour, on its tasks on the nodes left.
+    s.stack
+        .cutover(&["emergency-failover"])
+        .stdout_contains(&format!(
+            "production (blue, v1) dialled node {first}, which is down: pointed production at blue's tasks on the nodes left"
+        ))
+        .success();
+    assert_eq!(
+        (s.stack.active().as_str(), s.stack.version().as_str()),
+        ("blue", "v1")
+    );
+    let line = production_line(&s.stack);
+    assert!(!line.contains(&format!("{lost_addr}:")), "{line}");
+
+    // Swarm has marked it down: the promote names it, waits for green's lost replica to run on
+    // a node left, and routes to green's tasks on ready nodes.
+    let promoted = s
+        .stack
+        .cutover(&["promote", "green"])
+        .stderr_contains(&format!("node {first} is down (heartbeat failure)"))
+        .stdout_contains("production: blue -> green (v2)")
+        .success();
+    eprintln!("promoted with {first} down:\n{}", promoted.stderr);
+    assert_eq!(
+        (s.stack.active().as_str(), s.stack.version().as_str()),
+        ("green", "v2")
+    );
+    let now = s.gateway_nodes("green");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(!now.contains(&first), "{now:?}");
+    let line = production_line(&s.stack);
+    assert!(!line.contains(&format!("{lost_addr}:")), "{line}");
+    for node in &now {
+        let addr = &s.swarm.node(node).addr;
+        assert!(
+            line.contains(&format!("{addr}:{}", s.stack.ports.green)),
+            "{line}"
+        );
+    }
+
+    // Blue back to two replicas (its third has no node left to run on), then the other
+    // worker's engine killed once a promote of blue has begun.
+    s.stack
+        .cutover(&["scale", "blue-api-gateway", "2"])
+        .success();
+    s.stack.set("TIMEOUT", "15");
+    let mut promote = s.stack.cutover(&["promote", "blue"]).start(&[]);
     let stderr = promote.stderr.take().unwrap();
-    let (began, first) = std::sync::mpsc::channel();
+    let (began, first_line) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut text = String::new();
@@ -439,39 +673,82 @@ fn worker_engines_killed_while_serving_and_during_a_promote_leave_production_ans
         }
         text
     });
-    let began = first.recv_timeout(Duration::from_secs(30));
-    s.swarm.kill_engine("worker-1");
+    let began = first_line.recv_timeout(Duration::from_secs(30));
+    s.swarm.kill_engine(&second);
     let promoted = Ran::of(promote);
     let stderr = reader.join().unwrap();
     eprintln!(
-        "worker-1's engine killed at {:?}; the promote ended with {:?}:\n{}{stderr}",
+        "{second}'s engine killed at {:?}; the promote ended with {:?}:\n{}{stderr}",
         began.unwrap_or_default(),
         promoted.code,
         promoted.stdout
     );
     let stack = &s.stack;
-    if promoted.code == Some(0) {
+    let (serving, standby) = if promoted.code == Some(0) {
         assert!(
-            promoted.stdout.contains("production: blue -> green (v2)"),
+            promoted.stdout.contains("production: green -> blue (v1)"),
             "{}",
             promoted.stdout
         );
         assert_eq!(
             (stack.active(), stack.version()),
-            ("green".into(), "v2".into())
+            ("blue".into(), "v1".into())
         );
+        ("blue", "green")
     } else {
         assert_eq!(promoted.code, Some(1), "{stderr}");
         assert_eq!(
             (stack.active(), stack.version()),
-            ("blue".into(), "v1".into())
+            ("green".into(), "v2".into())
         );
-    }
-    let status = wait_until_lost(stack, "worker-1");
+        ("green", "blue")
+    };
+    let status = wait_until_lost(stack, &second);
     assert!(!status.contains("DISAGREE"), "{status}");
+
+    // Both workers down: the standby's replica there has nowhere to go (the manager runs its
+    // other one, one gateway task a node), so the promote waits out TIMEOUT and stops.
+    let version = stack.version();
+    stack
+        .cutover(&["promote", standby])
+        .stderr_contains(&format!(
+            "{standby} is not healthy on the swarm: not converged within 15 s"
+        ))
+        .stderr_contains(&format!("node {first} is down (heartbeat failure)"))
+        .stderr_contains(&format!("node {second} is down (heartbeat failure)"))
+        .stderr_lacks("caddy::switch production")
+        .status(1);
+    assert_eq!(
+        (stack.active().as_str(), stack.version()),
+        (serving, version)
+    );
+
+    // The logs with both workers down: archived from what the manager reaches (its own tasks'),
+    // the nodes it cannot reach named in a warning (not written as lines of the archive), and
+    // the run ends (`--timeout` only turns a hang into a failure).
+    let archived = stack
+        .cutover(&["--timeout", "120", "archive-logs"])
+        .stdout_contains("swarm services into deploy/logs/archive-")
+        .stderr_contains("some logs could not be retrieved")
+        .stderr_contains(&format!("node {second} is not available"))
+        .success();
+    let file = archived
+        .stdout
+        .split(" into ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{}", archived.stdout));
+    let text = std::fs::read_to_string(stack.path().join(file)).unwrap();
+    assert!(!text.contains("Error grabbing logs"), "{file}:\n{text}");
+    let wanted = format!("{}_blue-api-gateway | ", stack.name);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&wanted) && l.contains("v1 listening on")),
+        "no line of blue-api-gateway in {file}"
+    );
     let report = load.stop();
     eprintln!(
-        "worker-2's engine killed while serving, worker-1's during a promote ({} s of serving before it): {}",
+        "{first}'s engine killed while serving ({} s of serving before it), {second}'s during a promote: {}",
         served.as_secs(),
         report.describe()
     );

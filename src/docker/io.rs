@@ -223,10 +223,23 @@ pub async fn exec(docker: &Docker, request: &ExecRequest) -> Result<ExecResult, 
     })
 }
 
+/// Whose logs: a container's, or a swarm service's (every task's, gathered by the manager).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogSource {
+    #[default]
+    Container,
+    Service,
+}
+
 /// Which logs, and where to.
 #[derive(Debug, Clone, Default)]
 pub struct LogsRequest {
+    /// The container's name, or the swarm service's with [`LogSource::Service`].
     pub container: String,
+    pub source: LogSource,
+    /// Ids the engine's messages may name, each with the name to show instead (a swarm's node
+    /// ids and hostnames).
+    pub names: Vec<(String, String)>,
     /// Lines from the end (`"all"` when `None`).
     pub tail: Option<u64>,
     /// Only lines since this time, in seconds since the epoch.
@@ -254,7 +267,8 @@ pub enum LogsResult {
     Streamed(u64),
 }
 
-/// Reads a container's logs (stdout and stderr interleaved as written).
+/// Reads a container's logs (stdout and stderr interleaved as written), or a swarm service's
+/// through its manager.
 pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, OutputError> {
     let name = &request.container;
     let mut options = LogsOptionsBuilder::default()
@@ -266,7 +280,11 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
     if let Some(since) = request.since {
         options = options.since(since as i32);
     }
-    let stream = docker.logs(name, Some(options.build()));
+    let options = options.build();
+    let stream: std::pin::Pin<Box<dyn Stream<Item = _> + Send>> = match request.source {
+        LogSource::Container => Box::pin(docker.logs(name, Some(options))),
+        LogSource::Service => Box::pin(docker.service_logs(name, Some(options))),
+    };
     let deadline = request
         .follow_for
         .map(|limit| tokio::time::Instant::now() + limit);
@@ -274,6 +292,7 @@ pub async fn logs(docker: &Docker, request: &LogsRequest) -> Result<LogsResult, 
         stream,
         deadline,
         action: format!("logs of {name}"),
+        names: &request.names,
     };
     let write_error = |path: &Path, source| OutputError::Write {
         path: path.to_path_buf(),
@@ -385,28 +404,46 @@ impl<'a> LogFile<'a> {
 }
 
 /// The chunks of a log stream, ending early at the deadline.
-struct Chunks<S> {
+struct Chunks<'a, S> {
     stream: S,
     deadline: Option<tokio::time::Instant>,
     action: String,
+    names: &'a [(String, String)],
 }
 
-impl<S> Chunks<S>
+/// The header of a frame of the engine's own stream (`systemerr`, stream 3), which bollard
+/// passes on undecoded: the engine's word about the logs, not a line of them.
+const SYSTEM_ERROR: [u8; 4] = [3, 0, 0, 0];
+
+impl<S> Chunks<'_, S>
 where
     S: Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
 {
     async fn next(&mut self) -> Result<Option<bytes::Bytes>, OutputError> {
-        let next = match self.deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Ok(next) => next,
-                Err(_) => return Ok(None),
-            },
-            None => self.stream.next().await,
-        };
-        Ok(match next {
-            Some(chunk) => Some(chunk.doing(&self.action)?.into_bytes()),
-            None => None,
-        })
+        loop {
+            let next = match self.deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => return Ok(None),
+                    }
+                }
+                None => self.stream.next().await,
+            };
+            let Some(chunk) = next else { return Ok(None) };
+            let bytes = chunk.doing(&self.action)?.into_bytes();
+            // A manager that cannot reach some nodes says so in its own stream ("incomplete
+            // log stream … node ID is not available"): a warning, named, and the rest goes on.
+            if bytes.len() >= 8 && bytes[..4] == SYSTEM_ERROR {
+                let mut said = String::from_utf8_lossy(&bytes[8..]).trim().to_string();
+                for (id, name) in self.names {
+                    said = said.replace(id.as_str(), name);
+                }
+                tracing::warn!("{}: {said}", self.action);
+                continue;
+            }
+            return Ok(Some(bytes));
+        }
     }
 }
 

@@ -458,9 +458,9 @@ fn apply(context: &Context, admin: &Admin, action: &str, plan: SwitchPlan) -> Ho
         action,
         &detail,
         || summary.clone(),
+        // `change` says it as it is made: once.
         || {
             run(context, admin.apply(&plan))?;
-            tracing::info!("{action} {detail}");
             Ok(summary.clone())
         },
     )

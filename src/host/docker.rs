@@ -26,7 +26,7 @@ use crate::{
     docker::Doing,
     docker::containers::{self, Endpoint},
     docker::image::{self, BuildRequest},
-    docker::io::{ExecRequest, LogsRequest, LogsResult},
+    docker::io::{ExecRequest, LogSource, LogsRequest, LogsResult},
 };
 
 /// The option keys of the host functions of this module.
@@ -435,24 +435,49 @@ fn exec(context: &Context, name: &str, command: Array, options: Map) -> HostResu
     Ok(map)
 }
 
-const LOGS: OptionKeys = OptionKeys::new(
-    "docker::logs",
-    &[&[
-        "tail",
-        "since",
-        "follow",
-        "timeout",
-        "timestamps",
-        "to",
-        "append",
-        "prefix",
-    ]],
-);
+const LOGS: OptionKeys = OptionKeys::new("docker::logs", &LOGS_KEYS);
+
+/// The options of `docker::logs`, which `swarm::logs` takes too.
+pub(super) const LOGS_KEYS: [&[&str]; 1] = [&[
+    "tail",
+    "since",
+    "follow",
+    "timeout",
+    "timestamps",
+    "to",
+    "append",
+    "prefix",
+]];
 
 fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
-    let options = Options::new(&LOGS, options)?;
+    let docker = context.docker()?;
+    read_logs(
+        context,
+        &docker,
+        &LOGS,
+        name,
+        (LogSource::Container, Vec::new()),
+        options,
+    )
+}
+
+/// The logs of container `name` (or swarm service, by `source`) on `docker`, with the options
+/// of `docker::logs` (`keys` names the function for its errors): the text, or the bytes
+/// written or followed. `source` also gives the ids the engine's messages may name, with their
+/// names (`LogsRequest::names`).
+pub(super) fn read_logs(
+    context: &Context,
+    docker: &bollard::Docker,
+    keys: &'static OptionKeys,
+    name: &str,
+    (source, names): (LogSource, Vec<(String, String)>),
+    options: Map,
+) -> HostResult<Dynamic> {
+    let options = Options::new(keys, options)?;
     let request = LogsRequest {
         container: name.to_string(),
+        source,
+        names,
         tail: options.count("tail")?,
         since: options.count("since")?.map(|ms| (ms / 1000) as i64),
         follow: options.bool("follow")?.unwrap_or(false),
@@ -463,10 +488,9 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
         prefix: options.bool("prefix")?.unwrap_or(false),
         secrets: Some(context.secrets.clone()),
     };
-    let docker = context.docker()?;
     let read = || -> HostResult<Dynamic> {
         Ok(
-            match wait(context, crate::docker::io::logs(&docker, &request))? {
+            match wait(context, crate::docker::io::logs(docker, &request))? {
                 LogsResult::Text(text) => text.into(),
                 LogsResult::Streamed(bytes) => (bytes as i64).into(),
             },
@@ -480,7 +504,7 @@ fn logs(context: &Context, name: &str, options: Map) -> HostResult<Dynamic> {
                 if request.append { ">>" } else { ">" },
                 path.display()
             );
-            context.change("docker::logs", &detail, || Dynamic::from(0_i64), read)
+            context.change(keys.function, &detail, || Dynamic::from(0_i64), read)
         }
         None => read(),
     }

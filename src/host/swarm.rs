@@ -38,7 +38,9 @@ fn array<T: serde::Serialize>(items: Vec<T>) -> HostResult<Array> {
 }
 
 /// The option keys of the host functions of this module.
-pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&UP, &WAIT, &DOWN];
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&UP, &WAIT, &DOWN, &LOGS];
+
+const LOGS: OptionKeys = OptionKeys::new("swarm::logs", &super::docker::LOGS_KEYS);
 
 const WAIT: OptionKeys = OptionKeys::new("swarm::wait", &[&["services", "timeout"]]);
 
@@ -180,6 +182,32 @@ pub fn module(context: &Arc<Context>) -> Module {
                     Ok(())
                 },
             )
+        }
+    );
+    function!(&mut module,
+        /// The logs of the project's compose service `service` (its swarm service
+        /// `<project>_<service>`): every task's, wherever it runs, gathered by the manager
+        /// (stdout and stderr as written; nodes the manager cannot reach are warned about, by
+        /// name, and the rest is read). The options of `docker::logs`:
+        /// `tail`, `since` (ms since the epoch), `timestamps`, `to` (a file; returns the byte
+        /// count; writing it is a change), `append`, `prefix` (each line written to `to`
+        /// starts with `<project>_<service> | `), `follow`, `timeout`.
+        ///
+        /// ```rhai
+        /// let project = compose::load("deploy/docker-compose.yml");
+        /// print(swarm::logs(project, "api", #{tail: 50}));
+        /// swarm::logs(project, "api", #{to: "logs/api.log", append: true, prefix: true});
+        /// ```
+        fn logs[context](call, project: Map, service: &str, options: Map) -> Dynamic {
+            let name = swarm::spec::service_name(&project_name(&project)?, service);
+            let docker = connect(&context)?;
+            // A node the manager cannot reach is said by name, not by id.
+            let names = wait(&context, swarm::nodes(&docker))?
+                .into_iter()
+                .map(|n| (n.id, n.name))
+                .collect();
+            super::docker::read_logs(&context, &docker, &LOGS, &name,
+                (crate::docker::io::LogSource::Service, names), options)
         }
     );
     function!(&mut module,
