@@ -119,33 +119,20 @@ impl Swarm {
         for n in 0..swarm.nodes.len() {
             swarm.start_engine(n);
         }
-        let manager = &swarm.nodes[0];
-        swarm.docker(
-            0,
-            &[
-                "swarm",
-                "init",
-                "--advertise-addr",
-                &manager.addr.clone(),
-                "--listen-addr",
-                &format!("{}:2377", manager.addr),
-            ],
+        // Built as an operator would: `cutover swarm init ADDR` on the manager, then `cutover
+        // swarm join ENGINE ADDR` for each worker (so every swarm test runs both).
+        let manager = swarm.nodes[0].addr.clone();
+        let said = swarm.cutover(&["swarm", "init", &manager]);
+        assert!(
+            said.contains(&format!("a new swarm is initialised on {manager}")),
+            "{said}"
         );
-        let token = swarm.docker(0, &["swarm", "join-token", "-q", "worker"]);
-        let join = format!("{}:2377", swarm.nodes[0].addr);
         for n in 1..swarm.nodes.len() {
-            let addr = swarm.nodes[n].addr.clone();
-            swarm.docker(
-                n,
-                &[
-                    "swarm",
-                    "join",
-                    "--token",
-                    &token,
-                    "--advertise-addr",
-                    &addr,
-                    &join,
-                ],
+            let (engine, addr) = (swarm.nodes[n].host(), swarm.nodes[n].addr.clone());
+            let said = swarm.cutover(&["swarm", "join", &engine, &addr]);
+            assert!(
+                said.contains(&format!("({addr}) joined the swarm managed at {manager}")),
+                "{said}"
             );
         }
         let expected = swarm.nodes.len();
@@ -240,6 +227,25 @@ impl Swarm {
             output.status.success(),
             "docker {args:?} on {}: {}",
             self.nodes[n].name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// `cutover ARGS` with the manager as the swarm's manager (`CUTOVER_SWARM_HOST`), its state
+    /// in this swarm's directory; what it printed. Fails the test when the run fails.
+    pub fn cutover(&self, args: &[&str]) -> String {
+        let output = Command::new(crate::test::BIN)
+            .args(args)
+            .env("CUTOVER_SWARM_HOST", self.nodes[0].host())
+            .env("CUTOVER_STATE_DIR", self.dir.path().join("state"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run cutover");
+        assert!(
+            output.status.success(),
+            "cutover {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
