@@ -33,21 +33,21 @@ fn swarm_stack(prefix: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Swar
 }
 
 impl SwarmStack {
+    /// `docker service ps` of `env`'s gateway service on the manager, each task as `format`,
+    /// one a line: every task it ever had (a replaced one stays, shut down) unless `filters`
+    /// (`--filter` values) say otherwise.
+    fn gateway_ps(&self, env: &str, filters: &[&str], format: &str) -> String {
+        let service = format!("{}_{env}-api-gateway", self.stack.name);
+        let mut args = vec!["service", "ps", &service, "--format", format];
+        for filter in filters {
+            args.extend(["--filter", filter]);
+        }
+        self.swarm.docker(0, &args)
+    }
+
     /// The nodes `env`'s gateway tasks run on, sorted.
     fn gateway_nodes(&self, env: &str) -> Vec<String> {
-        let service = format!("{}_{env}-api-gateway", self.stack.name);
-        let out = self.swarm.docker(
-            0,
-            &[
-                "service",
-                "ps",
-                &service,
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.Node}}",
-            ],
-        );
+        let out = self.gateway_ps(env, &["desired-state=running"], "{{.Node}}");
         let mut nodes: Vec<String> = out.lines().map(str::to_string).collect();
         nodes.sort();
         nodes
@@ -255,16 +255,7 @@ fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() 
         .unwrap()
         .to_string();
     stack.psql("UPDATE notes SET body = 'corrupted'; INSERT INTO notes VALUES (2, 'junk')");
-    let ever = s.swarm.docker(
-        0,
-        &[
-            "service",
-            "ps",
-            &format!("{}_green-api-gateway", stack.name),
-            "--format",
-            "{{.ID}}",
-        ],
-    );
+    let ever = s.gateway_ps("green", &[], "{{.ID}}");
     let load = stack.load(Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(500));
     stack
@@ -281,16 +272,7 @@ fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() 
         "1:kept"
     );
     assert_eq!(stack.version(), "v2");
-    let after = s.swarm.docker(
-        0,
-        &[
-            "service",
-            "ps",
-            &format!("{}_green-api-gateway", stack.name),
-            "--format",
-            "{{.ID}}",
-        ],
-    );
+    let after = s.gateway_ps("green", &[], "{{.ID}}");
     assert_eq!(after, ever, "a task of production was replaced");
 
     // The logs: every swarm service's, through the manager, and this host's containers'.
@@ -417,9 +399,7 @@ fn a_swarm_incident_placement_drain_and_failover_leave_production_served() {
     assert_eq!(before.len(), 2, "{before:?}");
     assert!(before.contains(&nodes[0]), "{before:?}");
     let gateway = format!("{}_blue-api-gateway", stack.name);
-    let ever = s
-        .swarm
-        .docker(0, &["service", "ps", &gateway, "--format", "{{.ID}}"]);
+    let ever = s.gateway_ps("blue", &[], "{{.ID}}");
     assert_eq!(ever.lines().count(), 2, "a task was replaced:\n{ever}");
     let drained = before.iter().find(|n| **n != nodes[0]).unwrap().clone();
     stack

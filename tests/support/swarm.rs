@@ -218,37 +218,25 @@ impl Swarm {
     /// `docker ARGS` against node `n`'s engine (test plumbing); its trimmed stdout. Panics
     /// when it fails.
     pub fn docker(&self, n: usize, args: &[&str]) -> String {
-        let output = Command::new("docker")
-            .args(["-H", &self.nodes[n].host()])
-            .args(args)
-            .output()
-            .expect("cannot run the docker CLI");
-        assert!(
-            output.status.success(),
-            "docker {args:?} on {}: {}",
-            self.nodes[n].name,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        let mut docker = Command::new("docker");
+        docker.args(["-H", &self.nodes[n].host()]).args(args);
+        stdout_of(
+            docker,
+            &format!("docker {args:?} on {}", self.nodes[n].name),
+        )
     }
 
     /// `cutover ARGS` with the manager as the swarm's manager (`CUTOVER_SWARM_HOST`), its state
     /// in this swarm's directory; what it printed. Fails the test when the run fails.
     pub fn cutover(&self, args: &[&str]) -> String {
-        let output = Command::new(crate::test::BIN)
+        let mut cutover = Command::new(crate::test::BIN);
+        cutover
             .args(args)
             .env("CUTOVER_SWARM_HOST", self.nodes[0].host())
             .env("CUTOVER_STATE_DIR", self.dir.path().join("state"))
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run cutover");
-        assert!(
-            output.status.success(),
-            "cutover {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+            .stdin(Stdio::null());
+        stdout_of(cutover, &format!("cutover {args:?}"))
     }
 
     /// `docker ARGS` against node `n`, `None` when it fails.
@@ -491,6 +479,19 @@ fn run(command: &mut Command) {
 
 fn ip(args: &[&str]) {
     run(Command::new("ip").args(args));
+}
+
+/// What `command` printed, trimmed; panics naming it (`what`) with its stderr when it fails.
+fn stdout_of(mut command: Command, what: &str) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// `args` in namespace `netns` (network only: `nsenter --net`).
