@@ -60,6 +60,10 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
     let load = load_on(&stack);
     std::thread::sleep(Duration::from_millis(500));
     let walked = canary(&stack, &["green"])
+        // A good build on a CI machine running other stacks at once: one request held up
+        // 300 ms moves the p99 of a hundred, so the latency gate is set out of noise's reach
+        // (the slow build's test below keeps the default gate).
+        .env("CANARY_MAX_P99_MS", "5000")
         .stderr_contains("canary step 1/3: 10 % of production on green")
         .stderr_contains("step 1 (10 %) passed")
         .stderr_contains("canary step 2/3: 50 % of production on green")

@@ -144,6 +144,9 @@ fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() 
         .env("CANARY_INTERVAL", "2")
         .env("CANARY_MIN_REQUESTS", "20")
         .env("CANARY_STEPS", "10,50,100")
+        // A swarm of three engines on two cores: one request held up moves a small step's
+        // p99, so the latency gate is set out of noise's reach (tests/canary.rs tests it).
+        .env("CANARY_MAX_P99_MS", "5000")
         .stderr_contains("canary step 1/3: 10 % of production on green")
         .stderr_contains("step 1 (10 %) passed")
         .stderr_contains("canary step 3/3: 100 % of production on green")
