@@ -106,6 +106,48 @@ fn https_by_hostname_serves_every_environment_and_switches_under_http1_and_http2
     // The loopback port stays for cutover's own checks, and serves the same slots.
     assert_eq!(stack.version(), "v1");
 
+    // cutover's own HTTPS checks verify what they reach, with the system's roots read only now
+    // (`health::tls`): Caddy's internal CA is no root of this machine, so a check that does not
+    // trust it (`ca`) fails on the certificate; trusting it, the same check passes.
+    let runbooks = stack.path().join("runbooks");
+    std::fs::create_dir_all(&runbooks).unwrap();
+    std::fs::write(
+        runbooks.join("tls-check.rhai"),
+        format!(
+            r#"import "stack" as stack;
+fn main() {{
+    // The stack's settings name its Caddy's admin API (CADDY_ADMIN).
+    stack::config();
+    let url = "https://app.{DOMAIN}:{https_port}/version";
+    let trusted = health::http(url, #{{resolve: "127.0.0.1", body: "v1", ca: caddy::root_certificate()}});
+    let pinned = health::http(url, #{{resolve: "127.0.0.1", body: "v1"}});
+    print(`pinned: ${{pinned.ok}}: ${{pinned.detail}}`);
+    print(`trusted: ${{trusted.ok}}: ${{trusted.detail}}`);
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let checked = stack.cutover(&["tls-check"]).success();
+    let line = |name: &str| {
+        checked
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line: {}", checked.stdout))
+            .to_string()
+    };
+    let untrusted = line("pinned: ");
+    assert!(
+        untrusted.starts_with("pinned: false: ") && untrusted.contains("certificate"),
+        "{untrusted}"
+    );
+    assert!(
+        line("trusted: ").starts_with("trusted: true: "),
+        "{}",
+        checked.stdout
+    );
+
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let load = {

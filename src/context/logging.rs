@@ -32,7 +32,11 @@ pub fn init(settings: &Settings, redactor: Arc<Redactor>) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::new(format!("warn,cutover={level},{SCRIPT_TARGET}={level}"));
+    // The platform verifier logs each certificate it refuses as an error of its own; the check
+    // that made the connection reports it (`invalid peer certificate: UnknownIssuer`) already.
+    let filter = EnvFilter::new(format!(
+        "warn,rustls_platform_verifier=off,cutover={level},{SCRIPT_TARGET}={level}"
+    ));
     let writer = RedactingStderr { redactor };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

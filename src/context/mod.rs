@@ -53,7 +53,7 @@ pub struct Context {
     /// its outcome (so an engine that does not answer costs one timeout, not two).
     docker_warming: Mutex<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>>,
     /// One HTTP client (connection pool) for the whole process.
-    http: Arc<OnceLock<reqwest::Client>>,
+    http: OnceLock<reqwest::Client>,
     /// Database connections being opened ahead of the query that will use each (`pg::
     /// connect_ahead`), by target: a query takes the one for its target, or opens its own.
     pg_ahead: Mutex<Vec<(Target, PgOpening)>>,
@@ -100,7 +100,7 @@ impl Context {
             run: RwLock::new(RunInfo::default()),
             docker: Arc::default(),
             docker_warming: Mutex::default(),
-            http: Arc::default(),
+            http: OnceLock::new(),
             pg_ahead: Mutex::default(),
             run_lock: Mutex::new(Weak::new()),
             change_lock: Mutex::new(None),
@@ -143,10 +143,10 @@ impl Context {
     }
 
     /// Starts what a run will most likely need, while its scripts compile: the Docker Engine
-    /// connection (a version negotiation) and the HTTP client (loading the system's root
-    /// certificates). A run spends ~10 ms on each otherwise, one after the other, before its
-    /// first check. Nothing here is reported: the first call that needs the engine says what went
-    /// wrong (later ones try again), and an HTTP client that failed to build is built again.
+    /// connection (a version negotiation, ~10 ms otherwise before its first check). Nothing
+    /// here is reported: the first call that needs the engine says what went wrong (later ones
+    /// try again). The HTTP client needs no head start: it reads the system's root
+    /// certificates only at its first HTTPS handshake (`health::tls`).
     pub fn warm_up(&self) {
         let docker = Arc::clone(&self.docker);
         let (outcome, warming) = tokio::sync::oneshot::channel();
@@ -154,12 +154,6 @@ impl Context {
         self.runtime.spawn(async move {
             let connected = docker.get_or_try_init(crate::docker::connect).await;
             let _ = outcome.send(connected.map(|_| ()).map_err(|e| e.to_string()));
-        });
-        let http = Arc::clone(&self.http);
-        // Not a runtime task: building the client blocks, and a run that ends first does not
-        // wait for it.
-        std::thread::spawn(move || {
-            http.get_or_init(http_client);
         });
     }
 

@@ -5,6 +5,8 @@
 //! run concurrently ([`all`]), so twelve 100 ms checks take about 100 ms, and [`wait`] retries the
 //! failing ones with backoff until they pass or time runs out.
 
+mod tls;
+
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -55,9 +57,18 @@ pub struct HttpProbe {
 }
 
 /// The HTTP client every check shares, as the host builds it: ring as the TLS crypto provider
-/// (reqwest is built without one; installing it twice is harmless), cutover's user agent, and a
-/// connect timeout.
+/// (reqwest is built without one; installing it twice is harmless), the system's roots read at
+/// the first HTTPS handshake ([`tls`]), cutover's user agent, and a connect timeout.
 pub fn client_builder() -> reqwest::ClientBuilder {
+    let builder = base_builder();
+    match tls::config() {
+        Ok(config) => builder.use_preconfigured_tls(config),
+        // reqwest's own TLS setup then, which says what is wrong when it is built.
+        Err(_) => builder,
+    }
+}
+
+fn base_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
@@ -66,18 +77,21 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// A client of its own for a check that pins its address or trusts another root.
 fn pinned_client(check: &HttpProbe) -> Result<reqwest::Client, String> {
-    let mut builder = client_builder();
+    let mut builder = match &check.ca {
+        // reqwest's own TLS setup, the system's roots read now and `ca` beside them.
+        Some(pem) => {
+            let root = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| format!("the root certificate given (`ca`) is not PEM: {e}"))?;
+            base_builder().add_root_certificate(root)
+        }
+        None => base_builder().use_preconfigured_tls(tls::config()?),
+    };
     if let Some(ip) = check.resolve {
         let url = reqwest::Url::parse(&check.url).map_err(|e| format!("{}: {e}", check.url))?;
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
             return Err(format!("{}: no host to resolve", check.url));
         };
         builder = builder.resolve(host, std::net::SocketAddr::new(ip, port));
-    }
-    if let Some(pem) = &check.ca {
-        let root = reqwest::Certificate::from_pem(pem.as_bytes())
-            .map_err(|e| format!("the root certificate given (`ca`) is not PEM: {e}"))?;
-        builder = builder.add_root_certificate(root);
     }
     builder
         .build()
