@@ -283,13 +283,7 @@ fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() 
         .cutover(&["archive-logs"])
         .stdout_contains("swarm services into deploy/logs/archive-")
         .success();
-    let file = archived
-        .stdout
-        .split(" into ")
-        .nth(1)
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("{}", archived.stdout));
-    let text = std::fs::read_to_string(stack.path().join(file)).unwrap();
+    let (file, text) = archive_named(stack, &archived.stdout);
     for (service, version) in [("green-api-gateway", "v2"), ("blue-auth-service", "v1")] {
         let wanted = format!("{}_{service} | ", stack.name);
         let line = text
@@ -524,6 +518,18 @@ fn wait_until_lost(stack: &Stack, name: &str) -> String {
     )
 }
 
+/// The archive `archive-logs` says it wrote (`… into FILE`): its path and its text.
+fn archive_named(stack: &Stack, stdout: &str) -> (String, String) {
+    let file = stdout
+        .split(" into ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string();
+    let text = std::fs::read_to_string(stack.path().join(&file)).unwrap();
+    (file, text)
+}
+
 /// The line of `cutover status` that says where production traffic goes.
 fn production_line(stack: &Stack) -> String {
     let status = stack.cutover(&["status"]).success();
@@ -715,13 +721,7 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
         .stderr_contains("some logs could not be retrieved")
         .stderr_contains(&format!("node {second} is not available"))
         .success();
-    let file = archived
-        .stdout
-        .split(" into ")
-        .nth(1)
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("{}", archived.stdout));
-    let text = std::fs::read_to_string(stack.path().join(file)).unwrap();
+    let (file, text) = archive_named(stack, &archived.stdout);
     assert!(!text.contains("Error grabbing logs"), "{file}:\n{text}");
     let wanted = format!("{}_blue-api-gateway | ", stack.name);
     assert!(

@@ -107,9 +107,9 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// What the probes need: the HTTP client when an HTTP check is among them (building one costs
-/// tens of milliseconds of TLS setup, which a TCP check should not pay), and the Docker client
-/// when a container check is (or why there is none).
+/// What the probes need: the HTTP client when an HTTP check is among them, and the Docker
+/// client when a container check is (or why there is none: a TCP check should not wait on an
+/// engine that does not answer).
 pub struct Clients {
     pub http: Option<reqwest::Client>,
     pub docker: Option<Result<bollard::Docker, String>>,

@@ -337,6 +337,16 @@ mod tests {
         }
     }
 
+    /// The messages of the entries `filter` reads, oldest first.
+    fn messages(journal: &Journal, filter: &Filter) -> Vec<String> {
+        journal
+            .read(filter)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
     #[test]
     fn torn_last_line_is_skipped_and_the_next_append_survives() {
         let dir = tempfile::tempdir().unwrap();
@@ -350,12 +360,7 @@ mod tests {
         let read = journal.read(&Filter::default()).unwrap();
         assert_eq!(read.len(), 1);
         journal.append(&entry("b", "two")).unwrap();
-        let messages: Vec<String> = journal
-            .read(&Filter::default())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
+        let messages = messages(&journal, &Filter::default());
         assert_eq!(messages, ["one", "two"]);
     }
 
@@ -370,12 +375,7 @@ mod tests {
             kind: Some("a".into()),
             last: Some(2),
         };
-        let messages: Vec<String> = journal
-            .read(&filter)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
+        let messages = messages(&journal, &filter);
         assert_eq!(messages, ["3", "4"]);
     }
 
@@ -403,12 +403,7 @@ not json
             kind: Some("a".into()),
             last: None,
         };
-        let messages: Vec<String> = journal
-            .read(&filter)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
+        let messages = messages(&journal, &filter);
         assert_eq!(messages, ["1", "2", "4"]);
     }
 
