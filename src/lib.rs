@@ -45,6 +45,7 @@ pub(crate) mod exit;
 pub mod fuzzing;
 pub(crate) mod health;
 pub(crate) mod host;
+pub(crate) mod local_time;
 pub mod redact;
 pub(crate) mod repl;
 

@@ -113,24 +113,38 @@ impl Admin {
         if_match: Option<&str>,
         what: &str,
     ) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
-        // A fresh connection each time: every config change also restarts Caddy's admin
-        // server, which closes idle connections, so a pooled one would fail the next call.
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("connection", "close")
-            .timeout(REQUEST_TIMEOUT);
-        if let Some((content_type, body)) = body {
-            request = request.header("content-type", content_type).body(body);
-        }
-        if let Some(etag) = if_match {
-            request = request.header("if-match", etag);
-        }
+        // Every config change restarts Caddy's admin server, which closes idle connections: a
+        // change goes on a fresh connection of its own, and a read (idempotent) reuses a pooled
+        // one — a switch reads its route right after the run's first look at the proxy — and,
+        // should that one have been closed under it, is sent again once on a fresh one.
+        let read = method == Method::GET;
+        let request = |fresh: bool| {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .timeout(REQUEST_TIMEOUT);
+            if fresh {
+                request = request.header("connection", "close");
+            }
+            if let Some((content_type, body)) = &body {
+                request = request
+                    .header("content-type", *content_type)
+                    .body(body.clone());
+            }
+            if let Some(etag) = if_match {
+                request = request.header("if-match", etag);
+            }
+            request
+        };
         let unreachable = |e: reqwest::Error| CaddyError::Unreachable {
             admin: self.base.clone(),
             detail: describe(&e),
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let response = match request(!read).send().await {
+            Err(error) if read && !error.is_timeout() => request(true).send().await,
+            sent => sent,
+        }
+        .map_err(unreachable)?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(unreachable)?.to_vec();

@@ -108,7 +108,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = jiff::ZonedDateTime::now();
+        let now = jiff::Timestamp::now().to_zoned_datetime(crate::local_time::zone());
         let level = *event.metadata().level();
         let (name, color) = match level {
             Level::ERROR => ("ERROR", "31"),

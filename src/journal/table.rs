@@ -64,7 +64,7 @@ fn row(entry: &Entry) -> [String; 8] {
 fn local_time(time: &str) -> String {
     time.parse::<jiff::Timestamp>()
         .map(|t| {
-            t.to_zoned_datetime(jiff::tz::TimeZone::system())
+            t.to_zoned_datetime(crate::local_time::zone())
                 .strftime("%Y-%m-%d %H:%M:%S")
                 .to_string()
         })
