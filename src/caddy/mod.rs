@@ -118,7 +118,9 @@ impl Admin {
         // one — a switch reads its route right after the run's first look at the proxy — and,
         // should that one have been closed under it, is sent again once on a fresh one.
         let read = method == Method::GET;
-        let request = |fresh: bool| {
+        // Only a read is sent twice, and a read has no body: the body goes with the first.
+        let mut body = body;
+        let mut request = |fresh: bool| {
             let mut request = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
@@ -126,10 +128,8 @@ impl Admin {
             if fresh {
                 request = request.header("connection", "close");
             }
-            if let Some((content_type, body)) = &body {
-                request = request
-                    .header("content-type", *content_type)
-                    .body(body.clone());
+            if let Some((content_type, body)) = body.take() {
+                request = request.header("content-type", content_type).body(body);
             }
             if let Some(etag) = if_match {
                 request = request.header("if-match", etag);

@@ -250,44 +250,37 @@ impl Journal {
         const BLOCK: u64 = 64 * 1024;
         let length = file.metadata()?.len();
         let mut newest = Vec::new();
-        // The bytes of the line that starts before the block read last (its tail).
-        let mut tail: Vec<u8> = Vec::new();
-        let mut position = length;
-        // The line ending at `end` (exclusive) is the file's last exactly when end == length.
-        let mut end = length;
-        while newest.len() < last && end > 0 {
-            let start = position.saturating_sub(BLOCK);
-            let mut block = vec![0; (position - start) as usize];
-            file.seek(SeekFrom::Start(start))?;
-            file.read_exact(&mut block)?;
-            block.extend_from_slice(&tail);
-            position = start;
-            // Every line whose start lies in this block, newest first; the first partial one
-            // waits for the block before it, unless the file starts here.
-            let mut line_end = block.len();
-            let mut cut = line_end;
-            while newest.len() < last && cut > 0 {
-                let from = match memchr_back(&block[..cut - 1]) {
+        // The file from byte `start` up to the start of the oldest line read so far.
+        let mut block = Vec::new();
+        let mut start = length;
+        while newest.len() < last && start > 0 {
+            let before = start.saturating_sub(BLOCK);
+            let mut read = vec![0; (start - before) as usize];
+            file.seek(SeekFrom::Start(before))?;
+            file.read_exact(&mut read)?;
+            read.extend_from_slice(&block);
+            (block, start) = (read, before);
+            // Every line that starts in the block, newest first; the first may start in the
+            // block before it, unless the file starts here.
+            let mut end = block.len();
+            while newest.len() < last && end > 0 {
+                let from = match block[..end - 1].iter().rposition(|&b| b == b'\n') {
                     Some(newline) => newline + 1,
                     None if start == 0 => 0,
                     None => break,
                 };
-                let raw = &block[from..line_end];
-                let complete = end != length || raw.last() == Some(&b'\n');
+                let raw = &block[from..end];
                 let at = start + from as u64;
+                // Only the file's last line can be torn (a crash mid-append).
+                let complete = raw.last() == Some(&b'\n') || at + raw.len() as u64 != length;
                 if let Some(entry) =
                     self.parse_line(raw, filter, complete, || line_number(&self.path, at))
                 {
                     newest.push(entry);
                 }
-                end = at;
-                line_end = from;
-                cut = from;
+                end = from;
             }
-            tail = block[..line_end].to_vec();
-            if start == 0 {
-                break;
-            }
+            block.truncate(end);
         }
         newest.reverse();
         Ok(newest)
@@ -335,11 +328,6 @@ impl Journal {
             .is_none_or(|kind| *kind == entry.kind)
             .then_some(entry)
     }
-}
-
-/// The index of the last newline in `bytes`.
-fn memchr_back(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().rposition(|&b| b == b'\n')
 }
 
 /// The 1-based number of the line starting at byte `at` of `path`, for a warning (0 when the
