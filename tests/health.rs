@@ -415,6 +415,11 @@ fn container_running_and_docker_health_status() {
             health::container("CRASHED"),
             health::container("MISSING"),
         ]);
+        // Together, as an environment's containers are judged: one listing answers the healthy
+        // ones, and the others say what they say alone.
+        let together = [];
+        for name in ["HEALTHY", "SICK", "PLAIN", "CRASHED", "MISSING"] { together.push(#{container: name}); }
+        for r in health::all(together) { print(`together: ${r.name} | ${r.ok} | ${r.detail}`); }
         "#,
     )
     .replace("HEALTHY", &healthy)
@@ -430,5 +435,12 @@ fn container_running_and_docker_health_status() {
         .stdout_contains(&format!("{plain} | true | running (no healthcheck)"))
         .stdout_contains(&format!("{crashed} | false | exited (code 1)"))
         .stdout_contains(&format!("{missing} | false | no such container"))
+        .stdout_contains(&format!("together: {healthy} | true | running, healthy"))
+        .stdout_contains(&format!("together: {sick} | false | running, unhealthy"))
+        .stdout_contains(&format!(
+            "together: {plain} | true | running (no healthcheck)"
+        ))
+        .stdout_contains(&format!("together: {crashed} | false | exited (code 1)"))
+        .stdout_contains(&format!("together: {missing} | false | no such container"))
         .success();
 }

@@ -152,11 +152,7 @@ pub async fn ps(docker: &Docker, project: &str) -> Result<Vec<Status>, EngineErr
             continue;
         }
         let status = summary.status.clone().unwrap_or_default();
-        let health = ["unhealthy", "healthy", "health: starting"]
-            .into_iter()
-            .find(|h| status.contains(&format!("({h})")))
-            .map(|h| h.trim_start_matches("health: ").to_string())
-            .unwrap_or_default();
+        let health = containers::health_in_status(&status).to_string();
         let ports = containers::summary_ports(&summary);
         found.push(Status {
             name: containers::summary_name(&summary),

@@ -2,6 +2,7 @@
 //! a plain thread and host calls `block_on` it), the cancellation flag, the dry-run switch, the
 //! secret registry and the settings. One `Context` per process, shared by `Arc`.
 
+mod ahead;
 mod env;
 mod journal;
 mod lock;
@@ -22,6 +23,8 @@ use std::{
 };
 
 use rhai::{EvalAltResult, Position};
+
+use ahead::Ahead;
 
 use crate::{
     cancel::{Cancel, StopReason},
@@ -56,7 +59,10 @@ pub struct Context {
     http: OnceLock<reqwest::Client>,
     /// Database connections being opened ahead of the query that will use each (`pg::
     /// connect_ahead`), by target: a query takes the one for its target, or opens its own.
-    pg_ahead: Mutex<Vec<(Target, PgOpening)>>,
+    pg_ahead: Ahead<Target, PgOpened>,
+    /// Container listings started ahead of the `compose::ps` that will use each, by project;
+    /// dropped by any change (see [`ahead`]).
+    ps_ahead: Ahead<String, PsListed>,
     /// The run lock while this process holds it (see [`crate::journal::lock`]).
     pub(crate) run_lock: Mutex<Weak<crate::journal::lock::Held>>,
     /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
@@ -66,9 +72,10 @@ pub struct Context {
     pub(crate) lock_each_change: AtomicBool,
 }
 
-/// A connection being opened by `pg::connect_ahead`.
-type PgOpening =
-    tokio::task::JoinHandle<Result<crate::pg::query::Connection, crate::pg::query::QueryError>>;
+/// What opening a connection for `pg::connect_ahead` gave.
+type PgOpened = Result<crate::pg::query::Connection, crate::pg::query::QueryError>;
+/// What listing a project's containers for `compose::ps_ahead` gave.
+type PsListed = Result<Vec<crate::compose::down::Status>, crate::docker::EngineError>;
 
 /// The runbook being run, as the journal and the readonly guard need to know it.
 #[derive(Debug, Clone, Default)]
@@ -101,7 +108,8 @@ impl Context {
             docker: Arc::default(),
             docker_warming: Mutex::default(),
             http: OnceLock::new(),
-            pg_ahead: Mutex::default(),
+            pg_ahead: Ahead::default(),
+            ps_ahead: Ahead::default(),
             run_lock: Mutex::new(Weak::new()),
             change_lock: Mutex::new(None),
             lock_each_change: AtomicBool::new(false),
@@ -165,14 +173,10 @@ impl Context {
             Some(_) => Some(self.docker()?),
             None => None,
         };
-        let opening = {
-            let target = target.clone();
-            self.runtime
-                .spawn(async move { crate::pg::query::open(&target, docker.as_ref()).await })
-        };
-        let mut ahead = self.pg_ahead.lock().unwrap();
-        ahead.retain(|(pending, _)| *pending != target);
-        ahead.push((target, opening));
+        let opening = target.clone();
+        self.pg_ahead.start(&self.runtime, target, async move {
+            crate::pg::query::open(&opening, docker.as_ref()).await
+        });
         Ok(())
     }
 
@@ -182,14 +186,30 @@ impl Context {
         &self,
         target: &Target,
     ) -> Result<Option<crate::pg::query::Connection>, Box<EvalAltResult>> {
-        let opening = {
-            let mut ahead = self.pg_ahead.lock().unwrap();
-            match ahead.iter().position(|(pending, _)| pending == target) {
-                Some(i) => ahead.swap_remove(i).1,
-                None => return Ok(None),
-            }
+        let Some(opening) = self.pg_ahead.take(target) else {
+            return Ok(None);
         };
         Ok(self.block_on(opening)?.ok().and_then(Result::ok))
+    }
+
+    /// Starts listing `project`'s containers in the background, for the next `compose::ps` of
+    /// it ([`Context::take_ps`]) — unless a change comes first, which drops it.
+    pub fn ps_ahead(&self, project: String) -> Result<(), Box<EvalAltResult>> {
+        let docker = self.docker()?;
+        let listing = project.clone();
+        self.ps_ahead.start(&self.runtime, project, async move {
+            crate::compose::down::ps(&docker, &listing).await
+        });
+        Ok(())
+    }
+
+    /// `project`'s containers as listed ahead, or `None` when no listing was started (or it
+    /// was dropped by a change): the caller lists them itself. An engine error is the caller's.
+    pub fn take_ps(&self, project: &str) -> Result<Option<PsListed>, Box<EvalAltResult>> {
+        let Some(listing) = self.ps_ahead.take(&project.to_string()) else {
+            return Ok(None);
+        };
+        Ok(self.block_on(listing)?.ok())
     }
 
     /// The one gate for every call that changes the world (docker run/stop/remove, compose
@@ -219,6 +239,8 @@ impl Context {
             return Ok(dry());
         }
         let _lock = self.lock_for_change().map_err(fail)?;
+        // What was read ahead may be what this change alters: read again after it.
+        self.ps_ahead.drop_all();
         // Said as it is made, in the words a dry run uses (`would docker::restart …`), so a
         // real run's log names every change too, not only those whose functions log their own.
         tracing::info!("{action} {detail}");

@@ -98,6 +98,21 @@ pub fn summary_name(summary: &ContainerSummary) -> String {
         .unwrap_or_default()
 }
 
+/// The health the engine's status line shows (`Up 3 minutes (healthy)`): `healthy`,
+/// `unhealthy` or `starting`, or empty for a container without a healthcheck (or not running).
+/// The engine writes the health there whenever the container has a healthcheck, so a listing
+/// of containers tells each one's health without an inspect each.
+pub fn health_in_status(status: &str) -> &'static str {
+    [
+        ("(unhealthy)", "unhealthy"),
+        ("(healthy)", "healthy"),
+        ("(health: starting)", "starting"),
+    ]
+    .into_iter()
+    .find(|(shown, _)| status.contains(shown))
+    .map_or("", |(_, health)| health)
+}
+
 pub async fn inspect(docker: &Docker, name: &str) -> Result<ContainerInspectResponse, EngineError> {
     docker
         .inspect_container(name, None)
@@ -481,5 +496,24 @@ fn compute_usage(sample: &ContainerStatsResponse) -> Usage {
             .as_ref()
             .and_then(|p| p.current)
             .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health_in_status;
+
+    #[test]
+    fn the_status_line_tells_the_health_of_a_container_with_a_healthcheck() {
+        assert_eq!(health_in_status("Up 3 minutes (healthy)"), "healthy");
+        assert_eq!(health_in_status("Up 8 seconds (unhealthy)"), "unhealthy");
+        assert_eq!(
+            health_in_status("Up 1 second (health: starting)"),
+            "starting"
+        );
+        // No healthcheck, paused, or not running: no health to tell.
+        assert_eq!(health_in_status("Up 2 hours"), "");
+        assert_eq!(health_in_status("Up 2 hours (Paused)"), "");
+        assert_eq!(health_in_status("Exited (1) 5 seconds ago"), "");
     }
 }

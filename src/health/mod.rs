@@ -7,9 +7,16 @@
 
 mod tls;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use futures_util::future::join_all;
+use futures_util::{
+    FutureExt,
+    future::{BoxFuture, Shared, join_all},
+};
 use serde_json::Value;
 
 /// The timeout of a check that sets none.
@@ -120,12 +127,18 @@ pub struct Clients {
 
 /// Runs one check. Never fails: an unhealthy target is an outcome with `ok: false`.
 pub async fn run(check: &Check, clients: &Clients) -> Outcome {
-    run_within(check, clients, check.timeout).await
+    run_within(check, clients, None, check.timeout).await
 }
 
-async fn run_within(check: &Check, clients: &Clients, limit: Duration) -> Outcome {
+async fn run_within(
+    check: &Check,
+    clients: &Clients,
+    listing: Option<&Listing>,
+    limit: Duration,
+) -> Outcome {
     let started = Instant::now();
-    let result = match tokio::time::timeout(limit, probe(&check.probe, clients, limit)).await {
+    let probing = probe(&check.probe, clients, listing, limit);
+    let result = match tokio::time::timeout(limit, probing).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
     };
@@ -143,7 +156,59 @@ async fn run_within(check: &Check, clients: &Clients, limit: Duration) -> Outcom
 
 /// Runs every check at once; the outcomes are in the order of `checks`.
 pub async fn all(checks: &[Check], clients: &Clients) -> Vec<Outcome> {
-    join_all(checks.iter().map(|check| run(check, clients))).await
+    let listing = listing(checks.iter(), clients);
+    join_all(
+        checks
+            .iter()
+            .map(|check| run_within(check, clients, listing.as_ref(), check.timeout)),
+    )
+    .await
+}
+
+/// The engine's containers, listed once for the container checks run together (two or more),
+/// by name: their state and the engine's status line. One list call answers every container
+/// that runs healthy (or has no healthcheck), where an inspect each cost a round trip to the
+/// engine each; any other is inspected as a lone check is, so what a failing check says (the
+/// exit code, the last healthcheck output) is the same. `None` inside when the listing failed:
+/// each check then inspects, and reports the engine's error itself.
+type Listing = Shared<BoxFuture<'static, Option<Arc<HashMap<String, (String, String)>>>>>;
+
+fn listing<'a>(checks: impl Iterator<Item = &'a Check>, clients: &Clients) -> Option<Listing> {
+    let names: Vec<String> = checks
+        .filter_map(|check| match &check.probe {
+            Probe::Container(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let Some(Ok(docker)) = &clients.docker else {
+        return None;
+    };
+    if names.len() < 2 {
+        return None;
+    }
+    let docker = docker.clone();
+    let listed = async move {
+        // The engine matches `name` filters as patterns: anchored (a name's dots escaped) so
+        // it lists these and few others; the lookup below is by exact name.
+        let patterns = names
+            .iter()
+            .map(|name| format!("^/?{}$", name.replace('.', "\\.")))
+            .collect();
+        let filters = HashMap::from([("name".to_string(), patterns)]);
+        let summaries = crate::docker::containers::list(&docker, &filters)
+            .await
+            .ok()?;
+        let by_name = summaries
+            .into_iter()
+            .map(|summary| {
+                let name = crate::docker::containers::summary_name(&summary);
+                let state = summary.state.map(|s| s.to_string()).unwrap_or_default();
+                (name, (state, summary.status.unwrap_or_default()))
+            })
+            .collect();
+        Some(Arc::new(by_name))
+    };
+    Some(listed.boxed().shared())
 }
 
 /// Why [`wait`] gave up: the checks that were still failing, with their last outcome.
@@ -195,11 +260,12 @@ pub async fn wait(
             .iter()
             .map(|&i| checks[i].timeout.min(left).max(Duration::from_millis(1)))
             .collect();
+        let listing = listing(pending.iter().map(|&i| &checks[i]), clients);
         let outcomes = join_all(
             pending
                 .iter()
                 .zip(&limits)
-                .map(|(&i, &limit)| run_within(&checks[i], clients, limit)),
+                .map(|(&i, &limit)| run_within(&checks[i], clients, listing.as_ref(), limit)),
         )
         .await;
         let mut failing = Vec::new();
@@ -234,7 +300,12 @@ pub async fn wait(
     }
 }
 
-async fn probe(probe: &Probe, clients: &Clients, limit: Duration) -> Result<String, String> {
+async fn probe(
+    probe: &Probe,
+    clients: &Clients,
+    listing: Option<&Listing>,
+    limit: Duration,
+) -> Result<String, String> {
     match probe {
         Probe::Http(http) if http.resolve.is_some() || http.ca.is_some() => {
             let client = pinned_client(http)?;
@@ -247,7 +318,12 @@ async fn probe(probe: &Probe, clients: &Clients, limit: Duration) -> Result<Stri
         Probe::Tcp(addr) => probe_tcp(addr).await,
         Probe::Postgres(url) => probe_postgres(url).await,
         Probe::Container(name) => match &clients.docker {
-            Some(Ok(docker)) => probe_container(docker, name, clients.secrets.as_deref()).await,
+            Some(Ok(docker)) => {
+                if let Some(healthy) = healthy_as_listed(listing, name).await {
+                    return Ok(healthy.to_string());
+                }
+                probe_container(docker, name, clients.secrets.as_deref()).await
+            }
             Some(Err(why)) => Err(why.clone()),
             None => Err("no Docker client".to_string()),
         },
@@ -414,6 +490,21 @@ fn describe_postgres(error: &tokio_postgres::Error) -> String {
             Some(source) => format!("{error}: {}", root_cause(source)),
             None => error.to_string(),
         },
+    }
+}
+
+/// What a check of container `name` says when the round's listing shows it running healthy or
+/// running without a healthcheck (as [`probe_container`] would say it); `None` otherwise.
+async fn healthy_as_listed(listing: Option<&Listing>, name: &str) -> Option<&'static str> {
+    let listed = listing?.clone().await?;
+    let (state, status) = listed.get(name)?;
+    if state != "running" {
+        return None;
+    }
+    match crate::docker::containers::health_in_status(status) {
+        "healthy" => Some("running, healthy"),
+        "" => Some("running (no healthcheck)"),
+        _ => None,
     }
 }
 

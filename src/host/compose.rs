@@ -124,9 +124,29 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// ```
         fn ps[context](call, project: Map) -> Array {
             let name = project_name(&project)?;
-            let docker = context.docker()?;
-            let found = wait(&context, down::ps(&docker, &name))?;
+            let found = match context.take_ps(&name)? {
+                Some(listed) => listed.map_err(fail)?,
+                None => wait(&context, down::ps(&context.docker()?, &name))?,
+            };
             found.into_iter().map(to_dynamic).collect()
+        }
+    );
+    function!(&mut module,
+        /// Starts listing the project's containers in the background, for the next
+        /// `compose::ps` of the project, which then takes that listing instead of asking the
+        /// engine itself: a runbook starts it before other round trips (the proxy's checks)
+        /// and lists at no cost where it needs the containers. Any change made in between
+        /// (a container started, a switch) drops it, so `compose::ps` never answers with
+        /// containers as they were before a change; an engine error is `compose::ps`'s to say.
+        ///
+        /// ```rhai
+        /// let project = compose::load("deploy/docker-compose.yml");
+        /// compose::ps_ahead(project);
+        /// let proxy_up = health::all(["http://127.0.0.1:2019/config/"]);
+        /// let containers = compose::ps(project);
+        /// ```
+        fn ps_ahead[context](call, project: Map) -> () {
+            context.ps_ahead(project_name(&project)?)
         }
     );
     module
