@@ -71,20 +71,26 @@ fn wait_value(prometheus: &str, promql: &str, value: f64) -> Value {
     panic!("{promql} never answered {value}: {last:?}");
 }
 
-/// The shipped Prometheus config with `stack`'s Caddy admin port, the Pushgateway's port and a
-/// one-second scrape, written to `dir` (with the alert rules beside it); `targets` is where the
-/// gateways' targets are read.
-fn write_config(dir: &Path, stack: &Stack, pushgateway_port: u16, targets: &str) {
+/// The shipped Prometheus config with a one-second scrape, written to `dir` (with the alert
+/// rules beside it), reading the targets files cutover writes in `stack_prometheus` (the stack's
+/// deploy/prometheus; `None`: beside the config, as shipped): the gateways, and Caddy's and the
+/// Pushgateway's addresses — the stack's own ports, none of them the defaults, followed without
+/// editing the config.
+fn write_config(dir: &Path, stack_prometheus: Option<&Path>) {
     let shipped = workspace().join("deploy/prometheus");
     let config = std::fs::read_to_string(shipped.join("prometheus.yml"))
         .unwrap()
-        .replace("15s", "1s")
-        .replace(
-            "127.0.0.1:2019",
-            &format!("127.0.0.1:{}", stack.ports.admin),
-        )
-        .replace("127.0.0.1:9091", &format!("127.0.0.1:{pushgateway_port}"))
-        .replace("targets/*.json", targets);
+        .replace("15s", "1s");
+    assert!(
+        !config.contains("127.0.0.1:"),
+        "prometheus.yml names no address: cutover writes them"
+    );
+    let config = match stack_prometheus {
+        Some(at) => config
+            .replace("\"targets/", &format!("\"{}/targets/", at.display()))
+            .replace("\"services/", &format!("\"{}/services/", at.display())),
+        None => config,
+    };
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     std::fs::copy(shipped.join("alerts.yml"), dir.join("alerts.yml")).unwrap();
@@ -96,11 +102,7 @@ fn prometheus_for(stack: &Stack, pushgateway: &PushgatewayProcess) -> Prometheus
         .prefix("cutover-prometheus-")
         .tempdir()
         .unwrap();
-    let targets = format!(
-        "{}/deploy/prometheus/targets/*.json",
-        stack.path().display()
-    );
-    write_config(dir.path(), stack, pushgateway.port, &targets);
+    write_config(dir.path(), Some(&stack.path().join("deploy/prometheus")));
     PrometheusProcess::run_in(dir)
 }
 
@@ -261,12 +263,7 @@ fn with_monitoring_on_the_stack_runs_its_own_prometheus_and_pushgateway_and_tear
     }
     let stack = Stack::new("promstack");
     let (prometheus_port, pushgateway_port) = (support::free_port(), support::free_port());
-    write_config(
-        &stack.path().join("deploy/prometheus"),
-        &stack,
-        pushgateway_port,
-        "targets/*.json",
-    );
+    write_config(&stack.path().join("deploy/prometheus"), None);
     stack.set("MONITORING", "1");
     stack.set("PROMETHEUS_PORT", &prometheus_port.to_string());
     stack.set("PUSHGATEWAY_PORT", &pushgateway_port.to_string());
