@@ -12,9 +12,10 @@
 //! publish their ports in `mode: host`, so a task answers on its node's own address — the
 //! addresses [`tasks`] reports, which the proxy dials.
 //!
-//! [`converge`] is what makes an environment healthy on a swarm: every service has its desired
+//! An environment is healthy on a swarm when [`converge`] finds every service with its desired
 //! replicas running (Swarm reports a task `running` only once its healthcheck passes), wherever
-//! they are. A task that cannot be placed (a constraint no node meets) fails it at once, naming
+//! they are, and [`task_health`] finds each task wanted running, running and on a ready node. A
+//! task that cannot be placed (a constraint no node meets) fails `converge` at once, naming
 //! Swarm's reason, instead of waiting out the timeout.
 
 pub(crate) mod spec;
