@@ -76,8 +76,8 @@ fn docs_prints_the_markdown_reference() {
         "### `sleep(ms: int)`\n",
         // From the table exec::run checks its options with.
         "```\n\nKeys of `options`: `timeout`, `cwd`, `env`.\n\n",
-        "Keys of each map in `checks`: `http`, `tcp`, `postgres`, `container`, `timeout`, `name`, \
-         `status`, `contains`, `body`, `json`, `resolve`, `ca`.\n",
+        "Keys of each map in `checks`: `http`, `tcp`, `postgres`, `container`, `task`, `timeout`, \
+         `name`, `status`, `contains`, `body`, `json`, `resolve`, `ca`.\n",
     ] {
         assert!(
             reference.stdout.contains(text),

@@ -253,6 +253,14 @@ fn malformed_checks_are_errors_naming_the_check() {
             r#"[#{postgres: "postgres://u@h:notaport/db"}]"#,
             "invalid PostgreSQL URL",
         ),
+        (
+            r#"[#{task: "../nodes"}]"#,
+            "\"../nodes\" is no swarm task id (the `id` of swarm::tasks: letters and digits)",
+        ),
+        (
+            r#"[#{task: "x5lwdh8bjm3e", body: "ok"}]"#,
+            "`body` applies to http checks, not task",
+        ),
     ] {
         Test::new()
             .runbook("h", &runbook(&format!("health::all({checks});")))
@@ -260,6 +268,31 @@ fn malformed_checks_are_errors_naming_the_check() {
             .stderr_contains(message)
             .status(1);
     }
+}
+
+/// A task check asks the swarm's manager (`CUTOVER_SWARM_HOST`): one that does not answer makes
+/// it unhealthy, naming the manager, and only it: a TCP check beside it passes.
+#[test]
+fn a_task_check_whose_manager_does_not_answer_is_unhealthy_naming_it() {
+    let nobody = support::free_port();
+    let demo = DemoProcess::start(support::free_port(), &[]);
+    let script = runbook(
+        r#"
+        report(health::all([#{task: "x5lwdh8bjm3e2m2w0kbl9h3q5", name: "api#1"}, #{tcp: "DEMO"}]));
+        report([health::task("x5lwdh8bjm3e2m2w0kbl9h3q5")]);
+        "#,
+    )
+    .replace("DEMO", &demo.address());
+    Test::new()
+        .runbook("h", &script)
+        .args(["h"])
+        .env("CUTOVER_SWARM_HOST", format!("tcp://127.0.0.1:{nobody}"))
+        .stdout_contains(&format!(
+            "api#1 | false | cannot reach the swarm manager at tcp://127.0.0.1:{nobody}: "
+        ))
+        .stdout_contains(&format!("{} | true | connected to", demo.address()))
+        .stdout_contains("task x5lwdh8bjm3e2m2w0kbl9h3q5 | false | cannot reach the swarm manager")
+        .success();
 }
 
 #[test]

@@ -76,6 +76,46 @@ fn assert_no_failures(report: &crate::support::load::Report) {
     }
 }
 
+/// Each environment's one look at its health (`bluegreen::health`), a check a line:
+/// `ENV NAME | OK | DETAIL`.
+const HEALTH: &str = r#"//! Prints each environment's health checks.
+//!
+//! readonly
+import "stack" as stack;
+import "bluegreen" as bg;
+fn main() {
+    let cfg = stack::config();
+    let project = stack::project(cfg);
+    for env in ["blue", "green"] {
+        for r in bg::health(cfg, project, env).results { print(`${env} ${r.name} | ${r.ok} | ${r.detail}`); }
+    }
+}
+"#;
+
+/// The lines of `HEALTH` as the stack's environments are now.
+fn health_lines(stack: &Stack) -> String {
+    stack
+        .cutover(&["run", "health.rhai"])
+        .file("health.rhai", HEALTH)
+        .success()
+        .stdout
+}
+
+/// `health::task(id)` of the swarm task `id`, as `NAME | OK | DETAIL` (the stack's settings,
+/// which `stack::config()` reads, name the manager).
+fn task_health(stack: &Stack, id: &str) -> String {
+    let script = format!(
+        "//! One task's health.\n//!\n//! readonly\nimport \"stack\" as stack;\nfn main() {{\n    stack::config();\n    let r = health::task(\"{id}\");\n    print(`${{r.name}} | ${{r.ok}} | ${{r.detail}}`);\n}}\n"
+    );
+    stack
+        .cutover(&["run", "task.rhai"])
+        .file("task.rhai", &script)
+        .success()
+        .stdout
+        .trim()
+        .to_string()
+}
+
 /// Deploy, promote, roll back and then a canary with the gateway's replicas on every node, load
 /// running through every switch: no request fails, whether the client retries like a browser or
 /// never; each switch is said once. `status` shows each task's node and the nodes table, and
@@ -83,6 +123,10 @@ fn assert_no_failures(report: &crate::support::load::Report) {
 /// of the database and the logs: `backup` and `restore-db` bring the data back with production
 /// serving throughout, and `archive-logs` archives the swarm services' logs (through the
 /// manager) beside this host's containers'. Keys Swarm ignores are warned about with their line.
+/// Last, a canary of a build that fails a fifth of its requests, on the standby's three nodes:
+/// each task judged healthy by its task check, then the canary aborted at its first step by the
+/// error gate, production back on its baseline, the journal saying why, and no more requests
+/// failed under load than the one-host test allows.
 #[test]
 fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() {
     let Some((_turn, s)) = swarm_stack("swarm-life") else {
@@ -296,6 +340,72 @@ fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() 
             .any(|l| l.starts_with(&stack.container("postgres"))),
         "no line of postgres in {file}:\n{text}"
     );
+
+    // Every task of both colours judged by its own task check: running on a ready node.
+    let health = health_lines(stack);
+    for n in 1..=3 {
+        for env in ["blue", "green"] {
+            let wanted = format!("{env} {env}-api-gateway#{n} | true | running on ");
+            assert!(health.contains(&wanted), "no {wanted:?} in:\n{health}");
+        }
+    }
+    assert!(!health.contains("| false |"), "{health}");
+
+    // A canary of a build that answers 20 % of its requests with 500, on blue's three nodes:
+    // aborted at its first step, production back on green, under load.
+    s.swarm.load_image("cutover-demo:v2-errors");
+    let load = stack.load(Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = load.now();
+    stack
+        .cutover(&["canary", "blue", "v2-errors"])
+        .env("CANARY_INTERVAL", "2")
+        .env("CANARY_MIN_REQUESTS", "20")
+        .env("CANARY_STEPS", "10,50,100")
+        .env("CANARY_MAX_P99_MS", "5000")
+        .stderr_contains("blue is healthy:")
+        .stderr_contains("canary step 1/3: 10 % of production on blue")
+        .stderr_contains("canary aborted at 10 %: 5xx ")
+        .stderr_contains("baseline 5xx 0.0 % (0 of ")
+        .stderr_contains("traffic back on green")
+        .stderr_lacks("running cleanup")
+        .status(1);
+    let elapsed = load.now() - started;
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    eprintln!(
+        "a canary of v2-errors aborted under load ({elapsed:?}): {}",
+        report.describe()
+    );
+    assert_eq!(
+        (stack.active().as_str(), stack.version().as_str()),
+        ("green", "v2")
+    );
+    for _ in 0..20 {
+        assert_eq!(stack.version(), "v2");
+    }
+    let canary = stack
+        .journal()
+        .into_iter()
+        .filter(|e| e["kind"] == "canary" && e["event"] == "record")
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .next_back();
+    assert!(
+        canary
+            .as_deref()
+            .is_some_and(|m| m.starts_with("canary aborted at 10 %: 5xx ")),
+        "{canary:?}"
+    );
+    // The one-host test's bound: no more failed requests than the canary's share (10 %) of one
+    // interval's requests (2 s), plus the second the switch back may take.
+    let failed: u64 = report.groups.iter().map(|g| g.failures()).sum();
+    let per_second = report.requests() as f64 / report.elapsed.as_secs_f64();
+    let bound = (0.10 * per_second * 3.0).ceil() as u64;
+    assert!(
+        failed > 0 && failed <= bound,
+        "{failed} failed, bound {bound}:\n{}",
+        report.describe()
+    );
 }
 
 /// The swarm's nodes, then an incident's runbooks on them, each as a user meets it:
@@ -358,13 +468,31 @@ fn a_swarm_incident_placement_drain_and_failover_leave_production_served() {
         .stderr_contains("cannot be placed")
         .stderr_contains("no suitable node")
         .status(1);
+    // The refusal names the pending task by its own check, and so does a look at green's
+    // health, beside blue's tasks, running on ready nodes.
     stack
         .cutover(&["promote", "green"])
         .stderr_contains("no suitable node")
+        .stderr_contains(
+            "Its tasks: green-api-gateway#1: pending on no node yet (no suitable node (scheduling constraints not satisfied",
+        )
         .status(1);
     assert_eq!(
         (stack.active().as_str(), stack.version().as_str()),
         ("blue", "v1")
+    );
+    let health = health_lines(stack);
+    for wanted in [
+        "green green-api-gateway#1 | false | pending on no node yet (no suitable node",
+        "blue blue-api-gateway#1 | true | running on ",
+    ] {
+        assert!(health.contains(wanted), "no {wanted:?} in:\n{health}");
+    }
+    assert!(
+        !health
+            .lines()
+            .any(|l| l.starts_with("blue ") && l.contains("| false |")),
+        "{health}"
     );
     std::fs::write(&compose, &shipped).unwrap();
 
@@ -585,10 +713,42 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
     }
     .to_string();
     let lost_addr = s.swarm.node(&first).addr.clone();
+    // Green's task there, by its task check: healthy now, not once its node is lost.
+    let service = format!("{}_green-api-gateway", s.stack.name);
+    let filter = format!("node={first}");
+    let task = s.swarm.docker(
+        0,
+        &[
+            "service",
+            "ps",
+            &service,
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.ID}}",
+        ],
+    );
+    assert_eq!(task.lines().count(), 1, "{task}");
+    let seen = task_health(&s.stack, &task);
+    assert_eq!(
+        seen,
+        format!("task {task} | true | running on {first}, node ready")
+    );
     let load = s.stack.load(Duration::from_secs(400));
     std::thread::sleep(Duration::from_millis(500));
     s.swarm.kill_engine(&first);
     let status = wait_until_lost(&s.stack, &first);
+    let seen = task_health(&s.stack, &task);
+    assert!(
+        seen.starts_with(&format!("task {task} | false | "))
+            && seen.contains(&format!(
+                " on {first}, node {first} is down (heartbeat failure)"
+            )),
+        "{seen}"
+    );
     assert!(
         status.contains(&format!(
             "WARNING: production dials node {first}, which is down ({lost_addr}:{}",
@@ -698,7 +858,7 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
     // Both workers down: the standby's replica there has nowhere to go (the manager runs its
     // other one, one gateway task a node), so the promote waits out TIMEOUT and stops.
     let version = stack.version();
-    stack
+    let refused = stack
         .cutover(&["promote", standby])
         .stderr_contains(&format!(
             "{standby} is not healthy on the swarm: not converged within 15 s"
@@ -707,6 +867,19 @@ fn lost_machines_before_and_during_promotes_leave_production_answering() {
         .stderr_contains(&format!("node {second} is down (heartbeat failure)"))
         .stderr_lacks("caddy::switch production")
         .status(1);
+    // The replica with no node left, named by its task check.
+    let pending = ": pending on no node yet (no suitable node";
+    assert!(
+        refused.stderr.lines().any(|l| {
+            l.split("Its tasks: ").nth(1).is_some_and(|tasks| {
+                tasks.split("; ").any(|t| {
+                    t.starts_with(&format!("{standby}-api-gateway#")) && t.contains(pending)
+                })
+            })
+        }),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(
         (stack.active().as_str(), stack.version()),
         (serving, version)

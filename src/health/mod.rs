@@ -1,5 +1,6 @@
 //! Health checks: is an HTTP endpoint answering as expected, does a port accept connections,
-//! does PostgreSQL answer `SELECT 1`, is a container running and healthy. A check never fails
+//! does PostgreSQL answer `SELECT 1`, is a container running and healthy, is a swarm task
+//! running and healthy on a ready node (asked of the manager). A check never fails
 //! with an error for an unhealthy target: it returns an [`Outcome`] whose `detail` says what was
 //! wrong, because "not healthy yet" is the normal state of a target being waited for. Many checks
 //! run concurrently ([`all`]), so twelve 100 ms checks take about 100 ms, and [`wait`] retries the
@@ -41,6 +42,9 @@ pub enum Probe {
     Postgres(String),
     /// The container is running and, if it has a healthcheck, healthy.
     Container(String),
+    /// The swarm task of this id is wanted running, running (its healthcheck passed) and on a
+    /// ready node, as the swarm's manager says ([`crate::swarm::task_health`]).
+    Task(String),
 }
 
 /// An HTTP GET and what its answer must be.
@@ -114,12 +118,13 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// What the probes need: the HTTP client when an HTTP check is among them, and the Docker
-/// client when a container check is (or why there is none: a TCP check should not wait on an
-/// engine that does not answer).
+/// What the probes need: the HTTP client when an HTTP check is among them, the Docker client
+/// when a container check is, and the swarm manager's when a task check is (or why there is
+/// none: a TCP check should not wait on an engine that does not answer).
 pub struct Clients {
     pub http: Option<reqwest::Client>,
     pub docker: Option<Result<bollard::Docker, String>>,
+    pub swarm: Option<Result<bollard::Docker, String>>,
     /// Masked in what a check quotes of an answer before it is cut short, so no secret shows
     /// in part.
     pub secrets: Option<std::sync::Arc<crate::redact::Redactor>>,
@@ -326,6 +331,14 @@ async fn probe(
             }
             Some(Err(why)) => Err(why.clone()),
             None => Err("no Docker client".to_string()),
+        },
+        Probe::Task(id) => match &clients.swarm {
+            // Swarm's messages are quoted: masked as a container's healthcheck output is.
+            Some(Ok(manager)) => crate::swarm::task_health(manager, id)
+                .await
+                .map_err(|detail| masked(&detail, clients.secrets.as_deref())),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("no client of the swarm's manager".to_string()),
         },
     }
 }
@@ -603,6 +616,7 @@ mod tests {
         let clients = Clients {
             http: Some(crate::context::http_client()),
             docker: None,
+            swarm: None,
             secrets: None,
         };
         // The last round starts as time runs out, with less time left than the answer takes:

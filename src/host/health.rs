@@ -3,7 +3,8 @@
 //! or branch on it; `health::wait` is the one that throws, when time runs out, naming every
 //! check that stayed unhealthy with its last detail. A check is given as a map
 //! (`#{http: url, status: 200}`, `#{tcp: "db:5432"}`, `#{postgres: url}`, `#{container: name}`,
-//! with optional `name` and `timeout`), or as a bare string: an HTTP check of that URL.
+//! `#{task: id}` of a swarm task, with optional `name` and `timeout`), or as a bare string: an
+//! HTTP check of that URL.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,7 +20,7 @@ use crate::{
     health::{self, Check, Clients, HttpProbe, Outcome, Probe},
 };
 
-const KINDS: [&str; 4] = ["http", "tcp", "postgres", "container"];
+const KINDS: [&str; 5] = ["http", "tcp", "postgres", "container", "task"];
 /// The options of every kind of check.
 const COMMON_KEYS: [&str; 2] = ["timeout", "name"];
 /// The options of HTTP checks only.
@@ -28,6 +29,7 @@ const HTTP: OptionKeys = OptionKeys::new("health::http", &[&COMMON_KEYS, &HTTP_K
 const TCP: OptionKeys = OptionKeys::new("health::tcp", &[&COMMON_KEYS]);
 const POSTGRES: OptionKeys = OptionKeys::new("health::postgres", &[&COMMON_KEYS]);
 const CONTAINER: OptionKeys = OptionKeys::new("health::container", &[&COMMON_KEYS]);
+const TASK: OptionKeys = OptionKeys::new("health::task", &[&COMMON_KEYS]);
 const WAIT: OptionKeys = OptionKeys::new("health::wait", &[&["timeout", "interval"]]);
 /// A check of a list: its kind, then the options of its kind.
 const CHECK_GROUPS: &[&[&str]] = &[&KINDS, &COMMON_KEYS, &HTTP_KEYS];
@@ -42,6 +44,7 @@ pub(super) const OPTION_KEYS: &[&OptionKeys] = &[
     &TCP,
     &POSTGRES,
     &CONTAINER,
+    &TASK,
     &WAIT,
     &ALL_CHECKS,
     &WAIT_CHECKS,
@@ -144,9 +147,38 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
+        /// Healthy when the swarm's manager (`$CUTOVER_SWARM_HOST`, as for `swarm::*`) reports
+        /// swarm task `id` (the `id` of `swarm::tasks`) wanted running, running (Swarm says so
+        /// only once its container's healthcheck passes) and on a node that is ready. Otherwise
+        /// `detail` says its state, Swarm's reason and its node's state: `starting on worker-1,
+        /// node ready`, `running on worker-1, node worker-1 is down (heartbeat failure)`,
+        /// `pending on no node yet (no suitable node (…))`, `no such task`.
+        ///
+        /// ```rhai
+        /// let project = compose::load("deploy/docker-compose.yml");
+        /// for t in swarm::tasks(project) {
+        ///     let r = health::task(t.id);
+        ///     if !r.ok { log::warn(`${t.name}: ${r.detail}`); }
+        /// }
+        /// ```
+        fn task[context](call, id: &str) -> Map {
+            check_one(&context, "task", id, Map::new())
+        }
+    );
+    function!(&mut module,
+        /// `health::task` with options: `timeout` (ms), `name`.
+        ///
+        /// ```rhai
+        /// let r = health::task("x5lwdh8bjm3e2m2w0kbl9h3q5", #{timeout: 1000, name: "api#1"});
+        /// ```
+        fn task[context](call, id: &str, options: Map) -> Map {
+            check_one(&context, "task", id, options)
+        }
+    );
+    function!(&mut module,
         /// Runs every check at once and returns their results in the same order, in about the
         /// time of the slowest. A check is a map with one of `http`, `tcp`, `postgres`,
-        /// `container` and optional `name`, `timeout` and HTTP options, or a URL string.
+        /// `container`, `task` and optional `name`, `timeout` and HTTP options, or a URL string.
         ///
         /// ```rhai
         /// let results = health::all([
@@ -154,6 +186,7 @@ pub fn module(context: &Arc<Context>) -> Module {
         ///     #{http: "http://127.0.0.1:8082/version", body: "green", name: "green version"},
         ///     #{tcp: "127.0.0.1:5432", timeout: 500},
         ///     #{container: "api-gateway-green"},
+        ///     #{task: "x5lwdh8bjm3e2m2w0kbl9h3q5", name: "green-api-gateway#1"},
         /// ]);
         /// let failing = results.filter(|r| !r.ok);
         /// ```
@@ -242,7 +275,8 @@ fn wait(context: &Context, checks: Array, options: Map) -> HostResult<Array> {
     }
 }
 
-/// The clients the checks need; the Docker client only when a container check is among them.
+/// The clients the checks need; the Docker client only when a container check is among them,
+/// the swarm manager's only when a task check is.
 fn clients(context: &Context, checks: &[Check]) -> HostResult<Clients> {
     let wants_docker = checks
         .iter()
@@ -257,10 +291,23 @@ fn clients(context: &Context, checks: &[Check]) -> HostResult<Clients> {
     } else {
         None
     };
+    let wants_swarm = checks.iter().any(|c| matches!(c.probe, Probe::Task(_)));
+    let swarm = if wants_swarm {
+        let manager = super::swarm::manager(context);
+        // A stopped run ends here too (`block_on`'s error).
+        Some(
+            context
+                .block_on(crate::swarm::connect(&manager))?
+                .map_err(|e| e.to_string()),
+        )
+    } else {
+        None
+    };
     let wants_http = checks.iter().any(|c| matches!(c.probe, Probe::Http(_)));
     Ok(Clients {
         http: wants_http.then(|| context.http()),
         docker,
+        swarm,
         secrets: Some(context.secrets.clone()),
     })
 }
@@ -357,6 +404,7 @@ fn parse_check(
         "http" => &HTTP,
         "tcp" => &TCP,
         "postgres" => &POSTGRES,
+        "task" => &TASK,
         _ => &CONTAINER,
     };
     let options = Options::labelled(label, known, options)?;
@@ -374,6 +422,16 @@ fn parse_check(
         "postgres" => {
             let name = postgres_name(context, &target).map_err(|e| options.error(e))?;
             (Probe::Postgres(target), name)
+        }
+        "task" => {
+            // A task id goes into the manager's URL: Swarm's ids are letters and digits.
+            if !target.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(options.error(format!(
+                    "{target:?} is no swarm task id (the `id` of swarm::tasks: letters and digits)"
+                )));
+            }
+            let name = format!("task {target}");
+            (Probe::Task(target), name)
         }
         _ => (Probe::Container(target.clone()), target),
     };

@@ -18,7 +18,7 @@ use super::{
 use crate::{compose::Project, context::Context, swarm};
 
 /// Where the manager is: `$CUTOVER_SWARM_HOST`, or the engine `DOCKER_HOST` names.
-fn manager(context: &Context) -> String {
+pub(super) fn manager(context: &Context) -> String {
     context
         .env_var("CUTOVER_SWARM_HOST")
         .filter(|h| !h.is_empty())

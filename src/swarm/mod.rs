@@ -12,9 +12,10 @@
 //! publish their ports in `mode: host`, so a task answers on its node's own address — the
 //! addresses [`tasks`] reports, which the proxy dials.
 //!
-//! [`converge`] is what makes an environment healthy on a swarm: every service has its desired
+//! An environment is healthy on a swarm when [`converge`] finds every service with its desired
 //! replicas running (Swarm reports a task `running` only once its healthcheck passes), wherever
-//! they are. A task that cannot be placed (a constraint no node meets) fails it at once, naming
+//! they are, and [`task_health`] finds each task wanted running, running and on a ready node. A
+//! task that cannot be placed (a constraint no node meets) fails `converge` at once, naming
 //! Swarm's reason, instead of waiting out the timeout.
 
 pub(crate) mod spec;
@@ -321,6 +322,137 @@ pub async fn tasks(docker: &Docker, project: &str) -> Result<Vec<TaskInfo>, Swar
     }
     found.sort_by(|a, b| (&a.service, a.number).cmp(&(&b.service, b.number)));
     Ok(found)
+}
+
+/// A task and its node as the manager reports them: what [`task_health`] judges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TaskReport {
+    /// Swarm's state of the task (`pending`, `starting`, `running`, `failed`, …) and the one
+    /// it wants (`running`, or `shutdown` for a task being replaced or removed).
+    state: String,
+    desired: String,
+    message: String,
+    error: String,
+    /// The node it is assigned to, empty until Swarm places it.
+    node_id: String,
+    /// That node, `None` when the manager no longer knows it.
+    node: Option<NodeReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct NodeReport {
+    name: String,
+    state: String,
+    message: String,
+}
+
+/// Whether task `id` is healthy, as the manager sees it: Swarm wants it running, it is running
+/// (which Swarm reports only once its container's healthcheck passes) and its node is ready.
+/// `Ok` with where it runs, or `Err` with what is wrong (`no such task` for one that is gone).
+pub async fn task_health(docker: &Docker, id: &str) -> Result<String, String> {
+    let not_found = |error: &bollard::errors::Error| {
+        matches!(
+            error,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    };
+    let task = match docker.inspect_task(id).await {
+        Ok(task) => task,
+        Err(error) if not_found(&error) => return Err("no such task".to_string()),
+        Err(error) => {
+            return Err(format!(
+                "cannot ask the manager: {}",
+                crate::docker::describe(&error)
+            ));
+        }
+    };
+    let status = task.status.unwrap_or_default();
+    let node_id = task.node_id.unwrap_or_default();
+    let node = if node_id.is_empty() {
+        None
+    } else {
+        match docker.inspect_node(&node_id).await {
+            Ok(node) => {
+                let status = node.status.unwrap_or_default();
+                Some(NodeReport {
+                    name: node
+                        .description
+                        .and_then(|d| d.hostname)
+                        .unwrap_or_else(|| node_id.clone()),
+                    state: lower(status.state),
+                    message: status.message.unwrap_or_default(),
+                })
+            }
+            Err(error) if not_found(&error) => None,
+            Err(error) => {
+                return Err(format!(
+                    "cannot ask the manager about its node {node_id}: {}",
+                    crate::docker::describe(&error)
+                ));
+            }
+        }
+    };
+    judge_task(&TaskReport {
+        state: lower(status.state),
+        desired: lower(task.desired_state),
+        message: status.message.unwrap_or_default(),
+        error: status.err.unwrap_or_default(),
+        node_id,
+        node,
+    })
+}
+
+/// The judgement of [`task_health`]: `running on worker-1, node ready`, or what keeps the task
+/// from it — `starting on worker-1, node ready`, `pending on no node yet (no suitable node
+/// (…))`, `running on worker-1, node worker-1 is down (heartbeat failure); Swarm wants it
+/// shutdown`.
+fn judge_task(task: &TaskReport) -> Result<String, String> {
+    // Swarm's error says most; its message only when it adds to the state ("started" of a
+    // running task, "starting" of a starting one, say nothing).
+    let why = if !task.error.is_empty() {
+        task.error.as_str()
+    } else if task.state != "running" && task.message != task.state {
+        task.message.as_str()
+    } else {
+        ""
+    };
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({why})")
+    };
+    let ready = task.node.as_ref().is_some_and(|n| n.state == "ready");
+    let mut detail = match &task.node {
+        _ if task.node_id.is_empty() => format!("{} on no node yet{why}", task.state),
+        None => format!(
+            "{} on a node no longer in the swarm ({}){why}",
+            task.state, task.node_id
+        ),
+        Some(node) if ready => format!("{} on {}{why}, node ready", task.state, node.name),
+        Some(node) => {
+            let message = if node.message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", node.message)
+            };
+            format!(
+                "{} on {}{why}, node {} is {}{message}",
+                task.state, node.name, node.name, node.state
+            )
+        }
+    };
+    let wanted = task.desired == "running";
+    if !wanted {
+        detail.push_str(&format!("; Swarm wants it {}", task.desired));
+    }
+    if wanted && task.state == "running" && ready {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
 }
 
 /// Creates or updates the swarm services for `services` of `project` (and the overlay networks
@@ -713,5 +845,105 @@ pub async fn converge(
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(state: &str, desired: &str, node: Option<(&str, &str, &str)>) -> TaskReport {
+        TaskReport {
+            state: state.into(),
+            desired: desired.into(),
+            message: match state {
+                "running" => "started".into(),
+                "pending" => "pending task scheduling".into(),
+                other => other.into(),
+            },
+            error: String::new(),
+            node_id: node.map_or(String::new(), |_| "n0d3".into()),
+            node: node.map(|(name, state, message)| NodeReport {
+                name: name.into(),
+                state: state.into(),
+                message: message.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_running_task_on_a_ready_node_is_healthy() {
+        let ready = Some(("worker-1", "ready", ""));
+        assert_eq!(
+            judge_task(&task("running", "running", ready)),
+            Ok("running on worker-1, node ready".into())
+        );
+    }
+
+    #[test]
+    fn a_task_not_running_yet_says_its_state_and_node() {
+        let ready = Some(("worker-1", "ready", ""));
+        assert_eq!(
+            judge_task(&task("starting", "running", ready)),
+            Err("starting on worker-1, node ready".into())
+        );
+        let mut preparing = task("preparing", "running", ready);
+        preparing.message = "pulling image".into();
+        assert_eq!(
+            judge_task(&preparing),
+            Err("preparing on worker-1 (pulling image), node ready".into())
+        );
+        let mut failed = task("failed", "running", ready);
+        failed.error = "task: non-zero exit (1)".into();
+        assert_eq!(
+            judge_task(&failed),
+            Err("failed on worker-1 (task: non-zero exit (1)), node ready".into())
+        );
+    }
+
+    #[test]
+    fn a_task_no_node_can_take_says_swarms_reason() {
+        let mut pending = task("pending", "running", None);
+        assert_eq!(
+            judge_task(&pending),
+            Err("pending on no node yet (pending task scheduling)".into())
+        );
+        pending.error = "no suitable node (scheduling constraints not satisfied on 3 nodes)".into();
+        assert_eq!(
+            judge_task(&pending),
+            Err("pending on no node yet (no suitable node (scheduling constraints not satisfied on 3 nodes))".into())
+        );
+    }
+
+    #[test]
+    fn a_running_task_on_a_lost_node_is_not_healthy() {
+        let down = Some(("worker-1", "down", "heartbeat failure"));
+        assert_eq!(
+            judge_task(&task("running", "running", down)),
+            Err("running on worker-1, node worker-1 is down (heartbeat failure)".into())
+        );
+        // Swarm replaces the tasks of a lost node: the old one still says what it last reported.
+        assert_eq!(
+            judge_task(&task("running", "shutdown", down)),
+            Err(
+                "running on worker-1, node worker-1 is down (heartbeat failure); Swarm wants it shutdown"
+                    .into()
+            )
+        );
+        let mut gone = task("running", "running", None);
+        gone.node_id = "n0d3".into();
+        assert_eq!(
+            judge_task(&gone),
+            Err("running on a node no longer in the swarm (n0d3)".into())
+        );
+    }
+
+    #[test]
+    fn a_running_task_swarm_is_replacing_is_not_healthy() {
+        let ready = Some(("manager", "ready", ""));
+        assert_eq!(
+            judge_task(&task("running", "shutdown", ready)),
+            Err("running on manager, node ready; Swarm wants it shutdown".into())
+        );
     }
 }
