@@ -96,8 +96,9 @@ fn write_config(dir: &Path, stack_prometheus: Option<&Path>) {
     std::fs::copy(shipped.join("alerts.yml"), dir.join("alerts.yml")).unwrap();
 }
 
-/// A Prometheus process on the shipped config, reading `stack`'s targets.
-fn prometheus_for(stack: &Stack, pushgateway: &PushgatewayProcess) -> PrometheusProcess {
+/// A Prometheus process on the shipped config, reading the targets `stack`'s runs wrote (the
+/// Pushgateway among them, from `PUSHGATEWAY_URL`).
+fn prometheus_for(stack: &Stack) -> PrometheusProcess {
     let dir = tempfile::Builder::new()
         .prefix("cutover-prometheus-")
         .tempdir()
@@ -123,7 +124,7 @@ fn prometheus_scrapes_gateways_caddy_and_cutovers_runs_and_answers_their_outcome
     stack.cutover(&["prepare", "blue", "v1"]).success();
     stack.cutover(&["promote", "blue"]).success();
     stack.cutover(&["prepare", "green", "v2"]).success();
-    let process = prometheus_for(&stack, &pushgateway);
+    let process = prometheus_for(&stack);
     let prometheus = &process.url();
 
     // A deploy (green on v2 promoted), then one that fails (blue on a build that is not there).
