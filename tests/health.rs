@@ -462,7 +462,7 @@ fn container_running_and_docker_health_status() {
     .replace("MISSING", &missing);
     Test::new()
         .runbook("h", &script)
-        .args(["h"])
+        .args(["-vv", "h"])
         .stdout_contains(&format!("{healthy} | true | running, healthy"))
         .stdout_contains(&format!("{sick} | false | running, unhealthy"))
         .stdout_contains(&format!("{plain} | true | running (no healthcheck)"))
@@ -475,5 +475,12 @@ fn container_running_and_docker_health_status() {
         ))
         .stdout_contains(&format!("together: {crashed} | false | exited (code 1)"))
         .stdout_contains(&format!("together: {missing} | false | no such container"))
+        // The healthy two were answered by the listing, not an inspect each.
+        .stderr_contains(&format!(
+            "container {healthy}: running, healthy, as listed with the round's other containers"
+        ))
+        .stderr_contains(&format!(
+            "container {plain}: running (no healthcheck), as listed with the round's other containers"
+        ))
         .success();
 }

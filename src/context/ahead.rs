@@ -3,17 +3,25 @@
 //! `pg::connect_ahead`) and goes on with other round trips meanwhile; the call that needs it
 //! takes what was started for the same key, once, or does the work itself when nothing was.
 //!
-//! A read started ahead must not be older than what the call it stands in for would have read:
+//! A read started ahead stands in for a read made a moment later, so it must not be much older:
 //! every change this process makes drops the reads ahead ([`Ahead::drop_all`], from
-//! `Context::change`), so a listing started before a `compose::up` is never taken after it.
+//! `Context::change`), so a listing started before a `compose::up` is never taken after it; and
+//! a read is taken only while it is fresh ([`Ahead::take_within`]: a runbook takes it within
+//! milliseconds, while a REPL session or a run that failed in between may come back to it
+//! much later, when other runs or the engine itself have moved on). A connection opened ahead
+//! (`pg::connect_ahead`) is not a read: changes leave it, and it is taken at any age.
 
-use std::{future::Future, sync::Mutex};
+use std::{
+    future::Future,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use tokio::{runtime::Handle, task::JoinHandle};
 
-/// Pending work by key; each is taken at most once.
+/// Pending work by key, with when it started; each is taken at most once.
 pub(crate) struct Ahead<K, T> {
-    pending: Mutex<Vec<(K, JoinHandle<T>)>>,
+    pending: Mutex<Vec<(K, Instant, JoinHandle<T>)>>,
 }
 
 impl<K, T> Default for Ahead<K, T> {
@@ -34,22 +42,33 @@ impl<K: PartialEq, T: Send + 'static> Ahead<K, T> {
     ) {
         let handle = runtime.spawn(work);
         let mut pending = self.pending.lock().unwrap();
-        if let Some(i) = pending.iter().position(|(k, _)| *k == key) {
-            pending.swap_remove(i).1.abort();
+        if let Some(i) = pending.iter().position(|(k, _, _)| *k == key) {
+            pending.swap_remove(i).2.abort();
         }
-        pending.push((key, handle));
+        pending.push((key, Instant::now(), handle));
     }
 
-    /// The work started for `key`, if any: the caller awaits it.
+    /// The work started for `key`, if any, whatever its age: the caller awaits it.
     pub(crate) fn take(&self, key: &K) -> Option<JoinHandle<T>> {
+        self.take_within(key, Duration::MAX)
+    }
+
+    /// The work started for `key` if it started at most `age` ago; older work is dropped (the
+    /// caller does it again).
+    pub(crate) fn take_within(&self, key: &K, age: Duration) -> Option<JoinHandle<T>> {
         let mut pending = self.pending.lock().unwrap();
-        let i = pending.iter().position(|(k, _)| k == key)?;
-        Some(pending.swap_remove(i).1)
+        let i = pending.iter().position(|(k, _, _)| k == key)?;
+        let (_, started, handle) = pending.swap_remove(i);
+        if started.elapsed() > age {
+            handle.abort();
+            return None;
+        }
+        Some(handle)
     }
 
     /// Forgets (and stops) everything pending.
     pub(crate) fn drop_all(&self) {
-        for (_, handle) in self.pending.lock().unwrap().drain(..) {
+        for (_, _, handle) in self.pending.lock().unwrap().drain(..) {
             handle.abort();
         }
     }
@@ -73,5 +92,14 @@ mod tests {
         assert!(ahead.take(&"a").is_none());
         ahead.drop_all();
         assert!(ahead.take(&"b").is_none());
+        // Work older than asked for is not taken, and is gone.
+        ahead.start(runtime.handle(), "d", async { 4 });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            ahead
+                .take_within(&"d", std::time::Duration::from_millis(5))
+                .is_none()
+        );
+        assert!(ahead.take(&"d").is_none());
     }
 }

@@ -74,6 +74,9 @@ pub struct Context {
 
 /// What opening a connection for `pg::connect_ahead` gave.
 type PgOpened = Result<crate::pg::query::Connection, crate::pg::query::QueryError>;
+/// How old a listing started by `compose::ps_ahead` may be when taken: a runbook takes it within
+/// milliseconds; one left longer (a REPL session, a run that failed in between) is listed again.
+const PS_AHEAD_FRESH: Duration = Duration::from_secs(1);
 /// What listing a project's containers for `compose::ps_ahead` gave.
 type PsListed = Result<Vec<crate::compose::down::Status>, crate::docker::EngineError>;
 
@@ -203,10 +206,13 @@ impl Context {
         Ok(())
     }
 
-    /// `project`'s containers as listed ahead, or `None` when no listing was started (or it
-    /// was dropped by a change): the caller lists them itself. An engine error is the caller's.
+    /// `project`'s containers as listed ahead, or `None` when no listing was started, it was
+    /// dropped by a change, or it started over a second ago: the caller lists them itself. An engine error is the caller's.
     pub fn take_ps(&self, project: &str) -> Result<Option<PsListed>, Box<EvalAltResult>> {
-        let Some(listing) = self.ps_ahead.take(&project.to_string()) else {
+        let Some(listing) = self
+            .ps_ahead
+            .take_within(&project.to_string(), PS_AHEAD_FRESH)
+        else {
             return Ok(None);
         };
         Ok(self.block_on(listing)?.ok())

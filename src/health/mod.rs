@@ -119,16 +119,21 @@ pub struct Outcome {
 }
 
 /// What the probes need: the HTTP client when an HTTP check is among them, the Docker client
-/// when a container check is, and the swarm manager's when a task check is (or why there is
-/// none: a TCP check should not wait on an engine that does not answer).
+/// when a container check is (or why there is none: a TCP check should not wait on an engine
+/// that does not answer), and the swarm manager's connection when a task check is.
 pub struct Clients {
     pub http: Option<reqwest::Client>,
     pub docker: Option<Result<bollard::Docker, String>>,
-    pub swarm: Option<Result<bollard::Docker, String>>,
+    pub swarm: Option<Manager>,
     /// Masked in what a check quotes of an answer before it is cut short, so no secret shows
     /// in part.
     pub secrets: Option<std::sync::Arc<crate::redact::Redactor>>,
 }
+
+/// The swarm manager's client, connected by the first task check that needs it and shared by
+/// the others: the connection is made within each check's own timeout, beside the other
+/// checks, not before them.
+pub type Manager = Shared<BoxFuture<'static, Result<bollard::Docker, String>>>;
 
 /// Runs one check. Never fails: an unhealthy target is an outcome with `ok: false`.
 pub async fn run(check: &Check, clients: &Clients) -> Outcome {
@@ -193,12 +198,7 @@ fn listing<'a>(checks: impl Iterator<Item = &'a Check>, clients: &Clients) -> Op
     }
     let docker = docker.clone();
     let listed = async move {
-        // The engine matches `name` filters as patterns: anchored (a name's dots escaped) so
-        // it lists these and few others; the lookup below is by exact name.
-        let patterns = names
-            .iter()
-            .map(|name| format!("^/?{}$", name.replace('.', "\\.")))
-            .collect();
+        let patterns = names.iter().map(|name| name_pattern(name)).collect();
         let filters = HashMap::from([("name".to_string(), patterns)]);
         let summaries = crate::docker::containers::list(&docker, &filters)
             .await
@@ -334,10 +334,12 @@ async fn probe(
         },
         Probe::Task(id) => match &clients.swarm {
             // Swarm's messages are quoted: masked as a container's healthcheck output is.
-            Some(Ok(manager)) => crate::swarm::task_health(manager, id)
-                .await
-                .map_err(|detail| masked(&detail, clients.secrets.as_deref())),
-            Some(Err(why)) => Err(why.clone()),
+            Some(manager) => match manager.clone().await {
+                Ok(manager) => crate::swarm::task_health(&manager, id)
+                    .await
+                    .map_err(|detail| masked(&detail, clients.secrets.as_deref())),
+                Err(why) => Err(why),
+            },
             None => Err("no client of the swarm's manager".to_string()),
         },
     }
@@ -506,6 +508,18 @@ fn describe_postgres(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The engine's `name` filter for container `name`: the engine matches it as a pattern, against
+/// the name with or without its leading `/`, so it is anchored and its dots (the one pattern
+/// character a container name may hold) escaped. The lookup in the listing is by exact name.
+fn name_pattern(name: &str) -> String {
+    format!("^/?{}$", name.replace('.', "\\."))
+}
+
+/// What a container check says of one running and healthy, and of one running without a
+/// healthcheck: the same whether it was inspected or listed.
+const RUNNING_HEALTHY: &str = "running, healthy";
+const RUNNING_NO_HEALTHCHECK: &str = "running (no healthcheck)";
+
 /// What a check of container `name` says when the round's listing shows it running healthy or
 /// running without a healthcheck (as [`probe_container`] would say it); `None` otherwise.
 async fn healthy_as_listed(listing: Option<&Listing>, name: &str) -> Option<&'static str> {
@@ -514,11 +528,13 @@ async fn healthy_as_listed(listing: Option<&Listing>, name: &str) -> Option<&'st
     if state != "running" {
         return None;
     }
-    match crate::docker::containers::health_in_status(status) {
-        "healthy" => Some("running, healthy"),
-        "" => Some("running (no healthcheck)"),
-        _ => None,
-    }
+    let said = match crate::docker::containers::health_in_status(status) {
+        "healthy" => RUNNING_HEALTHY,
+        "" => RUNNING_NO_HEALTHCHECK,
+        _ => return None,
+    };
+    tracing::debug!("container {name}: {said}, as listed with the round's other containers");
+    Some(said)
 }
 
 async fn probe_container(
@@ -547,12 +563,12 @@ async fn probe_container(
         });
     }
     let Some(health) = state.health else {
-        return Ok("running (no healthcheck)".to_string());
+        return Ok(RUNNING_NO_HEALTHCHECK.to_string());
     };
     match health.status {
-        Some(HealthStatusEnum::HEALTHY) => Ok("running, healthy".to_string()),
+        Some(HealthStatusEnum::HEALTHY) => Ok(RUNNING_HEALTHY.to_string()),
         None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) => {
-            Ok("running (no healthcheck)".to_string())
+            Ok(RUNNING_NO_HEALTHCHECK.to_string())
         }
         Some(status) => {
             let last = health
@@ -571,6 +587,12 @@ async fn probe_container(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_name_is_listed_by_an_anchored_pattern_with_its_dots_escaped() {
+        assert_eq!(name_pattern("shop-api-1"), "^/?shop-api-1$");
+        assert_eq!(name_pattern("shop.api_1"), "^/?shop\\.api_1$");
+    }
 
     #[test]
     fn json_fields_as_pointers() {

@@ -137,7 +137,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// engine itself: a runbook starts it before other round trips (the proxy's checks)
         /// and lists at no cost where it needs the containers. Any change made in between
         /// (a container started, a switch) drops it, so `compose::ps` never answers with
-        /// containers as they were before a change; an engine error is `compose::ps`'s to say.
+        /// containers as they were before a change, and so does a second's wait (the
+        /// containers are then listed again); an engine error is `compose::ps`'s to say.
         ///
         /// ```rhai
         /// let project = compose::load("deploy/docker-compose.yml");

@@ -292,17 +292,17 @@ fn clients(context: &Context, checks: &[Check]) -> HostResult<Clients> {
         None
     };
     let wants_swarm = checks.iter().any(|c| matches!(c.probe, Probe::Task(_)));
-    let swarm = if wants_swarm {
+    let swarm = wants_swarm.then(|| {
+        use futures_util::FutureExt;
         let manager = super::swarm::manager(context);
-        // A stopped run ends here too (`block_on`'s error).
-        Some(
-            context
-                .block_on(crate::swarm::connect(&manager))?
-                .map_err(|e| e.to_string()),
-        )
-    } else {
-        None
-    };
+        async move {
+            crate::swarm::connect(&manager)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+        .shared()
+    });
     let wants_http = checks.iter().any(|c| matches!(c.probe, Probe::Http(_)));
     Ok(Clients {
         http: wants_http.then(|| context.http()),
@@ -425,7 +425,7 @@ fn parse_check(
         }
         "task" => {
             // A task id goes into the manager's URL: Swarm's ids are letters and digits.
-            if !target.chars().all(|c| c.is_ascii_alphanumeric()) {
+            if target.is_empty() || !target.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(options.error(format!(
                     "{target:?} is no swarm task id (the `id` of swarm::tasks: letters and digits)"
                 )));
