@@ -71,7 +71,7 @@ fn main() {
             .filter(|s| served_by(s, "v2-errors"))
             .collect();
         let (first, last) = (bad.first().unwrap().sent, bad.last().unwrap().sent);
-        let failed: u64 = report.groups.iter().map(|g| g.failures()).sum();
+        let failed = report.failures();
         let bound = 0.10 * report.rate() * interval as f64;
         println!(
             "  {interval} s        {:>8.0} ms               {failed:>6}            {bound:>6.0}   (target ≤ {} ms)",

@@ -116,9 +116,8 @@ fn a_good_build_walks_every_step_and_a_failing_one_is_aborted_at_the_first() {
     assert_eq!(versions(&stack, 20), [("v2".to_string(), 20)].into());
     // The bound: no more failed requests than the canary's share (10 %) of one interval's
     // requests (the interval is 2 s), plus the second the switch back may take.
-    let failed: u64 = report.groups.iter().map(|g| g.failures()).sum();
-    let per_second = report.requests() as f64 / report.elapsed.as_secs_f64();
-    let bound = (0.10 * per_second * 3.0).ceil() as u64;
+    let failed = report.failures();
+    let bound = (0.10 * report.rate() * 3.0).ceil() as u64;
     assert!(
         failed > 0 && failed <= bound,
         "{failed} failed, bound {bound} (canary run took {elapsed:?}):\n{}",

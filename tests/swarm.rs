@@ -398,9 +398,8 @@ fn deploy_promote_rollback_and_a_canary_on_a_three_node_swarm_fail_no_request() 
     );
     // The one-host test's bound: no more failed requests than the canary's share (10 %) of one
     // interval's requests (2 s), plus the second the switch back may take.
-    let failed: u64 = report.groups.iter().map(|g| g.failures()).sum();
-    let per_second = report.requests() as f64 / report.elapsed.as_secs_f64();
-    let bound = (0.10 * per_second * 3.0).ceil() as u64;
+    let failed = report.failures();
+    let bound = (0.10 * report.rate() * 3.0).ceil() as u64;
     assert!(
         failed > 0 && failed <= bound,
         "{failed} failed, bound {bound}:\n{}",

@@ -155,6 +155,11 @@ impl Report {
         self.groups.iter().map(|g| g.requests).sum()
     }
 
+    /// The failed requests of every group.
+    pub fn failures(&self) -> u64 {
+        self.groups.iter().map(|g| g.failures()).sum()
+    }
+
     pub fn rate(&self) -> f64 {
         self.requests() as f64 / self.elapsed.as_secs_f64()
     }
