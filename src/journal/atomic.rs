@@ -137,13 +137,30 @@ pub fn write(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
 /// change within microseconds of each other, never out of order), then each directory is
 /// fsynced once. On an error, files renamed before it have their new content and the others
 /// their old one; none is ever torn.
+///
+/// The fsyncs run at once, a thread each: the filesystem commits them together (ext4 joins
+/// concurrent fsyncs into one journal commit), where one after another each waited for its own
+/// (a switch's ten slot files took ten commits).
 pub fn write_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
     let mut pending = Vec::with_capacity(files.len());
     for (target, content) in files {
         let mut file = AtomicFile::create(target, mode)?;
         file.file().write_all(content)?;
-        file.sync()?;
         pending.push(file);
+    }
+    match pending.as_mut_slice() {
+        [] => {}
+        [only] => only.sync()?,
+        many => std::thread::scope(|scope| {
+            let syncs: Vec<_> = many
+                .iter_mut()
+                .map(|file| scope.spawn(move || file.sync()))
+                .collect();
+            syncs
+                .into_iter()
+                .map(|sync| sync.join().expect("an fsync does not panic"))
+                .collect::<io::Result<()>>()
+        })?,
     }
     let mut dirs: Vec<PathBuf> = Vec::new();
     for file in pending {
