@@ -77,7 +77,7 @@ fn docs_prints_the_markdown_reference() {
         // From the table exec::run checks its options with.
         "```\n\nKeys of `options`: `timeout`, `cwd`, `env`.\n\n",
         "Keys of each map in `checks`: `http`, `tcp`, `postgres`, `container`, `task`, `timeout`, \
-         `name`, `status`, `contains`, `body`, `json`, `resolve`, `ca`.\n",
+         `name`, `status`, `contains`, `body`, `json`, `resolve`, `ca`, `listed`.\n",
     ] {
         assert!(
             reference.stdout.contains(text),

@@ -453,6 +453,20 @@ fn container_running_and_docker_health_status() {
         let together = [];
         for name in ["HEALTHY", "SICK", "PLAIN", "CRASHED", "MISSING"] { together.push(#{container: name}); }
         for r in health::all(together) { print(`together: ${r.name} | ${r.ok} | ${r.detail}`); }
+        // As the caller has just listed them: shown healthy, that is the answer; shown any
+        // other way (the sick one listed as still starting), each is inspected.
+        let listed = [
+            #{container: "HEALTHY", listed: #{name: "HEALTHY", state: "running", status: "Up 2 seconds (healthy)"}},
+            #{container: "PLAIN", listed: #{state: "running", status: "Up 2 seconds"}},
+            #{container: "SICK", listed: #{state: "running", status: "Up 2 seconds (health: starting)"}},
+            #{container: "CRASHED", listed: #{state: "exited", status: "Exited (1) 1 second ago"}},
+        ];
+        for r in health::all(listed) { print(`listed: ${r.name} | ${r.ok} | ${r.detail}`); }
+        for bad in [#{tcp: "127.0.0.1:1", listed: #{state: "running", status: "Up"}},
+                    #{container: "HEALTHY", listed: #{name: "PLAIN", state: "running", status: "Up"}},
+                    #{container: "HEALTHY", listed: #{state: "running"}}] {
+            try { health::all([bad]); } catch (e) { print(`refused: ${e}`); }
+        }
         "#,
     )
     .replace("HEALTHY", &healthy)
@@ -475,6 +489,18 @@ fn container_running_and_docker_health_status() {
         ))
         .stdout_contains(&format!("together: {crashed} | false | exited (code 1)"))
         .stdout_contains(&format!("together: {missing} | false | no such container"))
+        .stdout_contains(&format!("listed: {healthy} | true | running, healthy"))
+        .stdout_contains(&format!("listed: {plain} | true | running (no healthcheck)"))
+        .stdout_contains(&format!("listed: {sick} | false | running, unhealthy"))
+        .stdout_contains(&format!("listed: {crashed} | false | exited (code 1)"))
+        .stderr_contains(&format!(
+            "container {healthy}: running, healthy, as the caller listed it"
+        ))
+        .stdout_contains("refused: health::all: check #1 of the list: `listed` applies to container checks, not tcp")
+        .stdout_contains(&format!(
+            "`listed` is container \"{plain}\", not \"{healthy}\" that this check is of"
+        ))
+        .stdout_contains("`listed` is the container as compose::ps lists it: a map with `status`")
         // The healthy two were answered by the listing, not an inspect each.
         .stderr_contains(&format!(
             "container {healthy}: running, healthy, as listed with the round's other containers"

@@ -41,10 +41,29 @@ pub enum Probe {
     /// The server at this URL accepts a session and answers `SELECT 1`.
     Postgres(String),
     /// The container is running and, if it has a healthcheck, healthy.
-    Container(String),
+    Container(ContainerProbe),
     /// The swarm task of this id is wanted running, running (its healthcheck passed) and on a
     /// ready node, as the swarm's manager says ([`crate::swarm::task_health`]).
     Task(String),
+}
+
+/// A container to check by name, and how the caller has just listed it, if it has.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerProbe {
+    pub name: String,
+    /// The container as the caller has just listed it (`compose::ps`): shown running healthy
+    /// (or running without a healthcheck) there, it passes without asking the engine again.
+    /// Listed any other way, it is inspected as any container check is, so a failing check's
+    /// detail is the same.
+    pub listed: Option<Listed>,
+}
+
+/// A container as an engine listing shows it: its state (`running`) and status line
+/// (`Up 3 minutes (healthy)`).
+#[derive(Debug, Clone, Default)]
+pub struct Listed {
+    pub state: String,
+    pub status: String,
 }
 
 /// An HTTP GET and what its answer must be.
@@ -175,8 +194,9 @@ pub async fn all(checks: &[Check], clients: &Clients) -> Vec<Outcome> {
     .await
 }
 
-/// The engine's containers, listed once for the container checks run together (two or more),
-/// by name: their state and the engine's status line. One list call answers every container
+/// The engine's containers, listed once for the container checks run together (two or more)
+/// that the caller's own listing does not answer, by name: their state and the engine's status
+/// line. One list call answers every container
 /// that runs healthy (or has no healthcheck), where an inspect each cost a round trip to the
 /// engine each; any other is inspected as a lone check is, so what a failing check says (the
 /// exit code, the last healthcheck output) is the same. `None` inside when the listing failed:
@@ -186,7 +206,9 @@ type Listing = Shared<BoxFuture<'static, Option<Arc<HashMap<String, (String, Str
 fn listing<'a>(checks: impl Iterator<Item = &'a Check>, clients: &Clients) -> Option<Listing> {
     let names: Vec<String> = checks
         .filter_map(|check| match &check.probe {
-            Probe::Container(name) => Some(name.clone()),
+            Probe::Container(container) if said_as_listed(container.listed.as_ref()).is_none() => {
+                Some(container.name.clone())
+            }
             _ => None,
         })
         .collect();
@@ -322,16 +344,22 @@ async fn probe(
         },
         Probe::Tcp(addr) => probe_tcp(addr).await,
         Probe::Postgres(url) => probe_postgres(url).await,
-        Probe::Container(name) => match &clients.docker {
-            Some(Ok(docker)) => {
-                if let Some(healthy) = healthy_as_listed(listing, name).await {
-                    return Ok(healthy.to_string());
-                }
-                probe_container(docker, name, clients.secrets.as_deref()).await
+        Probe::Container(ContainerProbe { name, listed }) => {
+            if let Some(said) = said_as_listed(listed.as_ref()) {
+                tracing::debug!("container {name}: {said}, as the caller listed it");
+                return Ok(said.to_string());
             }
-            Some(Err(why)) => Err(why.clone()),
-            None => Err("no Docker client".to_string()),
-        },
+            match &clients.docker {
+                Some(Ok(docker)) => {
+                    if let Some(healthy) = healthy_in_listing(listing, name).await {
+                        return Ok(healthy.to_string());
+                    }
+                    probe_container(docker, name, clients.secrets.as_deref()).await
+                }
+                Some(Err(why)) => Err(why.clone()),
+                None => Err("no Docker client".to_string()),
+            }
+        }
         Probe::Task(id) => match &clients.swarm {
             // Swarm's messages are quoted: masked as a container's healthcheck output is.
             Some(manager) => match manager.clone().await {
@@ -522,19 +550,26 @@ const RUNNING_NO_HEALTHCHECK: &str = "running (no healthcheck)";
 
 /// What a check of container `name` says when the round's listing shows it running healthy or
 /// running without a healthcheck (as [`probe_container`] would say it); `None` otherwise.
-async fn healthy_as_listed(listing: Option<&Listing>, name: &str) -> Option<&'static str> {
+async fn healthy_in_listing(listing: Option<&Listing>, name: &str) -> Option<&'static str> {
     let listed = listing?.clone().await?;
     let (state, status) = listed.get(name)?;
-    if state != "running" {
-        return None;
-    }
-    let said = match crate::docker::containers::health_in_status(status) {
-        "healthy" => RUNNING_HEALTHY,
-        "" => RUNNING_NO_HEALTHCHECK,
-        _ => return None,
-    };
+    let said = said_as_listed(Some(&Listed {
+        state: state.clone(),
+        status: status.clone(),
+    }))?;
     tracing::debug!("container {name}: {said}, as listed with the round's other containers");
     Some(said)
+}
+
+/// What a container check says of a container listed running healthy, or running without a
+/// healthcheck, as [`probe_container`] says it; `None` for any other (to be inspected).
+fn said_as_listed(listed: Option<&Listed>) -> Option<&'static str> {
+    let listed = listed.filter(|l| l.state == "running")?;
+    match crate::docker::containers::health_in_status(&listed.status) {
+        "healthy" => Some(RUNNING_HEALTHY),
+        "" => Some(RUNNING_NO_HEALTHCHECK),
+        _ => None,
+    }
 }
 
 async fn probe_container(

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     context::Context,
     context::progress::Progress,
-    health::{self, Check, Clients, HttpProbe, Outcome, Probe},
+    health::{self, Check, Clients, ContainerProbe, HttpProbe, Listed, Outcome, Probe},
 };
 
 const KINDS: [&str; 5] = ["http", "tcp", "postgres", "container", "task"];
@@ -28,11 +28,14 @@ const HTTP_KEYS: [&str; 6] = ["status", "contains", "body", "json", "resolve", "
 const HTTP: OptionKeys = OptionKeys::new("health::http", &[&COMMON_KEYS, &HTTP_KEYS]);
 const TCP: OptionKeys = OptionKeys::new("health::tcp", &[&COMMON_KEYS]);
 const POSTGRES: OptionKeys = OptionKeys::new("health::postgres", &[&COMMON_KEYS]);
-const CONTAINER: OptionKeys = OptionKeys::new("health::container", &[&COMMON_KEYS]);
+/// The options of container checks only.
+const CONTAINER_KEYS: [&str; 1] = ["listed"];
+const CONTAINER: OptionKeys =
+    OptionKeys::new("health::container", &[&COMMON_KEYS, &CONTAINER_KEYS]);
 const TASK: OptionKeys = OptionKeys::new("health::task", &[&COMMON_KEYS]);
 const WAIT: OptionKeys = OptionKeys::new("health::wait", &[&["timeout", "interval"]]);
 /// A check of a list: its kind, then the options of its kind.
-const CHECK_GROUPS: &[&[&str]] = &[&KINDS, &COMMON_KEYS, &HTTP_KEYS];
+const CHECK_GROUPS: &[&[&str]] = &[&KINDS, &COMMON_KEYS, &HTTP_KEYS, &CONTAINER_KEYS];
 const ALL_CHECKS: OptionKeys =
     OptionKeys::new("health::all", CHECK_GROUPS).given(Given::ItemOf("checks"));
 const WAIT_CHECKS: OptionKeys =
@@ -137,10 +140,19 @@ pub fn module(context: &Arc<Context>) -> Module {
         }
     );
     function!(&mut module,
-        /// `health::container` with options: `timeout` (ms), `name`.
+        /// `health::container` with options: `timeout` (ms), `name`, and `listed`: the
+        /// container as the caller has just listed it (an entry of `compose::ps`, or a map with
+        /// its `state` and `status`). Listed running healthy, or running without a
+        /// healthcheck, it passes without asking the engine again; listed any other way, it is
+        /// inspected, so a failing check says what it always says. A runbook that has just
+        /// listed its containers, under the run lock, saves a round trip to the engine.
         ///
         /// ```rhai
         /// let r = health::container("db", #{timeout: 1000, name: "database container"});
+        /// let project = compose::load("deploy/docker-compose.yml");
+        /// for c in compose::ps(project) {
+        ///     print(health::container(c.name, #{listed: c}).detail);
+        /// }
         /// ```
         fn container[context](call, name: &str, options: Map) -> Map {
             check_one(&context, "container", name, options)
@@ -400,6 +412,13 @@ fn parse_check(
             "{label}: `{key}` applies to http checks, not {kind}"
         )));
     }
+    if kind != "container"
+        && let Some(key) = CONTAINER_KEYS.iter().find(|k| options.contains_key(**k))
+    {
+        return Err(fail(format!(
+            "{label}: `{key}` applies to container checks, not {kind}"
+        )));
+    }
     let known = match kind {
         "http" => &HTTP,
         "tcp" => &TCP,
@@ -433,13 +452,50 @@ fn parse_check(
             let name = format!("task {target}");
             (Probe::Task(target), name)
         }
-        _ => (Probe::Container(target.clone()), target),
+        _ => {
+            let listed = listed(&options, &target)?;
+            let probe = ContainerProbe {
+                name: target.clone(),
+                listed,
+            };
+            (Probe::Container(probe), target)
+        }
     };
     Ok(Check {
         name: name.unwrap_or(default_name),
         probe,
         timeout,
     })
+}
+
+/// A container check's `listed`: the container as the caller has just listed it, a map with its
+/// `state` and `status` (an entry of `compose::ps`), whose `name`, if it has one, is the
+/// container's.
+fn listed(options: &Options, container: &str) -> HostResult<Option<Listed>> {
+    let Some(map) = options.map("listed")? else {
+        return Ok(None);
+    };
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(|v| v.clone().into_string().ok())
+            .ok_or_else(|| {
+                options.error(format!(
+                    "`listed` is the container as compose::ps lists it: a map with `{key}` \
+                     (a string)"
+                ))
+            })
+    };
+    if let Some(name) = map.get("name").and_then(|v| v.clone().into_string().ok())
+        && name != container
+    {
+        return Err(options.error(format!(
+            "`listed` is container {name:?}, not {container:?} that this check is of"
+        )));
+    }
+    Ok(Some(Listed {
+        state: text("state")?,
+        status: text("status")?,
+    }))
 }
 
 /// What an HTTP check wants of the answer.
