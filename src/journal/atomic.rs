@@ -158,8 +158,7 @@ pub fn write_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
                 .collect();
             syncs
                 .into_iter()
-                .map(|sync| sync.join().expect("an fsync does not panic"))
-                .collect::<io::Result<()>>()
+                .try_for_each(|sync| sync.join().expect("an fsync does not panic"))
         })?,
     }
     let mut dirs: Vec<PathBuf> = Vec::new();
