@@ -219,7 +219,7 @@ fn an_unknown_stdlib_module_lists_the_modules_there_are() {
         .args(["show", "--module", "nonexist"])
         .stderr_contains("error: no stdlib module named `nonexist`")
         .stderr_contains(
-            "the stdlib modules are bluegreen, canary, images, proxy, release, smoke, stack, table, traffic",
+            "the stdlib modules are bluegreen, canary, images, proxy, release, smoke, stack, status_view, table, traffic",
         )
         .status(2);
     Test::new()
