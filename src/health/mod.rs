@@ -66,6 +66,21 @@ pub struct Listed {
     pub status: String,
 }
 
+impl Listed {
+    /// What a container check says of a container listed running healthy, or running without
+    /// a healthcheck, as [`probe_container`] says it; `None` for any other (to be inspected).
+    fn said(&self) -> Option<&'static str> {
+        if self.state != "running" {
+            return None;
+        }
+        match crate::docker::containers::health_in_status(&self.status) {
+            "healthy" => Some(RUNNING_HEALTHY),
+            "" => Some(RUNNING_NO_HEALTHCHECK),
+            _ => None,
+        }
+    }
+}
+
 /// An HTTP GET and what its answer must be.
 #[derive(Debug, Clone, Default)]
 pub struct HttpProbe {
@@ -201,12 +216,14 @@ pub async fn all(checks: &[Check], clients: &Clients) -> Vec<Outcome> {
 /// engine each; any other is inspected as a lone check is, so what a failing check says (the
 /// exit code, the last healthcheck output) is the same. `None` inside when the listing failed:
 /// each check then inspects, and reports the engine's error itself.
-type Listing = Shared<BoxFuture<'static, Option<Arc<HashMap<String, (String, String)>>>>>;
+type Listing = Shared<BoxFuture<'static, Option<Arc<HashMap<String, Listed>>>>>;
 
 fn listing<'a>(checks: impl Iterator<Item = &'a Check>, clients: &Clients) -> Option<Listing> {
     let names: Vec<String> = checks
         .filter_map(|check| match &check.probe {
-            Probe::Container(container) if said_as_listed(container.listed.as_ref()).is_none() => {
+            Probe::Container(container)
+                if container.listed.as_ref().and_then(Listed::said).is_none() =>
+            {
                 Some(container.name.clone())
             }
             _ => None,
@@ -230,7 +247,8 @@ fn listing<'a>(checks: impl Iterator<Item = &'a Check>, clients: &Clients) -> Op
             .map(|summary| {
                 let name = crate::docker::containers::summary_name(&summary);
                 let state = summary.state.map(|s| s.to_string()).unwrap_or_default();
-                (name, (state, summary.status.unwrap_or_default()))
+                let status = summary.status.unwrap_or_default();
+                (name, Listed { state, status })
             })
             .collect();
         Some(Arc::new(by_name))
@@ -345,7 +363,7 @@ async fn probe(
         Probe::Tcp(addr) => probe_tcp(addr).await,
         Probe::Postgres(url) => probe_postgres(url).await,
         Probe::Container(ContainerProbe { name, listed }) => {
-            if let Some(said) = said_as_listed(listed.as_ref()) {
+            if let Some(said) = listed.as_ref().and_then(Listed::said) {
                 tracing::debug!("container {name}: {said}, as the caller listed it");
                 return Ok(said.to_string());
             }
@@ -552,24 +570,9 @@ const RUNNING_NO_HEALTHCHECK: &str = "running (no healthcheck)";
 /// running without a healthcheck (as [`probe_container`] would say it); `None` otherwise.
 async fn healthy_in_listing(listing: Option<&Listing>, name: &str) -> Option<&'static str> {
     let listed = listing?.clone().await?;
-    let (state, status) = listed.get(name)?;
-    let said = said_as_listed(Some(&Listed {
-        state: state.clone(),
-        status: status.clone(),
-    }))?;
+    let said = listed.get(name)?.said()?;
     tracing::debug!("container {name}: {said}, as listed with the round's other containers");
     Some(said)
-}
-
-/// What a container check says of a container listed running healthy, or running without a
-/// healthcheck, as [`probe_container`] says it; `None` for any other (to be inspected).
-fn said_as_listed(listed: Option<&Listed>) -> Option<&'static str> {
-    let listed = listed.filter(|l| l.state == "running")?;
-    match crate::docker::containers::health_in_status(&listed.status) {
-        "healthy" => Some(RUNNING_HEALTHY),
-        "" => Some(RUNNING_NO_HEALTHCHECK),
-        _ => None,
-    }
 }
 
 async fn probe_container(
