@@ -59,7 +59,9 @@ pub enum Command {
         #[arg(long)]
         module: bool,
     },
-    /// Compile runbooks and stdlib modules without running them; exit 2 on any error
+    /// Compile runbooks and stdlib modules without running them, and check that every
+    /// import, host function and call into an imported module (by name and number of
+    /// arguments) exists; exit 2 on any error
     Check {
         /// Runbook names or paths (default: every runbook and stdlib module)
         targets: Vec<String>,

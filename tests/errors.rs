@@ -176,3 +176,37 @@ fn a_missing_import_and_a_global_read_in_a_function_are_explained() {
         .stderr_contains("did you mean `docker::restart`")
         .status(2);
 }
+
+/// A call through an imported script module is checked against what the module exports: a
+/// misspelt name, a wrong number of arguments and a private function are each named at the
+/// call, with the module's own overloads or the nearest name. A runbook's rarely taken branch
+/// is where such a typo hides until an incident reaches it; `cutover check` finds it first.
+#[test]
+fn calls_into_an_imported_module_are_checked_by_name_and_arity() {
+    let module = "/// Says hello.\nfn greet(who) { `hello ${who}` }\nfn greet(who, how) { `${how} ${who}` }\nprivate fn secret() { 42 }\n";
+    let runbook = "import \"greeting\" as g;\nfn main(rare) {\n    if rare {\n        g::gret(\"a\");\n        g::greet(\"a\", \"b\", \"c\");\n        g::secret();\n    }\n    g::greet(\"ok\");\n    g::greet(\"ok\", \"fine\");\n}\n";
+    let checked = Test::new()
+        .stdlib("greeting", module)
+        .runbook("r", runbook)
+        .args(["check", "r"])
+        .stderr_contains("runbooks/r.rhai:4:12: no function g::gret in module `greeting`")
+        .stderr_contains("did you mean `g::greet`")
+        .stderr_contains(
+            "runbooks/r.rhai:5:12: no function g::greet taking 3 arguments in module `greeting`",
+        )
+        .stderr_contains("g::greet is called as: g::greet(who); g::greet(who, how)")
+        .stderr_contains("runbooks/r.rhai:6:12: no function g::secret in module `greeting`")
+        .stderr_contains("`secret` is a `private fn` of `greeting`: only that module calls it")
+        .status(2);
+    assert!(checked.stderr.contains(" 3 errors\n"), "{}", checked.stderr);
+    // What the module exports, called as it is, checks clean.
+    Test::new()
+        .stdlib("greeting", module)
+        .runbook(
+            "r",
+            "import \"greeting\" as g;\nfn main() { print(g::greet(\"ok\", \"fine\")); }\n",
+        )
+        .args(["check", "r"])
+        .stderr_contains("all compile")
+        .success();
+}

@@ -228,8 +228,11 @@ impl ScriptEngine {
     }
 
     /// What compiling cannot see but `cutover check` should: every `import` names a stdlib
-    /// module that exists, and every call of a host module's function (`docker::restart`)
-    /// names one that is registered. Calls through an imported module are left to run time.
+    /// module that exists, every call of a host module's function (`docker::restart`) names
+    /// one that is registered, and every call through an imported script module
+    /// (`bg::send_traffic(cfg, project, env)`) names a public function of it taking that many
+    /// arguments — so a typo in a branch a run rarely takes is found before a run reaches it,
+    /// and not midway through a change.
     pub fn check_names(&self, script: &Script, ast: &AST) -> Vec<Diagnostic> {
         let functions = docs::functions(&self.rhai);
         let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
@@ -248,6 +251,8 @@ impl ScriptEngine {
             frames: Box::default(),
             help: help.map(Into::into),
         };
+        let imported = imported_modules(ast);
+        let mut exported: HashMap<String, Option<Vec<ExportedFn>>> = HashMap::new();
         ast.walk(&mut |path: &[rhai::ASTNode]| {
             match path.last() {
                 Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
@@ -266,14 +271,60 @@ impl ScriptEngine {
                     | rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, position)),
                 ) => {
                     let namespace = &call.namespace;
-                    if namespace.path.len() == 1 && modules.contains(namespace.root()) {
-                        let name = format!("{}::{}", namespace.root(), call.name);
+                    // A call with no module, or through a module's own import
+                    // (`bg::stack::f`), is left to run time.
+                    if namespace.path.len() != 1 {
+                        return true;
+                    }
+                    let alias = namespace.root();
+                    if modules.contains(alias) {
+                        let name = format!("{alias}::{}", call.name);
                         if !paths.contains(&name) {
                             found.push(at(
                                 *position,
                                 format!("no function {name}"),
                                 hints::for_missing_function(&name, &[], &paths),
                             ));
+                        }
+                    } else if let Some(Some(module)) = imported.get(alias)
+                        && let Some(functions) = exported
+                            .entry(module.clone())
+                            .or_insert_with(|| self.exported_functions(module))
+                    {
+                        let arity = call.args.len();
+                        let mut same_name: Vec<&ExportedFn> = functions
+                            .iter()
+                            .filter(|f| f.name == call.name.as_str() && !f.private)
+                            .collect();
+                        same_name.sort_by_key(|f| f.params.len());
+                        if !same_name.iter().any(|f| f.params.len() == arity) {
+                            let name = format!("{alias}::{}", call.name);
+                            let message = match same_name.is_empty() {
+                                true => format!("no function {name} in module `{module}`"),
+                                false => format!(
+                                    "no function {name} taking {arity} argument{} in module \
+                                     `{module}`",
+                                    if arity == 1 { "" } else { "s" }
+                                ),
+                            };
+                            let overloads: Vec<String> =
+                                same_name.iter().map(|f| f.shown(alias)).collect();
+                            let names: Vec<String> = functions
+                                .iter()
+                                .filter(|f| !f.private)
+                                .map(|f| format!("{alias}::{}", f.name))
+                                .collect();
+                            let private = same_name.is_empty()
+                                && functions.iter().any(|f| f.name == call.name.as_str());
+                            let help = match private {
+                                true => Some(format!(
+                                    "`{}` is a `private fn` of `{module}`: only that module calls \
+                                     it",
+                                    call.name
+                                )),
+                                false => hints::for_missing_function(&name, &overloads, &names),
+                            };
+                            found.push(at(*position, message, help));
                         }
                     }
                 }
@@ -282,6 +333,27 @@ impl ScriptEngine {
             true
         });
         found
+    }
+
+    /// The functions of the script module `import "NAME"` brings in (resolved as the
+    /// run resolves it: the stdlib first, then the runbooks), or `None` when it cannot be
+    /// compiled (its own check says why).
+    fn exported_functions(&self, name: &str) -> Option<Vec<ExportedFn>> {
+        let script = self
+            .stdlib
+            .find(name)
+            .or_else(|_| self.runbooks.find(name))
+            .ok()?;
+        let ast = self.rhai.compile(&*script.text).ok()?;
+        let functions = ast
+            .iter_functions()
+            .map(|f| ExportedFn {
+                name: f.name.to_string(),
+                params: f.params.iter().map(|p| p.to_string()).collect(),
+                private: f.access == rhai::FnAccess::Private,
+            })
+            .collect();
+        Some(functions)
     }
 
     /// The stdlib's module names, for hints.
@@ -308,6 +380,46 @@ impl ScriptEngine {
     pub fn redact(&self, text: &str) -> String {
         self.context.secrets.redact(text).into_owned()
     }
+}
+
+/// A function a script module defines, as `cutover check` matches calls to it (a `private fn`
+/// cannot be called from outside).
+struct ExportedFn {
+    name: String,
+    params: Vec<String>,
+    private: bool,
+}
+
+impl ExportedFn {
+    /// How it is called through `alias`: `bg::send_traffic(cfg, project, env)`.
+    fn shown(&self, alias: &str) -> String {
+        format!("{alias}::{}({})", self.name, self.params.join(", "))
+    }
+}
+
+/// The script modules `ast` imports, by alias (`import "bluegreen" as bg;`: `bg` ->
+/// `bluegreen`); `None` for an alias given to more than one module, whose calls are left to run
+/// time.
+fn imported_modules(ast: &AST) -> HashMap<String, Option<String>> {
+    let mut imported: HashMap<String, Option<String>> = HashMap::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, _))) = path.last()
+            && let rhai::Expr::StringConstant(name, _) = &import.0
+            && !import.1.name.is_empty()
+        {
+            let module = Some(name.to_string());
+            imported
+                .entry(import.1.name.to_string())
+                .and_modify(|known| {
+                    if *known != module {
+                        *known = None;
+                    }
+                })
+                .or_insert(module);
+        }
+        true
+    });
+    imported
 }
 
 /// `result` of a call, failed as well when its cleanups failed (their errors after its own).
