@@ -134,12 +134,15 @@ pub async fn connect(host: &str) -> Result<Docker, SwarmError> {
         host: host.to_string(),
         why,
     };
-    let docker = Docker::connect_with_host(host).map_err(|e| fail(crate::docker::describe(&e)))?;
-    match tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version()).await {
-        Ok(Ok(docker)) => Ok(docker),
-        Ok(Err(e)) => Err(fail(crate::docker::describe(&e))),
-        Err(_) => Err(fail("no answer within 5 s".into())),
-    }
+    use crate::docker::DockerConnectError::{Address, TimedOut, Unreachable};
+    crate::docker::connect_to(host, Duration::from_secs(5))
+        .await
+        .map_err(|error| match error {
+            Address { source, .. } | Unreachable { source, .. } => {
+                fail(crate::docker::describe(&source))
+            }
+            TimedOut { within, .. } => fail(format!("no answer within {} s", within.as_secs())),
+        })
 }
 
 fn label_filter(label: String) -> HashMap<String, Vec<String>> {
