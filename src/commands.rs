@@ -10,10 +10,10 @@ use crate::{
     cli::{Cli, Command, LockAction},
     context::RunRecord,
     context::{Context, RunInfo},
-    engine::ScriptEngine,
     engine::catalog::Catalog,
     engine::error::Failure,
     engine::runbook::{self, Runbook},
+    engine::{ModuleFunctions, ScriptEngine},
     exit,
     journal::lock::{self, Status},
     journal::{Filter, Outcome},
@@ -275,9 +275,10 @@ fn check(context: &Arc<Context>, targets: &[String]) -> Result<i32, Failure> {
         }
     }
     scripts.extend(engine.stdlib.list().map_err(|e| Failure::Other(e.into()))?);
+    let mut modules_seen = ModuleFunctions::default();
     for script in &scripts {
         let unknown = match engine.compile(script) {
-            Ok(ast) => engine.check_names(script, &ast),
+            Ok(ast) => engine.check_names(script, &ast, &mut modules_seen),
             Err(diagnostic) => vec![diagnostic],
         };
         for diagnostic in unknown {

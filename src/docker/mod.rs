@@ -79,6 +79,7 @@ fn connect_at_version(
     host: &str,
     version: &bollard::ClientVersion,
 ) -> Result<Docker, bollard::errors::Error> {
+    // bollard's own default for a request (its constant is private).
     const REQUEST_TIMEOUT_S: u64 = 120;
     if host.starts_with("unix://") {
         Docker::connect_with_unix(host, REQUEST_TIMEOUT_S, version)
@@ -91,27 +92,33 @@ fn connect_at_version(
 /// `None` when it cannot be asked that way (TLS, ssh) or did not say; the caller then
 /// negotiates as bollard does, and reports what fails.
 async fn pinged_version(host: &str) -> Option<bollard::ClientVersion> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const REQUEST: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
-    let mut answer = Vec::new();
-    if let Some(path) = host.strip_prefix("unix://") {
-        let mut stream = tokio::net::UnixStream::connect(path).await.ok()?;
-        stream.write_all(REQUEST).await.ok()?;
-        stream.read_to_end(&mut answer).await.ok()?;
+    let answer = if let Some(path) = host.strip_prefix("unix://") {
+        ping(tokio::net::UnixStream::connect(path).await.ok()?).await?
     } else if let Some(address) = host
         .strip_prefix("tcp://")
         .or_else(|| host.strip_prefix("http://"))
         .filter(|_| std::env::var_os("DOCKER_TLS_VERIFY").is_none())
     {
-        let mut stream = tokio::net::TcpStream::connect(address.trim_end_matches('/'))
-            .await
-            .ok()?;
-        stream.write_all(REQUEST).await.ok()?;
-        stream.read_to_end(&mut answer).await.ok()?;
+        let address = address.trim_end_matches('/');
+        ping(tokio::net::TcpStream::connect(address).await.ok()?).await?
     } else {
         return None;
-    }
+    };
     api_version_header(&String::from_utf8_lossy(&answer))
+}
+
+/// The engine's whole answer to `GET /_ping` on `stream` (HTTP/1.0: it closes when done).
+async fn ping(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    Some(answer)
 }
 
 /// The `API-Version` header of an HTTP answer `1.50` as a version, if it is an OK answer that

@@ -233,7 +233,14 @@ impl ScriptEngine {
     /// (`bg::send_traffic(cfg, project, env)`) names a public function of it taking that many
     /// arguments — so a typo in a branch a run rarely takes is found before a run reaches it,
     /// and not midway through a change.
-    pub fn check_names(&self, script: &Script, ast: &AST) -> Vec<Diagnostic> {
+    ///
+    /// `modules_seen` keeps the imported modules' functions for the next script checked.
+    pub fn check_names(
+        &self,
+        script: &Script,
+        ast: &AST,
+        modules_seen: &mut ModuleFunctions,
+    ) -> Vec<Diagnostic> {
         let functions = docs::functions(&self.rhai);
         let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
         let modules: std::collections::BTreeSet<String> =
@@ -252,7 +259,6 @@ impl ScriptEngine {
             help: help.map(Into::into),
         };
         let imported = imported_modules(ast);
-        let mut exported: HashMap<String, Option<Vec<ExportedFn>>> = HashMap::new();
         ast.walk(&mut |path: &[rhai::ASTNode]| {
             match path.last() {
                 Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
@@ -287,45 +293,11 @@ impl ScriptEngine {
                             ));
                         }
                     } else if let Some(Some(module)) = imported.get(alias)
-                        && let Some(functions) = exported
-                            .entry(module.clone())
-                            .or_insert_with(|| self.exported_functions(module))
+                        && let Some(functions) = modules_seen.functions(self, module)
+                        && let Some((message, help)) =
+                            unmatched_call(alias, module, &call.name, call.args.len(), functions)
                     {
-                        let arity = call.args.len();
-                        let mut same_name: Vec<&ExportedFn> = functions
-                            .iter()
-                            .filter(|f| f.name == call.name.as_str() && !f.private)
-                            .collect();
-                        same_name.sort_by_key(|f| f.params.len());
-                        if !same_name.iter().any(|f| f.params.len() == arity) {
-                            let name = format!("{alias}::{}", call.name);
-                            let message = match same_name.is_empty() {
-                                true => format!("no function {name} in module `{module}`"),
-                                false => format!(
-                                    "no function {name} taking {arity} argument{} in module \
-                                     `{module}`",
-                                    if arity == 1 { "" } else { "s" }
-                                ),
-                            };
-                            let overloads: Vec<String> =
-                                same_name.iter().map(|f| f.shown(alias)).collect();
-                            let names: Vec<String> = functions
-                                .iter()
-                                .filter(|f| !f.private)
-                                .map(|f| format!("{alias}::{}", f.name))
-                                .collect();
-                            let private = same_name.is_empty()
-                                && functions.iter().any(|f| f.name == call.name.as_str());
-                            let help = match private {
-                                true => Some(format!(
-                                    "`{}` is a `private fn` of `{module}`: only that module calls \
-                                     it",
-                                    call.name
-                                )),
-                                false => hints::for_missing_function(&name, &overloads, &names),
-                            };
-                            found.push(at(*position, message, help));
-                        }
+                        found.push(at(*position, message, help));
                     }
                 }
                 _ => {}
@@ -333,27 +305,6 @@ impl ScriptEngine {
             true
         });
         found
-    }
-
-    /// The functions of the script module `import "NAME"` brings in (resolved as the
-    /// run resolves it: the stdlib first, then the runbooks), or `None` when it cannot be
-    /// compiled (its own check says why).
-    fn exported_functions(&self, name: &str) -> Option<Vec<ExportedFn>> {
-        let script = self
-            .stdlib
-            .find(name)
-            .or_else(|_| self.runbooks.find(name))
-            .ok()?;
-        let ast = self.rhai.compile(&*script.text).ok()?;
-        let functions = ast
-            .iter_functions()
-            .map(|f| ExportedFn {
-                name: f.name.to_string(),
-                params: f.params.iter().map(|p| p.to_string()).collect(),
-                private: f.access == rhai::FnAccess::Private,
-            })
-            .collect();
-        Some(functions)
     }
 
     /// The stdlib's module names, for hints.
@@ -380,6 +331,72 @@ impl ScriptEngine {
     pub fn redact(&self, text: &str) -> String {
         self.context.secrets.redact(text).into_owned()
     }
+}
+
+/// The functions of the script modules `cutover check` has looked into, by module name: each
+/// module is compiled once for every script that imports it.
+#[derive(Default)]
+pub struct ModuleFunctions(HashMap<String, Option<Vec<ExportedFn>>>);
+
+impl ModuleFunctions {
+    /// The functions of the script module `import "NAME"` brings in (resolved as the run
+    /// resolves it: the stdlib first, then the runbooks), or `None` when it cannot be compiled
+    /// (its own check says why).
+    fn functions(&mut self, engine: &ScriptEngine, name: &str) -> Option<&[ExportedFn]> {
+        let compiled = self.0.entry(name.to_string()).or_insert_with(|| {
+            let script = engine
+                .stdlib
+                .find(name)
+                .or_else(|_| engine.runbooks.find(name))
+                .ok()?;
+            let ast = engine.rhai.compile(&*script.text).ok()?;
+            let functions = ast.iter_functions().map(|f| ExportedFn {
+                name: f.name.to_string(),
+                params: f.params.iter().map(|p| p.to_string()).collect(),
+                private: f.access == rhai::FnAccess::Private,
+            });
+            Some(functions.collect())
+        });
+        compiled.as_deref()
+    }
+}
+
+/// What is wrong with the call `alias::name` with `arity` arguments into the script module
+/// `module`, which defines `functions`: `(message, help)`, or `None` when a public function of
+/// that name takes that many.
+fn unmatched_call(
+    alias: &str,
+    module: &str,
+    name: &str,
+    arity: usize,
+    functions: &[ExportedFn],
+) -> Option<(String, Option<String>)> {
+    let public = || functions.iter().filter(|f| !f.private);
+    let mut overloads: Vec<&ExportedFn> = public().filter(|f| f.name == name).collect();
+    if overloads.iter().any(|f| f.params.len() == arity) {
+        return None;
+    }
+    overloads.sort_by_key(|f| f.params.len());
+    let path = format!("{alias}::{name}");
+    if overloads.is_empty() {
+        let message = format!("no function {path} in module `{module}`");
+        let help = match functions.iter().any(|f| f.name == name) {
+            true => Some(format!(
+                "`{name}` is a `private fn` of `{module}`: only that module calls it"
+            )),
+            false => {
+                let names: Vec<String> = public().map(|f| format!("{alias}::{}", f.name)).collect();
+                hints::for_missing_function(&path, &[], &names)
+            }
+        };
+        return Some((message, help));
+    }
+    let message = format!(
+        "no function {path} taking {arity} argument{} in module `{module}`",
+        if arity == 1 { "" } else { "s" }
+    );
+    let shown: Vec<String> = overloads.iter().map(|f| f.shown(alias)).collect();
+    Some((message, hints::for_missing_function(&path, &shown, &[])))
 }
 
 /// A function a script module defines, as `cutover check` matches calls to it (a `private fn`
