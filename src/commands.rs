@@ -71,30 +71,6 @@ pub fn run(context: &Arc<Context>, name: &str, args: &[String]) -> Result<i32, F
     runbook
         .check_arity(args.len())
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    // The modules it imports are parsed on the other core while this thread takes the lock and
-    // starts the run (see `engine::modules`); should no thread start, this one parses them.
-    let result = std::thread::scope(|threads| {
-        let _ = std::thread::Builder::new()
-            .name("parse-ahead".into())
-            .spawn_scoped(threads, || engine.parse_imports_ahead(&runbook.ast));
-        run_compiled(context, &engine, &runbook, args)
-    });
-    // The process exits once the run has ended: the compiled runbook and the engine's modules
-    // are left for the OS to free with the rest (taking them apart cost ~1 ms a run). Nothing
-    // in them acts when dropped; the lock is released as before.
-    std::mem::forget(runbook);
-    std::mem::forget(engine);
-    result
-}
-
-/// The run of a compiled runbook: the lock, the journal's start and finish, the script, its
-/// cleanups.
-fn run_compiled(
-    context: &Arc<Context>,
-    engine: &ScriptEngine,
-    runbook: &Runbook,
-    args: &[String],
-) -> Result<i32, Failure> {
     context.set_run_info(RunInfo {
         runbook: runbook.script.name.clone(),
         args: args.to_vec(),
@@ -134,7 +110,7 @@ fn run_compiled(
         context.cancel.stop_after(context.runtime(), limit);
     }
     let mut scope = Scope::new();
-    let result = runbook.run(engine, &mut scope, args);
+    let result = runbook.run(&engine, &mut scope, args);
     // Rendered before the cleanups run: their sources and the stop are the run's own.
     let error = result
         .err()
@@ -166,6 +142,11 @@ fn run_compiled(
         }
     };
     record.finish(outcome, failure.as_ref().map(|f| f.to_string()).as_deref());
+    // The process exits once the run has ended: the compiled runbook and the engine's modules
+    // are left for the OS to free with the rest (taking them apart cost ~1 ms a run). Nothing
+    // in them acts when dropped; the lock is released as before.
+    std::mem::forget(runbook);
+    std::mem::forget(engine);
     failure.map_or(Ok(exit::OK), Err)
 }
 

@@ -89,25 +89,6 @@ This run changed nothing.\n",
 }
 
 #[test]
-fn syntax_error_in_a_later_import_names_it_as_the_first_would() {
-    // The imports after the first are parsed ahead on a second thread: a failure there is
-    // reported as the script thread's own, at the import that reached it.
-    Test::new()
-        .stdlib("good", "fn ok() { 1 }\n")
-        .stdlib("other", "import \"bad\" as bad;\nfn f() { 2 }\n")
-        .stdlib("bad", "fn f() {\n  1 +\n}\n")
-        .runbook(
-            "r",
-            "import \"good\" as good;\nimport \"other\" as other;\nfn main() { print(\"ran\"); }\n",
-        )
-        .args(["r"])
-        .stderr_contains("stdlib/bad.rhai:3:1: syntax error")
-        .stderr_contains("  = imported from stdlib/other.rhai:1:8\n")
-        .stdout_lacks("ran")
-        .status(1);
-}
-
-#[test]
 fn syntax_error_in_an_imported_module() {
     Test::new()
         .stdlib("bad", "fn f() {\n  1 +\n}\n")

@@ -8,13 +8,19 @@ pub(crate) mod catalog;
 pub mod docs;
 pub(crate) mod error;
 pub(crate) mod hints;
-mod modules;
 pub(crate) mod runbook;
 pub(crate) mod sources;
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
-use rhai::{AST, Dynamic, EvalAltResult, NativeCallContext, ParseErrorType, Position};
+use rhai::{
+    AST, Dynamic, EvalAltResult, Module, ModuleResolver, NativeCallContext, ParseErrorType,
+    Position, Scope, Shared,
+};
 
 use crate::{
     cancel::StopReason,
@@ -22,7 +28,6 @@ use crate::{
     context::logging::SCRIPT_TARGET,
     engine::catalog::{Catalog, Script},
     engine::error::{Diagnostic, Failure},
-    engine::modules::Modules,
     engine::sources::SourceMap,
     host::operator::Cleanups,
 };
@@ -36,6 +41,11 @@ const MAX_EXPR_DEPTHS: (usize, usize) = (128, 96);
 const MAX_STRING_BYTES: usize = 64 << 20;
 const MAX_ARRAY_LEN: usize = 1 << 20;
 const MAX_MAP_LEN: usize = 1 << 18;
+/// How many short strings (names, map keys) Rhai interns. Its default, 256, is fewer than a
+/// rollback's modules hold, and a full interner evicts one string per scan of all of them: that
+/// scan was a fifth of compiling the stdlib (`perf record`). This many keeps every name of the
+/// shipped scripts, a few hundred kilobytes at most.
+const MAX_STRINGS_INTERNED: usize = 1 << 14;
 
 /// The script engine with the catalogs it loads from and the sources it has seen.
 pub struct ScriptEngine {
@@ -46,7 +56,6 @@ pub struct ScriptEngine {
     pub context: Arc<Context>,
     /// What scripts registered with `defer`, to run when the run ends.
     pub(crate) cleanups: Cleanups,
-    modules: Arc<Modules>,
 }
 
 impl ScriptEngine {
@@ -63,10 +72,7 @@ impl ScriptEngine {
             .set_max_array_size(MAX_ARRAY_LEN)
             .set_max_map_size(MAX_MAP_LEN)
             .set_strict_variables(true)
-            // No interner: modules are parsed on two threads at once (`modules`), and Rhai's
-            // interner is one lock whose waiter sleeps 10 ms (a rollback's module waited 9-10
-            // ms for it). Without it a name is allocated where it was shared.
-            .set_max_strings_interned(0)
+            .set_max_strings_interned(MAX_STRINGS_INTERNED)
             // The optimizer folds constant expressions and drops dead branches, which runbooks
             // have almost none of, and it was a quarter of what compiling a rollback's modules
             // cost. Host functions are volatile, so it never saved a call either.
@@ -87,12 +93,12 @@ impl ScriptEngine {
             tracing::debug!(target: SCRIPT_TARGET, "{}{text}", at.map(|a| a + ": ").unwrap_or_default())
         });
 
-        let modules = Arc::new(Modules::new(
-            stdlib.clone(),
-            runbooks.clone(),
-            sources.clone(),
-        ));
-        rhai.set_module_resolver(modules.resolver());
+        rhai.set_module_resolver(StdlibResolver {
+            catalog: stdlib.clone(),
+            runbooks: runbooks.clone(),
+            sources: sources.clone(),
+            cache: Mutex::default(),
+        });
 
         let cleanups = Cleanups::default();
         crate::host::register(&mut rhai, &context, &cleanups);
@@ -104,15 +110,7 @@ impl ScriptEngine {
             stdlib,
             context,
             cleanups,
-            modules,
         }
-    }
-
-    /// Parses the modules `ast` imports (and theirs) on the calling thread, for the script
-    /// thread to take when it reaches each `import` (see [`modules`]): a run calls it on a
-    /// second thread while it takes the lock and starts.
-    pub fn parse_imports_ahead(&self, ast: &AST) {
-        self.modules.parse_ahead(&self.rhai, modules::imports(ast));
     }
 
     /// Runs the cleanups deferred so far, last deferred first, and forgets them: at the end of a
@@ -125,7 +123,7 @@ impl ScriptEngine {
         let stopped = cancel.reason();
         let mut errors = Vec::new();
         // Taken whole: a `defer` inside a cleanup is not run (it could defer itself forever).
-        let mut pending = std::mem::take(&mut *self.cleanups.lock().unwrap());
+        let mut pending = std::mem::take(&mut *self.cleanups.borrow_mut());
         while let Some(cleanup) = pending.pop() {
             if errors
                 .iter()
@@ -168,7 +166,7 @@ impl ScriptEngine {
                 .record_cleanup(&cleanup.name, why.clone(), started.elapsed());
             errors.extend(why.map(|why| format!("cleanup {} failed: {why}", cleanup.name)));
         }
-        let nested = std::mem::take(&mut *self.cleanups.lock().unwrap());
+        let nested = std::mem::take(&mut *self.cleanups.borrow_mut());
         if !nested.is_empty() {
             tracing::warn!(
                 "{} cleanup(s) deferred by a cleanup not run: defer before the run ends",
@@ -495,13 +493,8 @@ fn allow_keyword_names_after_namespace(rhai: &mut rhai::Engine) {
     use std::cell::Cell;
 
     use rhai::Token;
-    // A parse runs start to end on one thread, and modules are compiled on two at once (see
-    // `Prefetch`): the token before is each thread's own.
-    thread_local! {
-        static AFTER_NAMESPACE: Cell<bool> = const { Cell::new(false) };
-    }
+    let after_namespace = Cell::new(false);
     rhai.on_parse_token(move |token, _, _| {
-        let after_namespace = &AFTER_NAMESPACE;
         let token = match token {
             Token::Reserved(word) if after_namespace.get() && rhai::is_valid_identifier(&word) => {
                 Token::Identifier(word)
@@ -525,5 +518,61 @@ fn display_position(position: Position) -> String {
         (Some(line), Some(column)) => format!("{line}:{column}"),
         (Some(line), None) => line.to_string(),
         _ => "?".to_string(),
+    }
+}
+
+/// Resolves `import "NAME"` through the stdlib catalog, then the runbooks (a runbook can use
+/// another's functions: `import "db-report" as report; report::main()`), compiling each module
+/// once per process.
+struct StdlibResolver {
+    catalog: Catalog,
+    runbooks: Catalog,
+    sources: SourceMap,
+    cache: Mutex<HashMap<String, Shared<Module>>>,
+}
+
+impl ModuleResolver for StdlibResolver {
+    fn resolve(
+        &self,
+        engine: &rhai::Engine,
+        _source: Option<&str>,
+        path: &str,
+        position: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        if let Some(module) = self.cache.lock().unwrap().get(path) {
+            return Ok(module.clone());
+        }
+        let script = self
+            .catalog
+            .find(path)
+            .or_else(|stdlib_error| self.runbooks.find(path).map_err(|_| stdlib_error))
+            .map_err(|error| EvalAltResult::ErrorRuntime(error.to_string().into(), position))?;
+        self.sources
+            .insert(&script.display, Arc::clone(&script.text));
+        let in_module = |error: Box<EvalAltResult>| {
+            Box::new(EvalAltResult::ErrorInModule(
+                script.display.clone(),
+                error,
+                position,
+            ))
+        };
+        let started = std::time::Instant::now();
+        let mut ast = engine.compile(&*script.text).map_err(|error| {
+            in_module(Box::new(EvalAltResult::ErrorParsing(
+                error.0.as_ref().clone(),
+                error.1,
+            )))
+        })?;
+        ast.set_source(script.display.as_str());
+        let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;
+        module.build_index();
+        tracing::trace!(target: "cutover::calls", "module {} compiled and evaluated in {:.2} ms",
+            script.display, started.elapsed().as_secs_f64() * 1e3);
+        let module: Shared<Module> = module.into();
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), module.clone());
+        Ok(module)
     }
 }

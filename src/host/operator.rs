@@ -12,9 +12,11 @@
 //! needs.
 
 use std::{
+    cell::RefCell,
     io::{IsTerminal, Write},
+    rc::Rc,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -46,9 +48,9 @@ pub(crate) struct Cleanup {
     pub timeout: Duration,
 }
 
-/// The cleanups of the run in progress, in the order they were deferred. They hold script
-/// values, so they live with the engine, not in the shared [`Context`].
-pub(crate) type Cleanups = Arc<Mutex<Vec<Cleanup>>>;
+/// The cleanups of the run in progress, in the order they were deferred. Script values are not
+/// `Send`, so they live with the engine on the script thread, not in the shared [`Context`].
+pub(crate) type Cleanups = Rc<RefCell<Vec<Cleanup>>>;
 
 /// What `defer` returns: which cleanup it registered, for `dismiss`. Shown as the cleanup's
 /// name (`deferred at runbooks/r.rhai:3:5`).
@@ -136,7 +138,7 @@ pub fn globals(module: &mut Module, context: &Arc<Context>, cleanups: &Cleanups)
         /// dismiss(removed);
         /// ```
         fn dismiss[cleanups](call, deferred: Deferred) -> bool {
-            let mut pending = cleanups.lock().unwrap();
+            let mut pending = cleanups.borrow_mut();
             let Some(at) = pending.iter().position(|c| c.id == deferred.id) else {
                 return Ok(false);
             };
@@ -278,7 +280,7 @@ fn defer(
         None => format!("deferred at {at}"),
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    cleanups.lock().unwrap().push(Cleanup {
+    cleanups.borrow_mut().push(Cleanup {
         id,
         closure,
         global: global.clone(),
