@@ -88,3 +88,18 @@ fn a_runbook_imports_another_and_calls_its_functions() {
         .stdout_contains("events: 42 rows")
         .success();
 }
+
+#[test]
+fn modules_run_their_top_level_once_each_in_the_order_imported() {
+    Test::new()
+        .stdlib("one", "print(\"one loaded\");\nfn f() { 1 }\n")
+        .stdlib("two", "import \"one\" as one;\nprint(\"two loaded\");\nfn f() { one::f() + 1 }\n")
+        .stdlib("three", "import \"one\" as one;\nprint(\"three loaded\");\nfn f() { 3 }\n")
+        .runbook(
+            "r",
+            "import \"three\" as three;\nimport \"two\" as two;\nimport \"one\" as one;\nfn main() { print(`sum ${one::f() + two::f() + three::f()}`); }\n",
+        )
+        .args(["r"])
+        .stdout("one loaded\nthree loaded\ntwo loaded\nsum 6\n")
+        .success();
+}

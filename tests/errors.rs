@@ -89,6 +89,23 @@ This run changed nothing.\n",
 }
 
 #[test]
+fn syntax_error_in_a_nested_import_names_the_import_that_reached_it() {
+    Test::new()
+        .stdlib("good", "fn ok() { 1 }\n")
+        .stdlib("other", "import \"bad\" as bad;\nfn f() { 2 }\n")
+        .stdlib("bad", "fn f() {\n  1 +\n}\n")
+        .runbook(
+            "r",
+            "import \"good\" as good;\nimport \"other\" as other;\nfn main() { print(\"ran\"); }\n",
+        )
+        .args(["r"])
+        .stderr_contains("stdlib/bad.rhai:3:1: syntax error")
+        .stderr_contains("  = imported from stdlib/other.rhai:1:8\n")
+        .stdout_lacks("ran")
+        .status(1);
+}
+
+#[test]
 fn syntax_error_in_an_imported_module() {
     Test::new()
         .stdlib("bad", "fn f() {\n  1 +\n}\n")

@@ -21,6 +21,7 @@ use crate::{
     caddy::address,
     caddy::plan::{self, Mode, SwitchPlan},
     caddy::reads::{Reads, Seen, route_path},
+    caddy::upstream::ProxyRoute,
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
     context::Context,
 };
@@ -307,15 +308,29 @@ fn read_check(options: &Options) -> HostResult<Checked> {
     })
 }
 
-/// Validates every address, and with `checked.check` that each accepts a connection.
-fn check_targets(context: &Context, addrs: &[String], checked: &Checked) -> HostResult<()> {
+/// Route `route_id` as Caddy holds it now, once every address in `addrs` is valid and, with
+/// `checked.check`, accepts a connection. Both are reads before a change, so the connections
+/// and the admin API's answer are awaited together; a target that is down is the error first.
+fn route_to_change(
+    context: &Context,
+    admin: &Admin,
+    route_id: &str,
+    addrs: &[String],
+    checked: &Checked,
+) -> HostResult<ProxyRoute> {
     for addr in addrs {
         address::validate(addr).map_err(|e| fail_masked(context, e))?;
     }
-    if checked.check {
-        run(context, address::check_accepting(addrs, checked.timeout))?;
-    }
-    Ok(())
+    let accepting = async {
+        if checked.check {
+            address::check_accepting(addrs, checked.timeout).await
+        } else {
+            Ok(())
+        }
+    };
+    let (accepting, route) =
+        context.block_on(async { tokio::join!(accepting, admin.route(route_id)) })?;
+    accepting.and(route).map_err(|e| fail_masked(context, e))
 }
 
 fn switch(
@@ -386,9 +401,8 @@ fn switch(
     let mut distinct = to.clone();
     distinct.sort();
     distinct.dedup();
-    check_targets(context, &distinct, &checked)?;
     let admin = admin(context)?;
-    let route = run(context, admin.route(route_id))?;
+    let route = route_to_change(context, &admin, route_id, &distinct, &checked)?;
     reads
         .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
@@ -429,10 +443,9 @@ fn set_weights(
     for (addr, _) in &split {
         address::validate(addr).map_err(|e| fail_masked(context, e))?;
     }
-    check_targets(context, &live, &checked)?;
     let admin = admin(context)?;
+    let route = route_to_change(context, &admin, route_id, &live, &checked)?;
     run(context, admin.check_weights_supported())?;
-    let route = run(context, admin.route(route_id))?;
     reads
         .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
