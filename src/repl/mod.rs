@@ -102,6 +102,11 @@ impl Repl {
             if let Some(helper) = editor.helper_mut() {
                 helper.vocabulary = self.vocabulary();
             }
+            // A Ctrl-C that came between two prompts is forgotten before the next line is read,
+            // not once it is read: while the line is typed the terminal is raw (Ctrl-C is a key,
+            // not a signal), so any stop seen after Enter is meant for the line, however soon
+            // after Enter it came.
+            self.context.cancel.reset();
             let input = match editor.readline(&self.prompt()) {
                 Ok(input) => input,
                 // Ctrl-C at the prompt drops the line being typed, nothing more.
@@ -198,10 +203,6 @@ impl Repl {
         run: RunInfo,
         body: impl FnOnce(&mut Session) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        if self.interactive {
-            // A Ctrl-C that arrived while no call was running must not stop this one.
-            self.context.cancel.reset();
-        }
         self.context.set_run_info(run);
         let result = under_run_lock(&self.context, || {
             let result = body(&mut self.session);
@@ -210,6 +211,7 @@ impl Repl {
             with_cleanup_errors(result, errors)
         });
         if self.interactive {
+            // A Ctrl-C that stopped this call must not stop the line's next one.
             self.context.cancel.reset();
         }
         result
