@@ -336,6 +336,88 @@ fn a_slotted_route_spreads_its_addresses_over_its_slots() {
     assert_eq!(stack.version(), "r1");
 }
 
+/// Stages a switch of production's slots to `to`, then throws or switches to `then`.
+const AHEAD: &str = r#"
+fn main(to, files, then) {
+    let slots = files.split(",");
+    caddy::switch_ahead("production", [to], #{file: slots});
+    if then == "throw" { throw "refused after staging"; }
+    let moved = caddy::switch("production", [then], #{file: slots});
+    print(`moved: ${moved.from} -> ${moved.to}`);
+}
+"#;
+
+#[test]
+fn a_switch_staged_ahead_is_renamed_into_place_and_what_no_switch_takes_is_removed() {
+    if !support::require(Service::Caddy) {
+        return;
+    }
+    let stack = Stack::start(Routing::Slots);
+    let config = stack.caddy.config();
+    let (blue, green) = (stack.blue.address(), stack.green.address());
+    let files: Vec<String> = stack
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    let dir = stack.files[0].parent().unwrap().to_path_buf();
+    let temps = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp-")
+            })
+            .count()
+    };
+    let files = files.join(",");
+    let run = |flag: &str, to: &str, then: &str| {
+        stack
+            .test()
+            .runbook("ahead", AHEAD)
+            .args(["-v", flag, "ahead", to, &files, then])
+    };
+    let ahead = |to: &str, then: &str| run("-v", to, then);
+    // Staged for green, switched to green: the staged files are what goes into place.
+    ahead(&green, &green)
+        .stderr_contains("slot files written ahead: renamed into place")
+        .stdout_contains(&format!("moved: [\"{blue}\"] -> [\"{green}\"]"))
+        .success();
+    assert_eq!(stack.version(), "green");
+    assert!(stack.slots().iter().all(|a| *a == green));
+    assert_eq!(temps(), 0, "temporary files left beside the slots");
+    // Staged for one address, switched to another: the switch writes its own, and the staged
+    // files are removed.
+    ahead(&green, &blue)
+        .stderr_lacks("written ahead")
+        .stdout_contains(&format!("moved: [\"{green}\"] -> [\"{blue}\"]"))
+        .success();
+    assert_eq!(stack.version(), "blue");
+    assert!(stack.slots().iter().all(|a| *a == blue));
+    assert_eq!(temps(), 0, "temporary files left beside the slots");
+    // Staged, then the run fails before its switch: nothing moved, nothing left behind.
+    ahead(&green, "throw")
+        .stderr_contains("refused after staging")
+        .status(1);
+    assert_eq!(stack.version(), "blue");
+    assert!(stack.slots().iter().all(|a| *a == blue));
+    assert_eq!(temps(), 0, "temporary files left beside the slots");
+    // A dry run stages nothing and switches nothing.
+    run("--dry-run", &green, &green)
+        .stderr_lacks("written ahead")
+        .success();
+    assert!(stack.slots().iter().all(|a| *a == blue));
+    assert_eq!(temps(), 0);
+    assert_eq!(
+        stack.caddy.config(),
+        config,
+        "a switch by slots reloads nothing"
+    );
+}
+
 #[test]
 fn load_adapts_a_caddyfile() {
     if !support::require(Service::Caddy) {

@@ -9,6 +9,7 @@
 //! [`crate::caddy::plan`]; this file only speaks HTTP to Caddy.
 
 pub(crate) mod address;
+pub(crate) mod ahead;
 pub(crate) mod plan;
 pub(crate) mod reads;
 pub(crate) mod upstream;
@@ -21,6 +22,7 @@ use serde_json::Value;
 use crate::{
     caddy::plan::{SwitchPlan, SwitchStep},
     caddy::upstream::ProxyRoute,
+    caddy::upstream::StagedSlots,
 };
 
 pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:2019";
@@ -289,10 +291,17 @@ impl Admin {
 
     /// Carries out a planned switch, in the order that never sends traffic anywhere unplanned
     /// (see [`SwitchStep`]).
-    pub async fn apply(&self, plan: &SwitchPlan) -> Result<()> {
+    pub async fn apply(&self, plan: &SwitchPlan, staged: Option<StagedSlots>) -> Result<()> {
+        let mut staged = staged;
         for step in &plan.steps {
             match step {
-                SwitchStep::WriteSlots(writes) => crate::caddy::upstream::write_slots(writes)?,
+                SwitchStep::WriteSlots(writes) => match staged.take_if(|s| s.covers(writes)) {
+                    Some(staged) => {
+                        tracing::debug!("slot files written ahead: renamed into place");
+                        staged.install(writes)?
+                    }
+                    None => crate::caddy::upstream::write_slots(writes)?,
+                },
                 SwitchStep::Patch(handler) => self.patch(&plan.route, handler).await?,
             }
         }

@@ -16,7 +16,7 @@
 //!    retry on another slot) or an address that leaves the route (in a failover, the dead
 //!    ones) go first, then the slots moved between addresses that both stay (the rebalancing
 //!    of a scale). Slot order within each group.
-//! 3. The writes of one step are renamed back to back ([`crate::journal::atomic::write_all`]).
+//! 3. The writes of one step are renamed back to back ([`crate::journal::atomic::Prepared::install`]).
 //!
 //! When the route must be PATCHed too (it dials other upstreams: the end of a canary, a route
 //! switched by PATCH before, or `#{file: …}` naming other files), the writes are split around
@@ -151,21 +151,31 @@ fn slot_steps(route: &ProxyRoute, slots: &[PathBuf], to: &[String]) -> Result<Ve
 /// moving between addresses of `to`, each group in slot order.
 pub fn slot_writes(slots: &[PathBuf], to: &[String]) -> Result<Vec<SlotWrite>> {
     let (mut first, mut then) = (Vec::new(), Vec::new());
-    for (i, path) in slots.iter().enumerate() {
-        let addr = &to[i % to.len()];
-        let held = read_slot(path)?;
-        let write = SlotWrite {
-            path: path.clone(),
-            addr: addr.clone(),
-        };
-        match held {
-            Some(held) if held == *addr => {}
+    for write in slot_assignment(slots, to) {
+        match read_slot(&write.path)? {
+            Some(held) if held == write.addr => {}
             Some(held) if to.contains(&held) => then.push(write),
             _ => first.push(write),
         }
     }
     first.extend(then);
     Ok(first)
+}
+
+/// Every slot with the address it gets (slot i: `to[i % to.len()]`), in slot order, whatever
+/// it holds now: what a switch to `to` may write (`caddy::switch_ahead` stages them all).
+pub fn slot_assignment(slots: &[PathBuf], to: &[String]) -> Vec<SlotWrite> {
+    if to.is_empty() {
+        return Vec::new();
+    }
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, path)| SlotWrite {
+            path: path.clone(),
+            addr: to[i % to.len()].clone(),
+        })
+        .collect()
 }
 
 /// Plans a weighted split (a canary): one PATCH to a `weighted_round_robin` policy, no file

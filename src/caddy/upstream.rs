@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::caddy::{CaddyError, Result};
+use crate::{
+    caddy::{CaddyError, Result},
+    journal::atomic::Prepared,
+};
 
 /// Caddy's policy for canary splits (Caddy ≥ 2.7).
 pub(crate) const WEIGHTED: &str = "weighted_round_robin";
@@ -268,23 +271,30 @@ pub struct SlotWrite {
 /// Replaces the slot files, each whole (temp file, fsync, rename), renamed back to back in the
 /// order given: Caddy reads each slot's old address or its new one, never a torn one.
 pub fn write_slots(writes: &[SlotWrite]) -> Result<()> {
-    let Some(first) = writes.first() else {
+    if writes.is_empty() {
         return Ok(());
-    };
-    let failed = |e: std::io::Error| CaddyError::File {
-        path: match writes.len() {
-            1 => first.path.display().to_string(),
-            n => format!(
-                "{} (or one of the {} other slots written with it)",
-                first.path.display(),
-                n - 1
-            ),
-        },
-        detail: format!("cannot write it: {e}"),
-    };
-    for write in writes {
-        if let Some(dir) = write.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    }
+    stage_slots(writes.to_vec())?.install(writes)
+}
+
+/// Slot contents written and fsynced beside their files ahead of the switch that renames them
+/// into place ([`stage_slots`]): what a switch spends on the disk, spent while its target is
+/// still being checked. Dropped, the temporary files are removed and the slots are untouched.
+pub struct StagedSlots {
+    writes: Vec<SlotWrite>,
+    files: Prepared,
+}
+
+/// Writes and fsyncs `writes`' contents beside their slot files, renaming nothing yet.
+pub fn stage_slots(writes: Vec<SlotWrite>) -> Result<StagedSlots> {
+    let failed = |e| write_failed(&writes, e);
+    let mut dirs: Vec<&Path> = Vec::new();
+    for write in &writes {
+        if let Some(dir) = write.path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dirs.contains(&dir)
+        {
             std::fs::create_dir_all(dir).map_err(failed)?;
+            dirs.push(dir);
         }
     }
     let contents: Vec<Vec<u8>> = writes
@@ -296,7 +306,40 @@ pub fn write_slots(writes: &[SlotWrite]) -> Result<()> {
         .zip(&contents)
         .map(|(w, c)| (w.path.as_path(), c.as_slice()))
         .collect();
-    crate::journal::atomic::write_all(&files, 0o644).map_err(failed)
+    let files = crate::journal::atomic::prepare_all(&files, 0o644).map_err(failed)?;
+    Ok(StagedSlots { writes, files })
+}
+
+/// A failed write of `writes`, naming the first slot (the error may be any one's).
+fn write_failed(writes: &[SlotWrite], e: std::io::Error) -> CaddyError {
+    let first = writes.first().map(|w| w.path.display().to_string());
+    CaddyError::File {
+        path: match writes.len() {
+            0 | 1 => first.unwrap_or_default(),
+            n => format!(
+                "{} (or one of the {} other slots written with it)",
+                first.unwrap_or_default(),
+                n - 1
+            ),
+        },
+        detail: format!("cannot write it: {e}"),
+    }
+}
+
+impl StagedSlots {
+    /// Whether every one of `writes` was staged (the same file, the same address).
+    pub fn covers(&self, writes: &[SlotWrite]) -> bool {
+        writes.iter().all(|w| self.writes.contains(w))
+    }
+
+    /// Renames the staged contents of `writes` into place, back to back in that order; those
+    /// of other slots are removed. `writes` must be covered ([`StagedSlots::covers`]).
+    pub fn install(self, writes: &[SlotWrite]) -> Result<()> {
+        let order: Vec<&Path> = writes.iter().map(|w| w.path.as_path()).collect();
+        self.files
+            .install(&order)
+            .map_err(|e| write_failed(writes, e))
+    }
 }
 
 #[cfg(test)]

@@ -19,9 +19,10 @@ use super::{
 };
 use crate::{
     caddy::address,
+    caddy::ahead::SwitchAhead,
     caddy::plan::{self, Mode, SwitchPlan},
     caddy::reads::{Reads, Seen, route_path},
-    caddy::upstream::ProxyRoute,
+    caddy::upstream::{ProxyRoute, StagedSlots},
     caddy::{Admin, CaddyError, DEFAULT_ADMIN},
     context::Context,
 };
@@ -30,11 +31,12 @@ use crate::{
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The option keys of the host functions of this module.
-pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&SWITCH, &WEIGHTS];
+pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&SWITCH, &SWITCH_AHEAD, &WEIGHTS];
 
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
     let reads = &Arc::new(Reads::default());
+    let ahead = &Arc::new(SwitchAhead::default());
     function!(&mut module,
         /// Caddy's whole running config as a map (`()` when it runs none). A later
         /// `caddy::load` in this run is refused if the config changed in between.
@@ -160,8 +162,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// log::info(`production: ${moved.from} -> ${moved.to} (${moved.mode})`);
         /// caddy::switch("production", ["127.0.0.1:4100", "127.0.0.1:4101", "127.0.0.1:4102"]);
         /// ```
-        fn switch[context, reads](call, route_id: &str, addrs: Array) -> Map {
-            switch(&context, &reads, route_id, addrs, Map::new())
+        fn switch[context, reads, ahead](call, route_id: &str, addrs: Array) -> Map {
+            switch(&context, &reads, &ahead, route_id, addrs, Map::new())
         }
     );
     function!(&mut module,
@@ -181,8 +183,28 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// caddy::switch("production", ["127.0.0.1:4200", "127.0.0.1:4100", "127.0.0.1:4100", "127.0.0.1:4100"],
         ///     #{file: ["up/p", "up/p.2", "up/p.3", "up/p.4"], per_slot: true});
         /// ```
-        fn switch[context, reads](call, route_id: &str, addrs: Array, options: Map) -> Map {
-            switch(&context, &reads, route_id, addrs, options)
+        fn switch[context, reads, ahead](call, route_id: &str, addrs: Array, options: Map) -> Map {
+            switch(&context, &reads, &ahead, route_id, addrs, options)
+        }
+    );
+    function!(&mut module,
+        /// Starts writing, in the background, the slot files that `caddy::switch(route_id,
+        /// addrs, options)` with the same arguments will write (its options must name them:
+        /// `file`), so that the switch, once its own checks pass, only renames them into place:
+        /// the disk's share of a switch, spent while the runbook still checks the target.
+        /// Changes nothing: the contents wait in temporary files beside the slots, which Caddy
+        /// never reads; the switch takes those of the slots it writes with the same address,
+        /// and what no switch takes is removed when the run ends. Problems are the switch's to
+        /// report. A dry run or a readonly runbook stages nothing.
+        ///
+        /// ```rhai
+        /// let slots = ["deploy/caddy/upstreams/production", "deploy/caddy/upstreams/production.2"];
+        /// caddy::switch_ahead("production", ["127.0.0.1:4100"], #{file: slots});
+        /// // ... the standby's health checks ...
+        /// caddy::switch("production", ["127.0.0.1:4100"], #{file: slots});
+        /// ```
+        fn switch_ahead[context, ahead](call, route_id: &str, addrs: Array, options: Map) -> () {
+            switch_ahead(&context, &ahead, route_id, addrs, options)
         }
     );
     function!(&mut module,
@@ -299,6 +321,10 @@ const SWITCH: OptionKeys = OptionKeys::new(
     "caddy::switch",
     &[&["mode", "file", "per_slot"], &CHECK_KEYS],
 );
+const SWITCH_AHEAD: OptionKeys = OptionKeys::new(
+    "caddy::switch_ahead",
+    &[&["mode", "file", "per_slot"], &CHECK_KEYS],
+);
 const WEIGHTS: OptionKeys = OptionKeys::new("caddy::weights", &[&CHECK_KEYS]);
 
 fn read_check(options: &Options) -> HostResult<Checked> {
@@ -333,32 +359,35 @@ fn route_to_change(
     accepting.and(route).map_err(|e| fail_masked(context, e))
 }
 
-fn switch(
-    context: &Context,
-    reads: &Reads,
-    route_id: &str,
-    addrs: Array,
-    options: Map,
-) -> HostResult<Map> {
-    let options = Options::new(&SWITCH, options)?;
+/// What `caddy::switch` (or `caddy::switch_ahead`, by `keys`) is asked: the addresses (one per
+/// slot, in slot order, with `per_slot`), how, and the connection check.
+struct SwitchRequest {
+    to: Vec<String>,
+    mode: Mode,
+    checked: Checked,
+}
+
+fn switch_request(keys: &OptionKeys, addrs: Array, options: Map) -> HostResult<SwitchRequest> {
+    let name = keys.function;
+    let options = Options::new(keys, options)?;
     let per_slot = options.bool("per_slot")?.unwrap_or(false);
     let mut to = Vec::new();
     for addr in addrs {
         let text = addr.into_string().map_err(|found| {
             fail(format!(
-                "caddy::switch: addresses are strings like \"127.0.0.1:8080\", not {found}"
+                "{name}: addresses are strings like \"127.0.0.1:8080\", not {found}"
             ))
         })?;
         if to.contains(&text) && !per_slot {
             return Err(fail(format!(
-                "caddy::switch: {text} is listed twice (give #{{per_slot: true}} to list each \
+                "{name}: {text} is listed twice (give #{{per_slot: true}} to list each \
                  slot's address)"
             )));
         }
         to.push(text);
     }
     if to.is_empty() {
-        return Err(fail("caddy::switch: no address to switch to"));
+        return Err(fail(format!("{name}: no address to switch to")));
     }
     let files = options.strings("file")?;
     if let Some(files) = &files {
@@ -398,6 +427,18 @@ fn switch(
         }
     };
     let checked = read_check(&options)?;
+    Ok(SwitchRequest { to, mode, checked })
+}
+
+fn switch(
+    context: &Context,
+    reads: &Reads,
+    ahead: &SwitchAhead,
+    route_id: &str,
+    addrs: Array,
+    options: Map,
+) -> HostResult<Map> {
+    let SwitchRequest { to, mode, checked } = switch_request(&SWITCH, addrs, options)?;
     let mut distinct = to.clone();
     distinct.sort();
     distinct.dedup();
@@ -407,7 +448,29 @@ fn switch(
         .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
     let plan = plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
-    apply(context, &admin, "caddy::switch", plan)
+    apply(context, &admin, "caddy::switch", plan, ahead.take(route_id))
+}
+
+/// Stages the slot contents `caddy::switch(route_id, addrs, options)` would write, when its
+/// options name the slot files (without them, the slots are known only from the route). Not a
+/// change: nothing a dry run or a readonly runbook must not do is done, so those stage nothing.
+fn switch_ahead(
+    context: &Context,
+    ahead: &SwitchAhead,
+    route_id: &str,
+    addrs: Array,
+    options: Map,
+) -> HostResult<()> {
+    let request = switch_request(&SWITCH_AHEAD, addrs, options)?;
+    let Mode::File(Some(slots)) = &request.mode else {
+        return Ok(());
+    };
+    let valid =
+        request.to.len() <= slots.len() && request.to.iter().all(|a| address::validate(a).is_ok());
+    if valid && !context.is_dry_run() && !context.run_info().readonly {
+        ahead.start(route_id, plan::slot_assignment(slots, &request.to));
+    }
+    Ok(())
 }
 
 fn set_weights(
@@ -450,11 +513,18 @@ fn set_weights(
         .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
     let plan = plan::plan_weights(route, split).map_err(|e| fail_masked(context, e))?;
-    apply(context, &admin, "caddy::weights", plan)
+    apply(context, &admin, "caddy::weights", plan, None)
 }
 
 /// Carries out a plan through the change gate (dry run, readonly, journal).
-fn apply(context: &Context, admin: &Admin, action: &str, plan: SwitchPlan) -> HostResult<Map> {
+/// Slot writes `staged` ahead (`caddy::switch_ahead`) are renamed into place, not written again.
+fn apply(
+    context: &Context,
+    admin: &Admin,
+    action: &str,
+    plan: SwitchPlan,
+    staged: Option<StagedSlots>,
+) -> HostResult<Map> {
     let mut summary = Map::new();
     summary.insert("route".into(), plan.route.id.clone().into());
     summary.insert("from".into(), strings(&plan.from));
@@ -473,7 +543,7 @@ fn apply(context: &Context, admin: &Admin, action: &str, plan: SwitchPlan) -> Ho
         || summary.clone(),
         // `change` says it as it is made: once.
         || {
-            run(context, admin.apply(&plan))?;
+            run(context, admin.apply(&plan, staged))?;
             Ok(summary.clone())
         },
     )

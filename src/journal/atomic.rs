@@ -132,16 +132,19 @@ pub fn write(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     file.commit()
 }
 
-/// Replaces several files, each atomically, with the renames back to back: every content is
-/// written and fsynced first, then the files are renamed into place in the order given (so they
-/// change within microseconds of each other, never out of order), then each directory is
-/// fsynced once. On an error, files renamed before it have their new content and the others
-/// their old one; none is ever torn.
+/// Replaces several files, each atomically, in two steps: this one writes and fsyncs every
+/// content to a temporary file beside its target and renames nothing (it can run ahead of the
+/// moment the files must change: a switch's slot files, written while its target's health is
+/// checked); [`Prepared::install`] then renames them into place back to back, in the order
+/// given (so they change within microseconds of each other, never out of order), and fsyncs
+/// each directory once. Until then the targets are untouched; dropped, the temporary files are
+/// removed. On an error, files renamed before it have their new content and the others their
+/// old one; none is ever torn.
 ///
 /// Each file's writeback is started as soon as it is written (`sync_file_range`), so the first
 /// fsync commits them all and the others find nothing left to wait for: one journal commit for
 /// a switch's ten slot files, where ten fsyncs one after another each waited for its own.
-pub fn write_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
+pub fn prepare_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<Prepared> {
     let mut pending = Vec::with_capacity(files.len());
     for (target, content) in files {
         let mut file = AtomicFile::create(target, mode)?;
@@ -152,18 +155,46 @@ pub fn write_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
     for file in &mut pending {
         file.sync()?;
     }
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for file in pending {
-        let dir = parent(&file.target).to_path_buf();
-        file.install()?;
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
+    Ok(Prepared { files: pending })
+}
+
+/// Contents written and fsynced beside their targets ([`prepare_all`]), not yet in place.
+pub struct Prepared {
+    files: Vec<AtomicFile>,
+}
+
+impl Prepared {
+    /// Renames the contents of `order`'s targets over them, in that order, then fsyncs each
+    /// directory once; the contents of targets `order` leaves out are removed. A target that
+    /// was not prepared is an error, raised before anything is renamed.
+    pub fn install(mut self, order: &[&Path]) -> io::Result<()> {
+        let mut picked = Vec::with_capacity(order.len());
+        for target in order {
+            let i = self
+                .files
+                .iter()
+                .position(|f| f.target == *target)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("no content was prepared for {}", target.display()),
+                    )
+                })?;
+            picked.push(self.files.swap_remove(i));
         }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for file in picked {
+            let dir = parent(&file.target).to_path_buf();
+            file.install()?;
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        for dir in dirs {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
-    for dir in dirs {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Asks the kernel to start writing `file`'s data out now, without waiting. Only a head start
@@ -337,10 +368,14 @@ mod tests {
     }
 
     #[test]
-    fn write_all_replaces_every_file_and_leaves_no_temp_file() {
+    fn installed_files_are_all_replaced_and_leave_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         write(&a, b"old", 0o644).unwrap();
+        let write_all = |files: &[(&Path, &[u8])], mode| {
+            let order: Vec<&Path> = files.iter().map(|(target, _)| *target).collect();
+            prepare_all(files, mode)?.install(&order)
+        };
         write_all(&[(a.as_path(), b"new a"), (b.as_path(), b"new b")], 0o644).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read(&b).unwrap(), b"new b");
@@ -350,6 +385,51 @@ mod tests {
         assert!(write_all(&[(a.as_path(), b"x"), (nowhere.as_path(), b"y")], 0o644).is_err());
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn prepared_contents_change_nothing_until_installed_and_only_those_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let [a, b, c] = ["a", "b", "c"].map(|n| dir.path().join(n));
+        for f in [&a, &b, &c] {
+            write(f, b"old", 0o644).unwrap();
+        }
+        let files = [
+            (a.as_path(), &b"new a"[..]),
+            (b.as_path(), b"new b"),
+            (c.as_path(), b"new c"),
+        ];
+        let prepared = prepare_all(&files, 0o644).unwrap();
+        // Written beside the targets, which still hold what they held.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
+        assert!(
+            [&a, &b, &c]
+                .iter()
+                .all(|f| std::fs::read(f).unwrap() == b"old")
+        );
+        prepared.install(&[c.as_path(), a.as_path()]).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old");
+        assert_eq!(std::fs::read(&c).unwrap(), b"new c");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "temp file left"
+        );
+        // A target never prepared is refused before any rename; dropped, nothing is left.
+        let prepared = prepare_all(&files[..1], 0o644).unwrap();
+        let error = prepared.install(&[a.as_path(), b.as_path()]).unwrap_err();
+        assert!(
+            error.to_string().contains("no content was prepared for"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        drop(prepare_all(&files, 0o644).unwrap());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "temp file left"
+        );
     }
 
     #[test]
