@@ -11,8 +11,9 @@
 //! which Caddy never reads. The switch takes them only for slots it would write with the same
 //! address (it plans from the route and the slots as they are then, as always), and writes any
 //! others itself; what it does not take is removed. Staged contents the run never takes (the
-//! standby turned out unhealthy, a refusal) are removed when the run ends, or when another
-//! staging replaces them.
+//! standby turned out unhealthy, a refusal) are removed when the run ends (the engine's end of
+//! run, with the deferred cleanups: the process exits without dropping the engine), or when
+//! another staging replaces them.
 
 use std::{sync::Mutex, thread::JoinHandle};
 
@@ -54,14 +55,20 @@ impl SwitchAhead {
             .take_if(|(route, _)| route == route_id)?;
         pending.join().ok().flatten()
     }
+
+    /// Removes what was staged and not taken, once written (this waits for it).
+    pub fn discard(&self) {
+        let pending = self.pending.lock().unwrap().take();
+        if let Some((_, pending)) = pending {
+            drop(pending.join());
+        }
+    }
 }
 
 impl Drop for SwitchAhead {
-    /// What no switch took is removed: the staging is waited for, and its files dropped.
+    /// What no switch took is removed.
     fn drop(&mut self) {
-        if let Some((_, pending)) = self.pending.lock().unwrap().take() {
-            drop(pending.join());
-        }
+        self.discard();
     }
 }
 

@@ -26,6 +26,11 @@ use rhai::{EvalAltResult, Position};
 
 use ahead::Ahead;
 
+use crate::caddy::{
+    ahead::SwitchAhead,
+    upstream::{SlotWrite, StagedSlots},
+};
+
 use crate::{
     cancel::{Cancel, StopReason},
     compose::dotenv::EnvFile,
@@ -63,6 +68,9 @@ pub struct Context {
     /// Container listings started ahead of the `compose::ps` that will use each, by project;
     /// dropped by any change (see [`ahead`]).
     ps_ahead: Ahead<String, PsListed>,
+    /// Slot files being written for the next switch of a route (`caddy::switch_ahead`): the
+    /// switch takes them, and what the run's switches did not take is removed when it ends.
+    switch_ahead: SwitchAhead,
     /// The run lock while this process holds it (see [`crate::journal::lock`]).
     pub(crate) run_lock: Mutex<Weak<crate::journal::lock::Held>>,
     /// With lock-each-change on (the REPL), the lock taken by the first change of a call and
@@ -113,6 +121,7 @@ impl Context {
             http: OnceLock::new(),
             pg_ahead: Ahead::default(),
             ps_ahead: Ahead::default(),
+            switch_ahead: SwitchAhead::default(),
             run_lock: Mutex::new(Weak::new()),
             change_lock: Mutex::new(None),
             lock_each_change: AtomicBool::new(false),
@@ -216,6 +225,23 @@ impl Context {
             return Ok(None);
         };
         Ok(self.block_on(listing)?.ok())
+    }
+
+    /// Starts writing `writes` beside their slot files for the next switch of `route_id`
+    /// ([`crate::caddy::ahead`]), in place of what was staged before.
+    pub fn stage_switch(&self, route_id: &str, writes: Vec<SlotWrite>) {
+        self.switch_ahead.start(route_id, writes);
+    }
+
+    /// The slot files staged for `route_id`'s switch, once written, if any were.
+    pub fn take_staged_switch(&self, route_id: &str) -> Option<StagedSlots> {
+        self.switch_ahead.take(route_id)
+    }
+
+    /// Removes what was staged and not taken (waiting for it to be written first): at the end
+    /// of a run, the process may exit without dropping anything.
+    pub fn discard_staged_switch(&self) {
+        self.switch_ahead.discard();
     }
 
     /// The one gate for every call that changes the world (docker run/stop/remove, compose

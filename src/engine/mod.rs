@@ -114,7 +114,7 @@ impl ScriptEngine {
     }
 
     /// Runs the cleanups deferred so far, last deferred first, and forgets them: at the end of a
-    /// run, whatever ended it. A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
+    /// run, whatever ended it. Slot files staged for a switch the run never made are removed. A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
     /// for them, each bounded by its `timeout`; a Ctrl-C during one stops it and skips the rest,
     /// and a second signal exits at once as always. Each is journaled like a change. Returns one
     /// rendered error per cleanup that failed; the stop, if there was one, is restored after.
@@ -176,6 +176,8 @@ impl ScriptEngine {
         if let Some(reason) = stopped {
             cancel.stop(reason);
         }
+        // A switch staged ahead that no switch of this run took (`caddy::switch_ahead`).
+        self.context.discard_staged_switch();
         errors
     }
 

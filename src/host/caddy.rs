@@ -19,7 +19,6 @@ use super::{
 };
 use crate::{
     caddy::address,
-    caddy::ahead::SwitchAhead,
     caddy::plan::{self, Mode, SwitchPlan},
     caddy::reads::{Reads, Seen, route_path},
     caddy::upstream::{ProxyRoute, StagedSlots},
@@ -36,7 +35,6 @@ pub(super) const OPTION_KEYS: &[&OptionKeys] = &[&SWITCH, &SWITCH_AHEAD, &WEIGHT
 pub fn module(context: &Arc<Context>) -> Module {
     let mut module = Module::new();
     let reads = &Arc::new(Reads::default());
-    let ahead = &Arc::new(SwitchAhead::default());
     function!(&mut module,
         /// Caddy's whole running config as a map (`()` when it runs none). A later
         /// `caddy::load` in this run is refused if the config changed in between.
@@ -162,8 +160,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// log::info(`production: ${moved.from} -> ${moved.to} (${moved.mode})`);
         /// caddy::switch("production", ["127.0.0.1:4100", "127.0.0.1:4101", "127.0.0.1:4102"]);
         /// ```
-        fn switch[context, reads, ahead](call, route_id: &str, addrs: Array) -> Map {
-            switch(&context, &reads, &ahead, route_id, addrs, Map::new())
+        fn switch[context, reads](call, route_id: &str, addrs: Array) -> Map {
+            switch(&context, &reads, route_id, addrs, Map::new())
         }
     );
     function!(&mut module,
@@ -183,8 +181,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// caddy::switch("production", ["127.0.0.1:4200", "127.0.0.1:4100", "127.0.0.1:4100", "127.0.0.1:4100"],
         ///     #{file: ["up/p", "up/p.2", "up/p.3", "up/p.4"], per_slot: true});
         /// ```
-        fn switch[context, reads, ahead](call, route_id: &str, addrs: Array, options: Map) -> Map {
-            switch(&context, &reads, &ahead, route_id, addrs, options)
+        fn switch[context, reads](call, route_id: &str, addrs: Array, options: Map) -> Map {
+            switch(&context, &reads, route_id, addrs, options)
         }
     );
     function!(&mut module,
@@ -194,7 +192,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// the disk's share of a switch, spent while the runbook still checks the target.
         /// Changes nothing: the contents wait in temporary files beside the slots, which Caddy
         /// never reads; the switch takes those of the slots it writes with the same address,
-        /// and what no switch takes is removed when the run ends. Problems are the switch's to
+        /// and what no switch of the run takes is removed when it ends (in the REPL, each input
+        /// is a run). Problems are the switch's to
         /// report. A dry run or a readonly runbook stages nothing.
         ///
         /// ```rhai
@@ -203,8 +202,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// // ... the standby's health checks ...
         /// caddy::switch("production", ["127.0.0.1:4100"], #{file: slots});
         /// ```
-        fn switch_ahead[context, ahead](call, route_id: &str, addrs: Array, options: Map) -> () {
-            switch_ahead(&context, &ahead, route_id, addrs, options)
+        fn switch_ahead[context](call, route_id: &str, addrs: Array, options: Map) -> () {
+            switch_ahead(&context, route_id, addrs, options)
         }
     );
     function!(&mut module,
@@ -433,7 +432,6 @@ fn switch_request(keys: &OptionKeys, addrs: Array, options: Map) -> HostResult<S
 fn switch(
     context: &Context,
     reads: &Reads,
-    ahead: &SwitchAhead,
     route_id: &str,
     addrs: Array,
     options: Map,
@@ -448,19 +446,19 @@ fn switch(
         .verify(admin.address(), &route)
         .map_err(|e| fail_masked(context, e))?;
     let plan = plan::plan_switch(route, to, mode).map_err(|e| fail_masked(context, e))?;
-    apply(context, &admin, "caddy::switch", plan, ahead.take(route_id))
+    apply(
+        context,
+        &admin,
+        "caddy::switch",
+        plan,
+        context.take_staged_switch(route_id),
+    )
 }
 
 /// Stages the slot contents `caddy::switch(route_id, addrs, options)` would write, when its
 /// options name the slot files (without them, the slots are known only from the route). Not a
 /// change: nothing a dry run or a readonly runbook must not do is done, so those stage nothing.
-fn switch_ahead(
-    context: &Context,
-    ahead: &SwitchAhead,
-    route_id: &str,
-    addrs: Array,
-    options: Map,
-) -> HostResult<()> {
+fn switch_ahead(context: &Context, route_id: &str, addrs: Array, options: Map) -> HostResult<()> {
     let request = switch_request(&SWITCH_AHEAD, addrs, options)?;
     let Mode::File(Some(slots)) = &request.mode else {
         return Ok(());
@@ -468,7 +466,7 @@ fn switch_ahead(
     let valid =
         request.to.len() <= slots.len() && request.to.iter().all(|a| address::validate(a).is_ok());
     if valid && !context.is_dry_run() && !context.run_info().readonly {
-        ahead.start(route_id, plan::slot_assignment(slots, &request.to));
+        context.stage_switch(route_id, plan::slot_assignment(slots, &request.to));
     }
     Ok(())
 }
