@@ -193,8 +193,8 @@ pub fn module(context: &Arc<Context>) -> Module {
         /// Changes nothing: the contents wait in temporary files beside the slots, which Caddy
         /// never reads; the switch takes those of the slots it writes with the same address,
         /// and what no switch of the run takes is removed when it ends (in the REPL, each input
-        /// is a run). Problems are the switch's to
-        /// report. A dry run or a readonly runbook stages nothing.
+        /// is a run). Problems are the switch's to report. A dry run or a readonly runbook
+        /// stages nothing.
         ///
         /// ```rhai
         /// let slots = ["deploy/caddy/upstreams/production", "deploy/caddy/upstreams/production.2"];
@@ -457,7 +457,8 @@ fn switch(
 
 /// Stages the slot contents `caddy::switch(route_id, addrs, options)` would write, when its
 /// options name the slot files (without them, the slots are known only from the route). Not a
-/// change: nothing a dry run or a readonly runbook must not do is done, so those stage nothing.
+/// change (nothing Caddy reads is touched), but a dry run or a readonly runbook writes no file
+/// at all, so those stage nothing.
 fn switch_ahead(context: &Context, route_id: &str, addrs: Array, options: Map) -> HostResult<()> {
     let request = switch_request(&SWITCH_AHEAD, addrs, options)?;
     let Mode::File(Some(slots)) = &request.mode else {
