@@ -362,15 +362,9 @@ fn a_switch_staged_ahead_is_renamed_into_place_and_what_no_switch_takes_is_remov
         .collect();
     let dir = stack.files[0].parent().unwrap().to_path_buf();
     let temps = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".tmp-")
-            })
+        crate::pg::files_in(&dir)
+            .iter()
+            .filter(|name| name.contains(".tmp-"))
             .count()
     };
     let files = files.join(",");

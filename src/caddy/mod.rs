@@ -21,8 +21,7 @@ use serde_json::Value;
 
 use crate::{
     caddy::plan::{SwitchPlan, SwitchStep},
-    caddy::upstream::ProxyRoute,
-    caddy::upstream::StagedSlots,
+    caddy::upstream::{ProxyRoute, StagedSlots},
 };
 
 pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:2019";

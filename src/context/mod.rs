@@ -26,12 +26,11 @@ use rhai::{EvalAltResult, Position};
 
 use ahead::Ahead;
 
-use crate::caddy::{
-    ahead::SwitchAhead,
-    upstream::{SlotWrite, StagedSlots},
-};
-
 use crate::{
+    caddy::{
+        ahead::SwitchAhead,
+        upstream::{SlotWrite, StagedSlots},
+    },
     cancel::{Cancel, StopReason},
     compose::dotenv::EnvFile,
     config::Settings,

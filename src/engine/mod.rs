@@ -114,7 +114,8 @@ impl ScriptEngine {
     }
 
     /// Runs the cleanups deferred so far, last deferred first, and forgets them: at the end of a
-    /// run, whatever ended it. Slot files staged for a switch the run never made are removed. A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
+    /// run, whatever ended it, and removes slot files staged for a switch the run never made
+    /// (`caddy::switch_ahead`). A run stopped by Ctrl-C, SIGTERM or `--timeout` is let run again
     /// for them, each bounded by its `timeout`; a Ctrl-C during one stops it and skips the rest,
     /// and a second signal exits at once as always. Each is journaled like a change. Returns one
     /// rendered error per cleanup that failed; the stop, if there was one, is restored after.
