@@ -306,7 +306,7 @@ fn compose_service(project: &str, key: &str, s: &Map<String, Value>, root: &Valu
         } else {
             carry(check, &mut c, "test", same);
         }
-        for k in ["interval", "timeout", "start_period"] {
+        for k in ["interval", "timeout", "start_period", "start_interval"] {
             carry(check, &mut c, k, ms);
         }
         carry(check, &mut c, "retries", same);
@@ -719,7 +719,7 @@ services:
     cap_drop: [MKNOD]
     devices: ["/dev/null:/dev/xnull:rw"]
     logging: *logging
-    healthcheck: {disable: false}
+    healthcheck: {disable: false, interval: 30s, start_interval: 1s}
     volumes: ["./data:/data:z"]
     deploy: {resources: {reservations: {memory: 32m}}}
     platform: linux/amd64
@@ -885,8 +885,16 @@ fn up_starts_services_with_the_fields_compose_reads() {
         inspect(&app, "{{.HostConfig.MemoryReservation}}"),
         "33554432"
     );
-    // disable: false keeps the image's own healthcheck; disable: true turns it off.
+    // disable: false keeps the image's own healthcheck (with the timings given); disable: true
+    // turns it off.
     assert!(inspect(&app, "{{json .Config.Healthcheck.Test}}").contains("check"));
+    assert_eq!(
+        inspect(
+            &app,
+            "{{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.StartInterval}}"
+        ),
+        "30s 1s"
+    );
     assert_eq!(
         inspect(&worker, "{{json .Config.Healthcheck.Test}}"),
         r#"["NONE"]"#

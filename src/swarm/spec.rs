@@ -66,7 +66,7 @@ pub fn service_spec(project: &Project, key: &str, service: &Service) -> ServiceS
         timeout: h.timeout.map(nanos),
         retries: h.retries.map(i64::from),
         start_period: h.start_period.map(nanos),
-        ..Default::default()
+        start_interval: h.start_interval.map(nanos),
     });
     let (cpu_limit, memory_limit) = limits(&service.deploy.resources.limits);
     let (cpu_reserved, memory_reserved) = limits(&service.deploy.resources.reservations);

@@ -260,6 +260,10 @@ pub struct Healthcheck {
     pub timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_period: Option<u64>,
+    /// How often to check during `start_period` until the first pass (Docker Engine ≥ 25;
+    /// older engines ignore it and check every `interval` from the start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
 }
@@ -550,8 +554,8 @@ fn health_config(check: &Healthcheck) -> HealthConfig {
         interval: ns(check.interval),
         timeout: ns(check.timeout),
         start_period: ns(check.start_period),
+        start_interval: ns(check.start_interval),
         retries: check.retries.map(i64::from),
-        ..Default::default()
     }
 }
 

@@ -326,6 +326,7 @@ fn healthcheck(
             "interval" => check.interval = Some(duration(value, &at)?),
             "timeout" => check.timeout = Some(duration(value, &at)?),
             "start_period" => check.start_period = Some(duration(value, &at)?),
+            "start_interval" => check.start_interval = Some(duration(value, &at)?),
             "retries" => {
                 let retries = value.int(&at)?;
                 check.retries = Some(
@@ -814,7 +815,7 @@ mod tests {
             "image: demo:1\ncommand: serve --port \"8 0\"\nenvironment: [A=1, FROM_ENV, MISSING]\n\
              ports: [\"8080:80\", \"127.0.0.1:9000-9001:90-91/udp\", 7000, {target: 5, published: 6}, \"127.0.0.1:4100-4109:4000\"]\n\
              volumes: [data:/data:ro, ./conf:/etc/conf, /anon]\n\
-             healthcheck: {test: demo check, interval: 1s, retries: 3}\n\
+             healthcheck: {test: demo check, interval: 5s, start_interval: 500ms, retries: 3}\n\
              deploy: {replicas: 2, resources: {limits: {memory: 64m, cpus: '0.5'}}}\nipc: host\n",
             Dialect::ComposeFile,
         );
@@ -844,7 +845,10 @@ mod tests {
         assert_eq!(service.volumes[2].source, None);
         let check = service.healthcheck.unwrap();
         assert_eq!(check.test, ["CMD-SHELL", "demo check"]);
-        assert_eq!(check.interval, Some(1000));
+        assert_eq!(
+            (check.interval, check.start_interval),
+            (Some(5000), Some(500))
+        );
         assert_eq!(service.deploy.replicas, Some(2));
         assert_eq!(service.deploy.resources.limits.memory, Some(64 << 20));
         assert_eq!(service.deploy.resources.limits.cpus, Some(0.5));
