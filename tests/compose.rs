@@ -425,14 +425,14 @@ const LOAD: &str =
 
 #[test]
 fn unsupported_keys_are_warnings_naming_their_line() {
-    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\n    ulimits: {nofile: 1024}\ninclude:\n  - other.yaml\n";
+    let compose = "services:\n  api:\n    image: demo\n    ipc:\n      host\n    stop_signal: SIGINT\n    healthcheck:\n      test: [CMD, x]\n      start_when: 1s\n    ulimits: {nofile: 1024}\ninclude:\n  - other.yaml\n";
     Test::new()
         .file("compose.yaml", compose)
         .runbook("load", LOAD)
         .args(["load"])
         .stderr_contains("WARN  compose.yaml:4: services.api.ipc: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:6: services.api.stop_signal: not supported by cutover, ignored")
-        .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_interval: not supported by cutover, ignored")
+        .stderr_contains("WARN  compose.yaml:9: services.api.healthcheck.start_when: not supported by cutover, ignored")
         .stderr_contains("WARN  compose.yaml:11: include: not supported by cutover, ignored")
         .stderr_lacks("ulimits")
         .stdout_contains("services: [\"api\"]")

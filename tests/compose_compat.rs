@@ -888,12 +888,17 @@ fn up_starts_services_with_the_fields_compose_reads() {
     // disable: false keeps the image's own healthcheck (with the timings given); disable: true
     // turns it off.
     assert!(inspect(&app, "{{json .Config.Healthcheck.Test}}").contains("check"));
+    let start_interval = if support::docker::keeps_start_interval() {
+        "1s"
+    } else {
+        "0s"
+    };
     assert_eq!(
         inspect(
             &app,
             "{{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.StartInterval}}"
         ),
-        "30s 1s"
+        format!("30s {start_interval}")
     );
     assert_eq!(
         inspect(&worker, "{{json .Config.Healthcheck.Test}}"),

@@ -65,6 +65,14 @@ pub fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, name])
 }
 
+/// Whether the engine keeps a healthcheck's `start_interval` (API 1.44, Docker Engine 25, on):
+/// an older one drops it from what it stores.
+pub fn keeps_start_interval() -> bool {
+    let version = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let (major, minor) = version.split_once('.').expect("an API version like 1.41");
+    (major.parse::<u32>().unwrap(), minor.parse::<u32>().unwrap()) >= (1, 44)
+}
+
 /// Removes, on drop, everything labelled with this test's id or belonging to its compose
 /// projects, and the images it names.
 pub struct Cleanup {

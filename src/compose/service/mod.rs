@@ -578,6 +578,20 @@ mod tests {
     }
 
     #[test]
+    fn healthcheck_timings_reach_the_engine_in_nanoseconds() {
+        let check = Healthcheck {
+            test: vec!["CMD".into(), "check".into()],
+            interval: Some(5_000),
+            start_interval: Some(1_000),
+            ..Default::default()
+        };
+        let config = health_config(&check);
+        assert_eq!(config.interval, Some(5_000_000_000));
+        assert_eq!(config.start_interval, Some(1_000_000_000));
+        assert_eq!((config.timeout, config.start_period), (None, None));
+    }
+
+    #[test]
     fn hash_ignores_replicas_and_sees_env() {
         let service = Service {
             image: "demo:1".into(),
