@@ -52,9 +52,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    // The stack's own healthcheck interval, not the demo's every second (which the tests use):
-    // on a small host, what the containers' checks cost slows every run, the old way's too.
-    let stack = Stack::running_with("bench-promote", &[("HEALTHCHECK_INTERVAL", "")]);
+    let stack = Stack::running("bench-promote");
     let cutover = |args: &[&str]| {
         let mut command = stack.cutover(args).command();
         command.stdin(Stdio::null());

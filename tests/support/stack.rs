@@ -149,13 +149,7 @@ impl Stack {
 
     /// A stack with blue on v1 serving production and green on v2 standing by.
     pub fn running(prefix: &str) -> Stack {
-        Stack::running_with(prefix, &[])
-    }
-
-    /// [`Stack::running`] with `settings` set besides, as [`Stack::with`] takes them.
-    pub fn running_with(prefix: &str, settings: &[(&str, &str)]) -> Stack {
-        images();
-        let stack = Stack::with(prefix, settings);
+        let stack = Stack::new(prefix);
         stack.cutover(&["prepare", "blue", "v1"]).success();
         stack.cutover(&["promote", "blue"]).success();
         stack.cutover(&["prepare", "green", "v2"]).success();
