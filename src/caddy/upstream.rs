@@ -297,6 +297,9 @@ pub fn stage_slots(writes: Vec<SlotWrite>) -> Result<StagedSlots> {
             dirs.push(dir);
         }
     }
+    // What a run killed between staging and switching (or mid-write) left beside the slots.
+    let targets: Vec<&Path> = writes.iter().map(|w| w.path.as_path()).collect();
+    crate::journal::atomic::remove_abandoned_of(&targets);
     let contents: Vec<Vec<u8>> = writes
         .iter()
         .map(|w| format!("{}\n", w.addr).into_bytes())
@@ -412,5 +415,29 @@ pub(crate) mod tests {
         assert_eq!(r.targets().unwrap(), ["b:1", "a:1"]);
         assert_eq!(read_slot(&slot(4)).unwrap(), None);
         assert_eq!(read_slot(&slot(5)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_write_removes_what_a_killed_run_left_beside_the_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = |n: usize| dir.path().join(format!("p.{n}"));
+        // A run killed after staging its switch: its pid is gone, its files are not.
+        let left = dir.path().join(".p.1.tmp-2147483646-7");
+        std::fs::write(&left, "a:1\n").unwrap();
+        let writes: Vec<SlotWrite> = (1..=2)
+            .map(|n| SlotWrite {
+                path: slot(n),
+                addr: "b:1".into(),
+            })
+            .collect();
+        write_slots(&writes).unwrap();
+        assert!(!left.exists());
+        assert_eq!(read_slot(&slot(1)).unwrap().as_deref(), Some("b:1"));
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["p.1", "p.2"]);
     }
 }

@@ -211,25 +211,41 @@ fn start_writeback(file: &File) {
 /// Removes temporary files of `target` left by processes that died mid-write (a `kill -9`
 /// between create and rename). Files of live processes are left alone: they may be mid-write.
 pub fn remove_abandoned(target: &Path) {
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = std::fs::read_dir(parent(target)) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
-        else {
+    remove_abandoned_of(&[target]);
+}
+
+/// [`remove_abandoned`] for several targets, each directory read once.
+pub fn remove_abandoned_of(targets: &[&Path]) {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for target in targets {
+        let dir = parent(target);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        let prefixes: Vec<String> = targets
+            .iter()
+            .filter(|t| parent(t) == dir)
+            .filter_map(|t| t.file_name())
+            .map(|name| format!(".{}.tmp-", name.to_string_lossy()))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        if !crate::journal::identity::process_exists(pid) {
-            let _ = std::fs::remove_file(entry.path());
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name
+                .to_str()
+                .and_then(|n| prefixes.iter().find_map(|p| n.strip_prefix(p.as_str())))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !crate::journal::identity::process_exists(pid) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }
@@ -445,5 +461,23 @@ mod tests {
         remove_abandoned(&target);
         assert!(!dead.exists());
         assert!(mine.exists());
+    }
+
+    #[test]
+    fn abandoned_temp_files_of_several_targets_go_and_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let left = [".a.tmp-2147483646-1", ".b.tmp-2147483646-2"];
+        let kept = [".c.tmp-2147483646-3", "a", ".a.tmp-x"];
+        for name in left.iter().chain(&kept) {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        remove_abandoned_of(&[&a, &b]);
+        for name in left {
+            assert!(!dir.path().join(name).exists(), "{name} left");
+        }
+        for name in kept {
+            assert!(dir.path().join(name).exists(), "{name} removed");
+        }
     }
 }
