@@ -8,15 +8,18 @@ use std::collections::HashMap;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
-    ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, ResourceObject,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 use sha2::{Digest, Sha256};
 
-use crate::compose::{Project, service::Limits, service::Service};
+use crate::compose::{
+    Project,
+    service::{Limits, Service, health_config},
+};
 
 /// The label naming a swarm service's project, as `docker stack deploy` sets it.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
@@ -60,14 +63,7 @@ pub fn service_spec(project: &Project, key: &str, service: &Service) -> ServiceS
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let health = service.healthcheck.as_ref().map(|h| HealthConfig {
-        test: (!h.test.is_empty()).then(|| h.test.clone()),
-        interval: h.interval.map(nanos),
-        timeout: h.timeout.map(nanos),
-        retries: h.retries.map(i64::from),
-        start_period: h.start_period.map(nanos),
-        start_interval: h.start_interval.map(nanos),
-    });
+    let health = service.healthcheck.as_ref().map(health_config);
     let (cpu_limit, memory_limit) = limits(&service.deploy.resources.limits);
     let (cpu_reserved, memory_reserved) = limits(&service.deploy.resources.reservations);
     let networks: Vec<NetworkAttachmentConfig> = if service.network_mode.is_some() {

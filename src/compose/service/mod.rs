@@ -547,8 +547,9 @@ fn restart_policy(text: &str) -> RestartPolicy {
     }
 }
 
-fn health_config(check: &Healthcheck) -> HealthConfig {
-    let ns = |ms: Option<u64>| ms.map(|ms| (ms * 1_000_000) as i64);
+/// The engine's form of a healthcheck, for a container and for a swarm service alike.
+pub(crate) fn health_config(check: &Healthcheck) -> HealthConfig {
+    let ns = |ms: Option<u64>| ms.map(|ms| (ms as i64).saturating_mul(1_000_000));
     HealthConfig {
         test: (!check.test.is_empty()).then(|| check.test.clone()),
         interval: ns(check.interval),
