@@ -219,7 +219,15 @@ async fn run(
             .await
             .map_err(|e| QueryError::Postgres(describe(&e)))?;
     }
-    let rows = client.query(sql, &refs).await.map_err(|e| {
+    // Without parameters there is no type for the server to infer, so the statement is parsed,
+    // bound and run in one round trip; with them, `query` prepares it first (the server says
+    // what type each `$n` is, and the text given is read as that).
+    let rows = if refs.is_empty() {
+        client.query_typed(sql, &[]).await
+    } else {
+        client.query(sql, &refs).await
+    };
+    let rows = rows.map_err(|e| {
         let writes = e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION);
         match writes && access == Access::ReadOnly {
             true => QueryError::Writes(describe(&e)),
