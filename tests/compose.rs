@@ -439,6 +439,51 @@ fn unsupported_keys_are_warnings_naming_their_line() {
         .success();
 }
 
+/// A run keeps the compose file as it parsed it (deploy/cache), and the next runs read that
+/// back instead of parsing: what they see must be the file as it is now, edited or not, with
+/// its warnings' lines; a dry run keeps nothing.
+#[test]
+fn the_compose_file_is_read_as_it_is_now_when_an_earlier_run_kept_its_parse() {
+    let image =
+        r#"fn main() { print(`image: ${compose::load("compose.yaml").services.api.image}`) }"#;
+    let compose = "services:\n  api:\n    image: demo:v1\n    ipc: host\n";
+    let test = Test::new()
+        .file("compose.yaml", compose)
+        .runbook("image", image);
+    let kept = || {
+        std::fs::read_dir(test.path().join("deploy/cache"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let ran = test.run(&["--dry-run", "run", "image"]).success();
+    assert!(ran.stdout.contains("image: demo:v1"), "{}", ran.stdout);
+    assert_eq!(kept(), 0, "a dry run keeps no parse");
+    for _ in 0..2 {
+        let ran = test.run(&["run", "image"]).success();
+        assert!(ran.stdout.contains("image: demo:v1"), "{}", ran.stdout);
+        assert!(
+            ran.stderr
+                .contains("compose.yaml:4: services.api.ipc: not supported by cutover, ignored"),
+            "{}",
+            ran.stderr
+        );
+        assert_eq!(kept(), 1);
+    }
+    // Edited in place, same length and within the same second: read as edited.
+    std::fs::write(
+        test.path().join("compose.yaml"),
+        compose.replace("v1", "v2"),
+    )
+    .unwrap();
+    let ran = test.run(&["run", "image"]).success();
+    assert!(ran.stdout.contains("image: demo:v2"), "{}", ran.stdout);
+    // Broken: the error names the line, however the last good text was kept.
+    std::fs::write(test.path().join("compose.yaml"), "services:\n  api: [\n").unwrap();
+    let ran = test.run(&["run", "image"]).status(1);
+    assert!(ran.stderr.contains("compose.yaml:"), "{}", ran.stderr);
+    assert_eq!(kept(), 1, "one entry per compose file");
+}
+
 #[test]
 fn malformed_compose_files_are_errors_naming_the_line() {
     for (compose, error) in [

@@ -13,6 +13,7 @@ pub(crate) mod apply;
 pub(crate) mod dotenv;
 pub(crate) mod down;
 pub(crate) mod interpolate;
+pub(crate) mod parsed;
 pub(crate) mod plan;
 pub(crate) mod project;
 pub(crate) mod service;
@@ -130,6 +131,9 @@ pub struct LoadOptions {
     /// Where the values of secret-looking variables read here go, for masking: those of the
     /// env file, and every service's `environment` (`env_file:` ones included).
     pub redactor: Option<std::sync::Arc<crate::redact::Redactor>>,
+    /// Where the file's tree, as an earlier run parsed it, may be found (and kept); `None`
+    /// parses it every time.
+    pub parse_cache: Option<parsed::ParseCache>,
 }
 
 /// Reads and checks the compose file at `path`.
@@ -165,7 +169,10 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
                 fallback.find(|(n, _)| n == name).map(|(_, v)| v.clone())
             })
     };
-    let mut tree = tree::parse(&text, &source)?;
+    let mut tree = match &options.parse_cache {
+        Some(cache) => cache.parse(path, &text, &source)?,
+        None => tree::parse(&text, &source)?,
+    };
     tree.map_strings("", &mut |text, path, line| {
         interpolate(text, &lookup).map_err(|e| SpecError::new(line, path, e.to_string()))
     })

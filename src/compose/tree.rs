@@ -99,7 +99,7 @@ const MAX_EVENTS: usize = 200_000;
 
 /// How deep collections may nest: serde-saphyr's default, far beyond any real compose file,
 /// and shallow enough that reading never runs out of the main thread's stack.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Parses YAML text; `source` names it in errors. An empty document is `Null`.
 pub fn parse(text: &str, source: &str) -> Result<Node, SpecError> {

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     compose::down,
     compose::plan::{self, UpOptions},
-    compose::{self, LoadOptions, Project},
+    compose::{self, LoadOptions, Project, parsed::ParseCache},
     context::Context,
     context::progress::Progress,
 };
@@ -172,6 +172,11 @@ fn load(context: &Context, path: &str, options: Map) -> HostResult<Map> {
         project_name: options.string("project_name")?,
         fallback: context.env_files.lock().unwrap().vars.clone(),
         redactor: Some(context.secrets.clone()),
+        // Kept beside the journal; a dry run or a readonly runbook writes no file.
+        parse_cache: Some(ParseCache {
+            dir: context.settings.state_dir.join("cache"),
+            store: !context.is_dry_run() && !context.run_info().readonly,
+        }),
     };
     let project = compose::load(std::path::Path::new(path), &load_options)
         .map_err(|e| fail_masked(context, e))?;
