@@ -194,6 +194,34 @@ fn a_missing_import_and_a_global_read_in_a_function_are_explained() {
         .status(2);
 }
 
+/// A call without a module is checked against the functions the script defines and the global
+/// ones (the host's and Rhai's), by name and number of arguments: a misspelt name, a missing
+/// argument are each named at the call with the nearest name or the overloads; what the script
+/// or the engine does define passes, operators and Rhai's `Fn`, `call`, `type_of` included.
+#[test]
+fn calls_without_a_module_are_checked_by_name_and_arity() {
+    let runbook = "fn retry(times) { times }\nfn main(rare) {\n    if rare == \"yes\" {\n        retyr(3);\n        retry(3, 4);\n        slep(10);\n        sub_string(\"abc\");\n    }\n    sleep(retry(1));\n    print(sub_string(\"abc\", 1) + parse_json(\"[1]\").len());\n    let twice = |x| retry(x) * 2;\n    print(twice.call(1) + call(twice, 2));\n    print(type_of(Fn(\"retry\")));\n    print(-retry(1) + 2);\n    if !is_dry_run() { throw \"not a dry run\"; }\n}\n";
+    Test::new()
+        .runbook("r", runbook)
+        .args(["check", "r"])
+        .stderr_contains("runbooks/r.rhai:4:9: no function retyr: the script defines none, and no host or Rhai function has that name")
+        .stderr_contains("did you mean `retry`")
+        .stderr_contains("runbooks/r.rhai:5:9: no function retry taking 2 arguments")
+        .stderr_contains("retry is called as: retry(times)")
+        .stderr_contains("runbooks/r.rhai:6:9: no function slep")
+        .stderr_contains("did you mean `sleep`")
+        .stderr_contains("runbooks/r.rhai:7:9: no function sub_string taking 1 argument")
+        .stderr_contains("sub_string is called as: sub_string(")
+        .stderr_contains(": 4 errors")
+        .status(2);
+    // What runs is what passes: the same calls with a run taking the other branch.
+    Test::new()
+        .runbook("r", runbook)
+        .args(["--dry-run", "r", "no"])
+        .stdout("bc1\n6\nFn\n1\n")
+        .success();
+}
+
 /// A call through an imported script module is checked against what the module exports: a
 /// misspelt name, a wrong number of arguments and a private function are each named at the
 /// call, with the module's own overloads or the nearest name. A runbook's rarely taken branch

@@ -234,7 +234,8 @@ impl ScriptEngine {
     /// module that exists, every call of a host module's function (`docker::restart`) names
     /// one that is registered, and every call through an imported script module
     /// (`bg::send_traffic(cfg, project, env)`) names a public function of it taking that many
-    /// arguments — so a typo in a branch a run rarely takes is found before a run reaches it,
+    /// arguments, and every call without a module (`retry(3)`) names a function the script
+    /// defines, or a global host or Rhai function, taking that many — so a typo in a branch a run rarely takes is found before a run reaches it,
     /// and not midway through a change.
     ///
     /// `modules_seen` keeps the imported modules' functions for the next script checked.
@@ -262,6 +263,10 @@ impl ScriptEngine {
             help: help.map(Into::into),
         };
         let imported = imported_modules(ast);
+        let own = ExportedFn::of(ast);
+        // Put back after the walk, which looks modules up in `modules_seen` meanwhile.
+        let globals =
+            (modules_seen.globals.take()).unwrap_or_else(|| GlobalFunctions::of(&self.rhai));
         ast.walk(&mut |path: &[rhai::ASTNode]| {
             match path.last() {
                 Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
@@ -280,8 +285,18 @@ impl ScriptEngine {
                     | rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, position)),
                 ) => {
                     let namespace = &call.namespace;
-                    // A call with no module, or through a module's own import
-                    // (`bg::stack::f`), is left to run time.
+                    // Operators (`a + b`, `-x`) are calls too, by symbol: Rhai checks those.
+                    if namespace.path.is_empty() {
+                        if call.op_token.is_none()
+                            && rhai::is_valid_identifier(&call.name)
+                            && let Some((message, help)) =
+                                unmatched_plain_call(&call.name, call.args.len(), &own, &globals)
+                        {
+                            found.push(at(*position, message, help));
+                        }
+                        return true;
+                    }
+                    // A call through a module's own import (`bg::stack::f`) is left to run time.
                     if namespace.path.len() != 1 {
                         return true;
                     }
@@ -307,6 +322,7 @@ impl ScriptEngine {
             }
             true
         });
+        modules_seen.globals = Some(globals);
         found
     }
 
@@ -336,29 +352,28 @@ impl ScriptEngine {
     }
 }
 
-/// The functions of the script modules `cutover check` has looked into, by module name: each
-/// module is compiled once for every script that imports it.
+/// The functions `cutover check` has looked up, kept for the next script it checks: those of
+/// each script module, by module name (compiled once for every script that imports it), and
+/// the engine's functions a script calls without a module.
 #[derive(Default)]
-pub struct ModuleFunctions(HashMap<String, Option<Vec<ExportedFn>>>);
+pub struct ModuleFunctions {
+    modules: HashMap<String, Option<Vec<ExportedFn>>>,
+    globals: Option<GlobalFunctions>,
+}
 
 impl ModuleFunctions {
     /// The functions of the script module `import "NAME"` brings in (resolved as the run
     /// resolves it: the stdlib first, then the runbooks), or `None` when it cannot be compiled
     /// (its own check says why).
     fn functions(&mut self, engine: &ScriptEngine, name: &str) -> Option<&[ExportedFn]> {
-        let compiled = self.0.entry(name.to_string()).or_insert_with(|| {
+        let compiled = self.modules.entry(name.to_string()).or_insert_with(|| {
             let script = engine
                 .stdlib
                 .find(name)
                 .or_else(|_| engine.runbooks.find(name))
                 .ok()?;
             let ast = engine.rhai.compile(&*script.text).ok()?;
-            let functions = ast.iter_functions().map(|f| ExportedFn {
-                name: f.name.to_string(),
-                params: f.params.iter().map(|p| p.to_string()).collect(),
-                private: f.access == rhai::FnAccess::Private,
-            });
-            Some(functions.collect())
+            Some(ExportedFn::of(&ast))
         });
         compiled.as_deref()
     }
@@ -402,6 +417,130 @@ fn unmatched_call(
     Some((message, hints::for_missing_function(&path, &shown, &[])))
 }
 
+/// The functions a script can call without a module, by name: each overload's number of
+/// parameters and how it is called (`sub_string(string: String, start: int)`). Host functions
+/// registered globally and Rhai's packages both; a host module's functions are called with
+/// their module (`docker::restart`) and are checked as such.
+struct GlobalFunctions(HashMap<String, Vec<(usize, String)>>);
+
+/// What Rhai itself evaluates by name rather than as a registered function (`Fn("f")`,
+/// `call(f, x)`, `type_of(x)`): never reported.
+const KEYWORD_FUNCTIONS: [&str; 10] = [
+    "Fn",
+    "call",
+    "curry",
+    "is_def_fn",
+    "is_def_var",
+    "is_shared",
+    "eval",
+    "type_of",
+    "print",
+    "debug",
+];
+
+impl GlobalFunctions {
+    fn of(engine: &rhai::Engine) -> GlobalFunctions {
+        let mut found: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        for signature in engine.gen_fn_signatures(true) {
+            if let Some((name, params)) = parse_signature(&signature)
+                && !name.contains("::")
+            {
+                let shown = shown_in_script_types(name, &params);
+                found
+                    .entry(name.to_string())
+                    .or_default()
+                    .push((params.len(), shown));
+            }
+        }
+        GlobalFunctions(found)
+    }
+}
+
+/// The name and the parameters (`a: T`) of a signature `name(a: T, b: Map<K, V>) -> R`.
+fn parse_signature(signature: &str) -> Option<(&str, Vec<&str>)> {
+    let open = signature.find('(')?;
+    let (mut depth, mut start, mut params) = (0usize, open + 1, Vec::new());
+    for (i, c) in signature.char_indices().skip_while(|(i, _)| *i <= open) {
+        match c {
+            ')' | ']' | '>' if depth == 0 => {
+                params.push(signature[start..i].trim());
+                break;
+            }
+            '(' | '[' | '<' => depth += 1,
+            ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                params.push(signature[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    params.retain(|p| !p.is_empty());
+    Some((&signature[..open], params))
+}
+
+/// `name(a: String, n: int)`: a signature as a script writer reads it (script types, no Rust).
+fn shown_in_script_types(name: &str, params: &[&str]) -> String {
+    let params: Vec<String> = params
+        .iter()
+        .map(|p| match p.split_once(':') {
+            Some((param, ty)) => {
+                let ty = ty
+                    .trim()
+                    .trim_start_matches("&mut ")
+                    .trim_start_matches('&');
+                format!("{}: {}", param.trim(), hints::script_type(ty))
+            }
+            None => hints::script_type(p),
+        })
+        .collect();
+    format!("{name}({})", params.join(", "))
+}
+
+/// What is wrong with the call `name` with `arity` arguments and no module, in a script that
+/// defines `own` functions: `(message, help)`, or `None` when the script or the engine has a
+/// function of that name taking that many.
+fn unmatched_plain_call(
+    name: &str,
+    arity: usize,
+    own: &[ExportedFn],
+    globals: &GlobalFunctions,
+) -> Option<(String, Option<String>)> {
+    let global = globals.0.get(name).map(Vec::as_slice).unwrap_or_default();
+    let defined: Vec<&ExportedFn> = own.iter().filter(|f| f.name == name).collect();
+    if KEYWORD_FUNCTIONS.contains(&name)
+        || defined.iter().any(|f| f.params.len() == arity)
+        || global.iter().any(|(n, _)| *n == arity)
+    {
+        return None;
+    }
+    if defined.is_empty() && global.is_empty() {
+        let mut names: Vec<String> = own.iter().map(|f| f.name.clone()).collect();
+        names.extend(globals.0.keys().cloned());
+        return Some((
+            format!(
+                "no function {name}: the script defines none, and no host or Rhai function has that name"
+            ),
+            hints::for_missing_function(name, &[], &names),
+        ));
+    }
+    let mut shown: Vec<(usize, String)> = defined
+        .iter()
+        .map(|f| (f.params.len(), f.shown_plain()))
+        .collect();
+    shown.extend(global.iter().cloned());
+    shown.sort();
+    shown.dedup();
+    let shown: Vec<String> = shown.into_iter().map(|(_, s)| s).collect();
+    Some((
+        format!(
+            "no function {name} taking {arity} argument{}",
+            if arity == 1 { "" } else { "s" }
+        ),
+        hints::for_missing_function(name, &shown, &[]),
+    ))
+}
+
 /// A function a script module defines, as `cutover check` matches calls to it (a `private fn`
 /// cannot be called from outside).
 struct ExportedFn {
@@ -414,6 +553,22 @@ impl ExportedFn {
     /// How it is called through `alias`: `bg::send_traffic(cfg, project, env)`.
     fn shown(&self, alias: &str) -> String {
         format!("{alias}::{}({})", self.name, self.params.join(", "))
+    }
+
+    /// How it is called from its own script: `send_traffic(cfg, project, env)`.
+    fn shown_plain(&self) -> String {
+        format!("{}({})", self.name, self.params.join(", "))
+    }
+
+    /// The functions `ast` defines, closures included.
+    fn of(ast: &AST) -> Vec<ExportedFn> {
+        ast.iter_functions()
+            .map(|f| ExportedFn {
+                name: f.name.to_string(),
+                params: f.params.iter().map(|p| p.to_string()).collect(),
+                private: f.access == rhai::FnAccess::Private,
+            })
+            .collect()
     }
 }
 
@@ -577,5 +732,52 @@ impl ModuleResolver for StdlibResolver {
             .unwrap()
             .insert(path.to_string(), module.clone());
         Ok(module)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_give_their_name_and_parameters_nested_commas_kept() {
+        assert_eq!(
+            parse_signature("merge(a: Map<K, V>, b: &mut Array) -> Map"),
+            Some(("merge", vec!["a: Map<K, V>", "b: &mut Array"]))
+        );
+        assert_eq!(parse_signature("now() -> i64"), Some(("now", vec![])));
+        assert_eq!(parse_signature("no parentheses"), None);
+        assert_eq!(
+            shown_in_script_types(
+                "sub_string",
+                &["s: ImmutableString", "n: i64", "a: &mut Array"]
+            ),
+            "sub_string(s: String, n: int, a: array)"
+        );
+    }
+
+    #[test]
+    fn a_plain_call_matches_the_scripts_functions_then_the_globals_by_arity() {
+        let globals = GlobalFunctions(HashMap::from([(
+            "sleep".to_string(),
+            vec![(1, "sleep(ms: int)".to_string())],
+        )]));
+        let own = vec![ExportedFn {
+            name: "retry".into(),
+            params: vec!["times".into()],
+            private: true,
+        }];
+        assert_eq!(unmatched_plain_call("retry", 1, &own, &globals), None);
+        assert_eq!(unmatched_plain_call("sleep", 1, &own, &globals), None);
+        assert_eq!(unmatched_plain_call("type_of", 1, &own, &globals), None);
+        let (message, help) = unmatched_plain_call("sleep", 2, &own, &globals).unwrap();
+        assert_eq!(message, "no function sleep taking 2 arguments");
+        assert_eq!(help.unwrap(), "sleep is called as: sleep(ms: int)");
+        let (message, help) = unmatched_plain_call("retyr", 1, &own, &globals).unwrap();
+        assert!(
+            message.starts_with("no function retyr: the script defines none"),
+            "{message}"
+        );
+        assert_eq!(help.unwrap(), "did you mean `retry`?");
     }
 }
