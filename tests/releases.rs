@@ -274,6 +274,56 @@ fn a_deploy_migrates_after_a_verified_backup_and_a_failing_migration_moves_nothi
     assert_eq!(stack.version(), "v2");
 }
 
+/// A deploy through staging runs two release phases on the one database the environments
+/// share: staging's backs up and migrates; the standby's finds the schema as staging left it
+/// and takes no second dump (it would be at the new schema, and count against BACKUP_KEEP):
+/// its record names staging's backup, the one a rollback across the migration restores.
+#[test]
+fn a_deploy_through_staging_backs_up_the_database_once() {
+    if !require() {
+        return;
+    }
+    let stack = stack("rel-staged", &[]);
+    stack.cutover(&["prepare", "blue", "v1"]).success();
+    stack.cutover(&["promote", "blue"]).success();
+    let before = backups(&stack);
+    let deployed = stack
+        .cutover(&["deploy"])
+        .env("STAGING_TAG", "v2")
+        .stderr_contains("release phase of staging (v2): first a backup of flappyjournal (schema 1)")
+        .stderr_contains("release phase of staging (v2) done: schema 1 -> 2")
+        .stderr_contains("release phase of green (v2): flappyjournal is at schema 2, as staging's release phase of v2 left it: its backup from before that migration, deploy/backups/flappyjournal-before-staging-v2-")
+        .stderr_contains("release phase of green (v2) done: schema 2 -> 2")
+        .success();
+    assert_eq!(stack.version(), "v2", "{}", deployed.stderr);
+    let taken: Vec<String> = backups(&stack)
+        .into_iter()
+        .filter(|b| !before.contains(b))
+        .collect();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(
+        taken[0].starts_with("flappyjournal-before-staging-v2-"),
+        "{taken:?}"
+    );
+    let phases = records(&stack, "release");
+    let green = phases.last().unwrap();
+    assert_eq!(green["fields"]["env"], "green");
+    assert_eq!(green["fields"]["schema_before"], "2");
+    assert_eq!(
+        green["fields"]["backup"]["path"],
+        format!("deploy/backups/{}", taken[0])
+    );
+    assert_eq!(green["fields"]["backup"]["schema"], "1");
+    // Back to v1 across the migration: the backup offered is staging's, from before it.
+    stack
+        .cutover(&["--dry-run", "rollback", "--restore-db"])
+        .stdout_contains(&format!(
+            "schema: v1 was released at 1, the database is at 2: restore-db: restore deploy/backups/{}",
+            taken[0]
+        ))
+        .success();
+}
+
 #[test]
 fn a_rollback_across_a_schema_change_is_a_decision_and_releases_tell_the_story() {
     if !require() {
