@@ -187,15 +187,9 @@ fn a_writer_killed_at_random_moments_never_leaves_a_torn_file() {
         changes >= 100,
         "only {changes} of 200 rounds wrote the state"
     );
-    let leftovers = std::fs::read_dir(test.path().join("deploy"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".tmp-")
-        })
+    let leftovers = crate::pg::files_in(&test.path().join("deploy"))
+        .iter()
+        .filter(|name| name.contains(".tmp-"))
         .count();
     assert!(leftovers <= 2, "{leftovers} abandoned temporary files");
 }
