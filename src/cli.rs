@@ -60,8 +60,8 @@ pub enum Command {
         module: bool,
     },
     /// Compile runbooks and stdlib modules without running them, and check that every
-    /// import, host function, call into an imported module and call without a module (by name
-    /// and number of arguments) exists; exit 2 on any error
+    /// import, host function, call into an imported module, call without a module and method
+    /// call (by name and number of arguments) exists; exit 2 on any error
     Check {
         /// Runbook names or paths (default: every runbook and stdlib module)
         targets: Vec<String>,

@@ -194,12 +194,13 @@ fn a_missing_import_and_a_global_read_in_a_function_are_explained() {
         .status(2);
 }
 
-/// A call without a module is checked against the functions the script defines and the global
-/// ones (the host's and Rhai's), by name and number of arguments: a misspelt name, a missing
-/// argument are each named at the call with the nearest name or the overloads; what the script
-/// or the engine does define passes, operators and Rhai's `Fn`, `call`, `type_of` included.
+/// A call without a module, or of a method, is checked against the functions the script
+/// defines and the global ones (the host's and Rhai's), by name and number of arguments: a
+/// misspelt name, a missing argument are each named at the call with the nearest name or the
+/// overloads; what the script or the engine does define passes, operators and Rhai's `Fn`,
+/// `call`, `type_of` included.
 #[test]
-fn calls_without_a_module_are_checked_by_name_and_arity() {
+fn calls_without_a_module_and_methods_are_checked_by_name_and_arity() {
     let runbook = "fn retry(times) { times }\nfn main(rare) {\n    if rare == \"yes\" {\n        retyr(3);\n        retry(3, 4);\n        slep(10);\n        sub_string(\"abc\");\n    }\n    sleep(retry(1));\n    print(sub_string(\"abc\", 1) + parse_json(\"[1]\").len());\n    let twice = |x| retry(x) * 2;\n    print(twice.call(1) + call(twice, 2));\n    print(type_of(Fn(\"retry\")));\n    print(-retry(1) + 2);\n    if !is_dry_run() { throw \"not a dry run\"; }\n}\n";
     Test::new()
         .runbook("r", runbook)
@@ -219,6 +220,25 @@ fn calls_without_a_module_are_checked_by_name_and_arity() {
         .runbook("r", runbook)
         .args(["--dry-run", "r", "no"])
         .stdout("bc1\n6\nFn\n1\n")
+        .success();
+    // Method calls likewise: `x.f(a)` is a host or Rhai `f(x, a)`, or the script's own `f(a)`
+    // with `x` as `this`; a closure kept in a map (`o.greet(…)`) is left to run time.
+    let methods = "fn twice() { this * 2 }\nfn main(rare) {\n    let a = [1];\n    if rare == \"yes\" {\n        print(a.lenn());\n        print(\"abc\".contains());\n        print(3.twice(4));\n    }\n    a.push(2);\n    let o = #{greet: |who| `hi ${who}`};\n    print(`${a.len()} ${o.greet(\"x\")} ${3.twice()}`);\n}\n";
+    Test::new()
+        .runbook("m", methods)
+        .args(["check", "m"])
+        .stderr_contains("runbooks/m.rhai:5:17: no method .lenn(): the script defines no function lenn")
+        .stderr_contains("did you mean `len`")
+        .stderr_contains("runbooks/m.rhai:6:21: no method .contains() taking 0 arguments (besides the value before the dot)")
+        .stderr_contains("contains is called as: contains(array: array, value: any)")
+        .stderr_contains("runbooks/m.rhai:7:17: no method .twice() taking 1 argument")
+        .stderr_contains("twice is called as: twice()")
+        .stderr_contains(": 3 errors")
+        .status(2);
+    Test::new()
+        .runbook("m", methods)
+        .args(["m", "no"])
+        .stdout("2 hi x 6\n")
         .success();
 }
 

@@ -234,8 +234,9 @@ impl ScriptEngine {
     /// module that exists, every call of a host module's function (`docker::restart`) names
     /// one that is registered, and every call through an imported script module
     /// (`bg::send_traffic(cfg, project, env)`) names a public function of it taking that many
-    /// arguments, and every call without a module (`retry(3)`) names a function the script
-    /// defines, or a global host or Rhai function, taking that many — so a typo in a branch a run rarely takes is found before a run reaches it,
+    /// arguments, and every call without a module (`retry(3)`) or of a method (`list.lenn()`)
+    /// names a function the script defines, or a global host or Rhai function, taking that
+    /// many — so a typo in a branch a run rarely takes is found before a run reaches it,
     /// and not midway through a change.
     ///
     /// `modules_seen` keeps the imported modules' functions for the next script checked.
@@ -264,6 +265,7 @@ impl ScriptEngine {
         };
         let imported = imported_modules(ast);
         let own = ExportedFn::of(ast);
+        let map_keys = map_field_names(ast);
         // Put back after the walk, which looks modules up in `modules_seen` meanwhile.
         let globals =
             (modules_seen.globals.take()).unwrap_or_else(|| GlobalFunctions::of(&self.rhai));
@@ -278,6 +280,21 @@ impl ScriptEngine {
                             format!("no stdlib module or runbook named `{name}`"),
                             Some(hints::for_missing_module(name, &stdlib)),
                         ));
+                    }
+                }
+                // `x.f(a)` is `f(x, a)`, unless `x` is a map whose `f` is a closure (a method
+                // of an object map): names the script gives a map's field pass.
+                Some(rhai::ASTNode::Expr(rhai::Expr::MethodCall(call, position)))
+                    if !map_keys.contains(call.name.as_str()) =>
+                {
+                    if let Some((message, help)) = unmatched_call_of(
+                        Call::Method,
+                        &call.name,
+                        call.args.len() + 1,
+                        &own,
+                        &globals,
+                    ) {
+                        found.push(at(*position, message, help));
                     }
                 }
                 Some(
@@ -506,10 +523,35 @@ fn unmatched_plain_call(
     own: &[ExportedFn],
     globals: &GlobalFunctions,
 ) -> Option<(String, Option<String>)> {
+    unmatched_call_of(Call::Plain, name, arity, own, globals)
+}
+
+/// How a call names its function: `f(x)`, or `x.f()` (the value before the dot its first
+/// argument).
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    Plain,
+    Method,
+}
+
+/// [`unmatched_plain_call`] for a call of either shape; `arity` counts a method's value.
+fn unmatched_call_of(
+    call: Call,
+    name: &str,
+    arity: usize,
+    own: &[ExportedFn],
+    globals: &GlobalFunctions,
+) -> Option<(String, Option<String>)> {
     let global = globals.0.get(name).map(Vec::as_slice).unwrap_or_default();
     let defined: Vec<&ExportedFn> = own.iter().filter(|f| f.name == name).collect();
+    // A script function called as a method gets the value before the dot as `this`, not as a
+    // parameter; a host or Rhai function as its first parameter.
+    let own_arity = match call {
+        Call::Plain => arity,
+        Call::Method => arity - 1,
+    };
     if KEYWORD_FUNCTIONS.contains(&name)
-        || defined.iter().any(|f| f.params.len() == arity)
+        || defined.iter().any(|f| f.params.len() == own_arity)
         || global.iter().any(|(n, _)| *n == arity)
     {
         return None;
@@ -517,12 +559,15 @@ fn unmatched_plain_call(
     if defined.is_empty() && global.is_empty() {
         let mut names: Vec<String> = own.iter().map(|f| f.name.clone()).collect();
         names.extend(globals.0.keys().cloned());
-        return Some((
-            format!(
+        let message = match call {
+            Call::Plain => format!(
                 "no function {name}: the script defines none, and no host or Rhai function has that name"
             ),
-            hints::for_missing_function(name, &[], &names),
-        ));
+            Call::Method => format!(
+                "no method .{name}(): the script defines no function {name}, and no host or Rhai function has that name"
+            ),
+        };
+        return Some((message, hints::for_missing_function(name, &[], &names)));
     }
     let mut shown: Vec<(usize, String)> = defined
         .iter()
@@ -532,13 +577,15 @@ fn unmatched_plain_call(
     shown.sort();
     shown.dedup();
     let shown: Vec<String> = shown.into_iter().map(|(_, s)| s).collect();
-    Some((
-        format!(
-            "no function {name} taking {arity} argument{}",
-            if arity == 1 { "" } else { "s" }
+    let arguments = |n: usize| format!("{n} argument{}", if n == 1 { "" } else { "s" });
+    let message = match call {
+        Call::Plain => format!("no function {name} taking {}", arguments(arity)),
+        Call::Method => format!(
+            "no method .{name}() taking {} (besides the value before the dot)",
+            arguments(arity - 1)
         ),
-        hints::for_missing_function(name, &shown, &[]),
-    ))
+    };
+    Some((message, hints::for_missing_function(name, &shown, &[])))
 }
 
 /// A function a script module defines, as `cutover check` matches calls to it (a `private fn`
@@ -570,6 +617,25 @@ impl ExportedFn {
             })
             .collect()
     }
+}
+
+/// Every name `ast` gives a map's field, in a literal (`#{name: …}`) or as a property
+/// (`o.name = …`, `o.name`): a method call of one of them may be a closure's.
+fn map_field_names(ast: &AST) -> std::collections::HashSet<String> {
+    let mut keys = std::collections::HashSet::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        match path.last() {
+            Some(rhai::ASTNode::Expr(rhai::Expr::Map(map, _))) => {
+                keys.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+            }
+            Some(rhai::ASTNode::Expr(rhai::Expr::Property(property, _))) => {
+                keys.insert(property.2.to_string());
+            }
+            _ => {}
+        }
+        true
+    });
+    keys
 }
 
 /// The script modules `ast` imports, by alias (`import "bluegreen" as bg;`: `bg` ->
