@@ -845,5 +845,14 @@ mod tests {
             "{message}"
         );
         assert_eq!(help.unwrap(), "did you mean `retry`?");
+        // `5.retry()`: the script's `retry(times)` takes the 5 as `this`, not as `times`, so
+        // it needs one argument inside the parentheses; a host `sleep(ms)` takes it as `ms`.
+        assert!(unmatched_call_of(Call::Method, "retry", 2, &own, &globals).is_none());
+        let (message, _) = unmatched_call_of(Call::Method, "retry", 1, &own, &globals).unwrap();
+        assert_eq!(
+            message,
+            "no method .retry() taking 0 arguments (besides the value before the dot)"
+        );
+        assert!(unmatched_call_of(Call::Method, "sleep", 1, &own, &globals).is_none());
     }
 }
