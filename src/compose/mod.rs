@@ -170,7 +170,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, ComposeError>
             })
     };
     let mut tree = match &options.parse_cache {
-        Some(cache) => cache.parse(path, &text, &source)?,
+        Some(cache) => cache.parse(&absolute, &text, &source)?,
         None => tree::parse(&text, &source)?,
     };
     tree.map_strings("", &mut |text, path, line| {

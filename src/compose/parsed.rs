@@ -30,8 +30,8 @@ pub struct ParseCache {
 }
 
 impl ParseCache {
-    /// The tree of `text` (the file `path`, `source` in errors): the one kept for `path` when it
-    /// was parsed from this very text, otherwise parsed now and kept.
+    /// The tree of `text` (the file at absolute path `path`, `source` in errors): the one kept
+    /// for `path` when it was parsed from this very text, otherwise parsed now and kept.
     pub fn parse(&self, path: &Path, text: &str, source: &str) -> Result<Node, SpecError> {
         let entry = self.entry(path);
         let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
@@ -52,8 +52,7 @@ impl ParseCache {
 
     /// The entry of compose file `path`: one per file, so editing it replaces its entry.
     fn entry(&self, path: &Path) -> PathBuf {
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let key = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+        let key = Sha256::digest(path.as_os_str().as_encoded_bytes());
         let hex: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("compose-{hex}.tree"))
     }

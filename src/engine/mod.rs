@@ -246,10 +246,14 @@ impl ScriptEngine {
         ast: &AST,
         modules_seen: &mut ModuleFunctions,
     ) -> Vec<Diagnostic> {
-        let functions = docs::functions(&self.rhai);
-        let paths: Vec<String> = functions.iter().map(|f| f.path()).collect();
-        let modules: std::collections::BTreeSet<String> =
-            functions.iter().filter_map(|f| f.module.clone()).collect();
+        // Put back after the walk, which looks modules up in `modules_seen` meanwhile.
+        let registered =
+            (modules_seen.registered.take()).unwrap_or_else(|| Registered::of(&self.rhai));
+        let Registered {
+            paths,
+            modules,
+            globals,
+        } = &registered;
         let mut importable = self.stdlib_names();
         if let Ok(runbooks) = self.runbooks.list() {
             importable.extend(runbooks.into_iter().map(|s| s.name));
@@ -266,9 +270,6 @@ impl ScriptEngine {
         let imported = imported_modules(ast);
         let own = ExportedFn::of(ast);
         let map_keys = map_field_names(ast);
-        // Put back after the walk, which looks modules up in `modules_seen` meanwhile.
-        let globals =
-            (modules_seen.globals.take()).unwrap_or_else(|| GlobalFunctions::of(&self.rhai));
         ast.walk(&mut |path: &[rhai::ASTNode]| {
             match path.last() {
                 Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, position))) => {
@@ -292,7 +293,7 @@ impl ScriptEngine {
                         &call.name,
                         call.args.len() + 1,
                         &own,
-                        &globals,
+                        globals,
                     ) {
                         found.push(at(*position, message, help));
                     }
@@ -306,8 +307,13 @@ impl ScriptEngine {
                     if namespace.path.is_empty() {
                         if call.op_token.is_none()
                             && rhai::is_valid_identifier(&call.name)
-                            && let Some((message, help)) =
-                                unmatched_plain_call(&call.name, call.args.len(), &own, &globals)
+                            && let Some((message, help)) = unmatched_call_of(
+                                Call::Plain,
+                                &call.name,
+                                call.args.len(),
+                                &own,
+                                globals,
+                            )
                         {
                             found.push(at(*position, message, help));
                         }
@@ -324,7 +330,7 @@ impl ScriptEngine {
                             found.push(at(
                                 *position,
                                 format!("no function {name}"),
-                                hints::for_missing_function(&name, &[], &paths),
+                                hints::for_missing_function(&name, &[], paths),
                             ));
                         }
                     } else if let Some(Some(module)) = imported.get(alias)
@@ -339,7 +345,7 @@ impl ScriptEngine {
             }
             true
         });
-        modules_seen.globals = Some(globals);
+        modules_seen.registered = Some(registered);
         found
     }
 
@@ -371,11 +377,30 @@ impl ScriptEngine {
 
 /// The functions `cutover check` has looked up, kept for the next script it checks: those of
 /// each script module, by module name (compiled once for every script that imports it), and
-/// the engine's functions a script calls without a module.
+/// those the engine registers (read once).
 #[derive(Default)]
 pub struct ModuleFunctions {
     modules: HashMap<String, Option<Vec<ExportedFn>>>,
-    globals: Option<GlobalFunctions>,
+    registered: Option<Registered>,
+}
+
+/// The functions the engine registers, as `cutover check` matches calls to them: the host
+/// modules' by path (`docker::restart`) and those called without a module.
+struct Registered {
+    paths: Vec<String>,
+    modules: std::collections::BTreeSet<String>,
+    globals: GlobalFunctions,
+}
+
+impl Registered {
+    fn of(engine: &rhai::Engine) -> Registered {
+        let functions = docs::functions(engine);
+        Registered {
+            paths: functions.iter().map(|f| f.path()).collect(),
+            modules: functions.iter().filter_map(|f| f.module.clone()).collect(),
+            globals: GlobalFunctions::of(engine),
+        }
+    }
 }
 
 impl ModuleFunctions {
@@ -514,27 +539,17 @@ fn shown_in_script_types(name: &str, params: &[&str]) -> String {
     format!("{name}({})", params.join(", "))
 }
 
-/// What is wrong with the call `name` with `arity` arguments and no module, in a script that
-/// defines `own` functions: `(message, help)`, or `None` when the script or the engine has a
-/// function of that name taking that many.
-fn unmatched_plain_call(
-    name: &str,
-    arity: usize,
-    own: &[ExportedFn],
-    globals: &GlobalFunctions,
-) -> Option<(String, Option<String>)> {
-    unmatched_call_of(Call::Plain, name, arity, own, globals)
-}
-
 /// How a call names its function: `f(x)`, or `x.f()` (the value before the dot its first
 /// argument).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Call {
     Plain,
     Method,
 }
 
-/// [`unmatched_plain_call`] for a call of either shape; `arity` counts a method's value.
+/// What is wrong with a call of `name` with `arity` arguments (a method's value counted) and
+/// no module, in a script that defines `own` functions: `(message, help)`, or `None` when the
+/// script or the engine has a function of that name taking that many.
 fn unmatched_call_of(
     call: Call,
     name: &str,
@@ -833,13 +848,22 @@ mod tests {
             params: vec!["times".into()],
             private: true,
         }];
-        assert_eq!(unmatched_plain_call("retry", 1, &own, &globals), None);
-        assert_eq!(unmatched_plain_call("sleep", 1, &own, &globals), None);
-        assert_eq!(unmatched_plain_call("type_of", 1, &own, &globals), None);
-        let (message, help) = unmatched_plain_call("sleep", 2, &own, &globals).unwrap();
+        assert_eq!(
+            unmatched_call_of(Call::Plain, "retry", 1, &own, &globals),
+            None
+        );
+        assert_eq!(
+            unmatched_call_of(Call::Plain, "sleep", 1, &own, &globals),
+            None
+        );
+        assert_eq!(
+            unmatched_call_of(Call::Plain, "type_of", 1, &own, &globals),
+            None
+        );
+        let (message, help) = unmatched_call_of(Call::Plain, "sleep", 2, &own, &globals).unwrap();
         assert_eq!(message, "no function sleep taking 2 arguments");
         assert_eq!(help.unwrap(), "sleep is called as: sleep(ms: int)");
-        let (message, help) = unmatched_plain_call("retyr", 1, &own, &globals).unwrap();
+        let (message, help) = unmatched_call_of(Call::Plain, "retyr", 1, &own, &globals).unwrap();
         assert!(
             message.starts_with("no function retyr: the script defines none"),
             "{message}"
